@@ -1,0 +1,1 @@
+//! A ComfyUI stand-in for tests.

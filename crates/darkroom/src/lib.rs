@@ -1,0 +1,1 @@
+//! Darkroom: a gateway in front of ComfyUI.

@@ -1,0 +1,3 @@
+//! The `darkroom` binary: parses arguments, sets up tracing, and calls the library.
+
+fn main() {}

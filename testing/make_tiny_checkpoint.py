@@ -136,8 +136,10 @@ def main(argv):
     os.makedirs(os.path.dirname(out), exist_ok=True)
     tmp = out + ".partial"
     save_file({k: v.contiguous() for k, v in tensors.items()}, tmp,
-              metadata={"darkroom": "tiny random-weights SD1.5-layout checkpoint; test use only",
-                        "seed": str(opts.seed), "clip_dtype": opts.clip_dtype})
+              # One key only: safetensors writes its metadata map in an arbitrary order, and
+              # several keys would make otherwise identical files differ byte for byte.
+              metadata={"darkroom": f"tiny random-weights SD1.5-layout test checkpoint; "
+                                    f"seed={opts.seed} clip_dtype={opts.clip_dtype}"})
     os.replace(tmp, out)
 
     def count(prefix):

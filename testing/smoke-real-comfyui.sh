@@ -103,6 +103,11 @@ if [ "$ready" != 1 ]; then
   die "no answer from GET /system_stats within $ready_timeout s"
 fi
 kill -0 "$server_pid" 2>/dev/null || die "a server answered on port $port but ours (pid $server_pid) is gone"
+# start.sh must exec python so that our PID is the server's own.
+case "$(tr '\0' ' ' <"/proc/$server_pid/cmdline" 2>/dev/null || true)" in
+  *python*main.py*) ;;
+  *) die "pid $server_pid is not the python server (start.sh must exec it)" ;;
+esac
 version=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["system"]["comfyui_version"])' "$base/system_stats.json")
 log "ready after $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$t_start" "$(date +%s.%N)") s: ComfyUI $version, pid $server_pid"
 

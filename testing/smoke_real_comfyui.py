@@ -8,9 +8,14 @@ each to reach /history, and checks status and outputs. Prints one PASS/FAIL line
 check and a summary; exit status 0 only if everything passed. Talks to 127.0.0.1 only.
 """
 
+import base64
+import hashlib
 import json
+import os
+import socket
 import struct
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -100,6 +105,103 @@ def png_size(raw):
     return width, height
 
 
+# ---- a minimal websocket observer (RFC 6455 client, enough for ComfyUI's /ws) ---------------
+
+
+class Observer(threading.Thread):
+    """Collects every message ComfyUI sends to our client id: dicts for JSON, bytes for binary."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.sock = socket.create_connection(("127.0.0.1", PORT), timeout=10)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /ws?clientId={CLIENT_ID} HTTP/1.1\r\nHost: 127.0.0.1:{PORT}\r\n"
+                           f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                           "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        self.pending = b""
+        while b"\r\n\r\n" not in self.pending:
+            chunk = self.sock.recv(4096)
+            expect(chunk, "websocket closed during the handshake")
+            self.pending += chunk
+        head, self.pending = self.pending.split(b"\r\n\r\n", 1)
+        expect(head.split(b"\r\n")[0].split(b" ")[1] == b"101", f"websocket handshake: {head[:100]!r}")
+        self.sock.settimeout(None)
+        self.messages = []
+        self.cond = threading.Condition()
+
+    def _take(self, n):
+        while len(self.pending) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError
+            self.pending += chunk
+        out, self.pending = self.pending[:n], self.pending[n:]
+        return out
+
+    def _send(self, opcode, payload):
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked)
+
+    def run(self):
+        message, kind = b"", None
+        try:
+            while True:
+                b0, b1 = self._take(2)
+                length = b1 & 0x7F
+                if length == 126:
+                    length = struct.unpack(">H", self._take(2))[0]
+                elif length == 127:
+                    length = struct.unpack(">Q", self._take(8))[0]
+                mask = self._take(4) if b1 & 0x80 else None
+                payload = self._take(length)
+                if mask:
+                    payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+                opcode = b0 & 0x0F
+                if opcode == 8:
+                    break
+                if opcode == 9:
+                    self._send(10, payload[:125])
+                    continue
+                if opcode in (1, 2):
+                    message, kind = payload, opcode
+                elif opcode == 0:
+                    message += payload
+                else:
+                    continue
+                if b0 & 0x80:
+                    item = json.loads(message) if kind == 1 else bytes(message)
+                    with self.cond:
+                        self.messages.append(item)
+                        self.cond.notify_all()
+        except (EOFError, OSError):
+            pass
+
+    def mark(self):
+        with self.cond:
+            return len(self.messages)
+
+    def until_done(self, start, prompt_id, timeout=10.0):
+        """Messages from index `start` up to the final `executing` (node null) of prompt_id."""
+        def done():
+            return any(isinstance(m, dict) and m.get("type") == "executing" and m["data"].get("node") is None
+                       and m["data"].get("prompt_id") == prompt_id for m in self.messages[start:])
+        with self.cond:
+            expect(self.cond.wait_for(done, timeout), f"no final 'executing' for {prompt_id} on the websocket")
+            return list(self.messages[start:])
+
+
+OBSERVER = None
+
+
+def json_messages(messages, kind):
+    return [m["data"] for m in messages if isinstance(m, dict) and m.get("type") == kind]
+
+
+def binary_frames(messages, event):
+    return [m[4:] for m in messages if isinstance(m, bytes) and struct.unpack(">I", m[:4])[0] == event]
+
+
 # ---- checks ---------------------------------------------------------------------------------
 
 
@@ -130,9 +232,10 @@ def check_txt2img():
     expect(len(images) == 1, f"expected 1 image, got {images}")
     item = images[0]
     expect(item["type"] == "output" and item["subfolder"] == "smoke", f"unexpected image item {item}")
-    size = png_size(fetch_view(item))
+    raw = fetch_view(item)
+    size = png_size(raw)
     expect(size == (64, 64), f"image is {size}, expected 64x64")
-    return f"{item['filename']} 64x64"
+    return f"{item['filename']} 64x64, sha256 {hashlib.sha256(raw).hexdigest()[:16]}"
 
 
 def check_steps():
@@ -142,16 +245,31 @@ def check_steps():
             "size": 16, "color": 0x3366CC, "always_run": True}},
         "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
     }
-    entry = wait_history(submit(graph))
+    start = OBSERVER.mark()
+    prompt_id = submit(graph)
+    entry = wait_history(prompt_id)
     expect_success(entry)
     item = entry["outputs"]["2"]["images"][0]
     expect(item["type"] == "temp", f"unexpected preview item {item}")
+    seen = OBSERVER.until_done(start, prompt_id)
+    progress = [(p["value"], p["max"]) for p in json_messages(seen, "progress") if p["node"] == "1"]
+    expect(progress == [(1, 3), (2, 3), (3, 3)], f"progress messages {progress}")
+    previews = binary_frames(seen, 1)
+    expect(len(previews) == 3, f"{len(previews)} preview frames, expected 3")
+    for frame in previews:
+        expect(struct.unpack(">I", frame[:4])[0] == 2 and frame[4:12] == b"\x89PNG\r\n\x1a\n",
+               f"preview frame is not a PNG: {frame[:12]!r}")
+    texts = []
+    for frame in binary_frames(seen, 3):
+        n = struct.unpack(">I", frame[:4])[0]
+        texts.append((frame[4:4 + n].decode(), frame[4 + n:].decode()))
+    expect(texts == [("1", "step 1/3"), ("1", "step 2/3"), ("1", "step 3/3")], f"text frames {texts}")
     expect(png_size(fetch_view(item)) == (16, 16), "preview image is not 16x16")
     # always_run: a second identical prompt runs the node again.
     again = wait_history(submit(graph))
     expect_success(again)
     expect("1" not in message(again, "execution_cached")["nodes"], "DarkroomSteps was cached despite always_run")
-    return "3 steps with PNG previews + text frames, always_run re-executes"
+    return "progress 1..3/3, 3 PNG preview frames, 3 TEXT frames, always_run re-executes"
 
 
 def check_steps_cacheable():
@@ -206,6 +324,7 @@ def check_interrupt():
         "1": {"class_type": "DarkroomUntilInterrupted", "inputs": {"max_seconds": 60, "heartbeat_ms": 100}},
         "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
     }
+    start = OBSERVER.mark()
     prompt_id = submit(graph)
     deadline = time.monotonic() + 30
     while True:
@@ -223,7 +342,11 @@ def check_interrupt():
     expect(entry["status"]["status_str"] == "error", f"expected error status, got {entry['status']['status_str']}")
     data = message(entry, "execution_interrupted")
     expect(data["node_type"] == "DarkroomUntilInterrupted", f"unexpected execution_interrupted {data}")
-    return f"interrupted, in history after {latency:.2f} s"
+    seen = OBSERVER.until_done(start, prompt_id)
+    expect(json_messages(seen, "execution_interrupted"), "no execution_interrupted on the websocket")
+    beats = [p for p in json_messages(seen, "progress") if p["node"] == "1"]
+    expect(len(beats) >= 2 and all(p["max"] == 60000 for p in beats), f"heartbeat progress {beats}")
+    return f"{len(beats)} heartbeats, interrupted, in history after {latency:.2f} s"
 
 
 def check_until_cap():
@@ -283,6 +406,9 @@ CHECKS = [
 
 
 def main():
+    global OBSERVER
+    OBSERVER = Observer()
+    OBSERVER.start()
     failures = 0
     for name, fn in CHECKS:
         t0 = time.monotonic()

@@ -125,7 +125,9 @@ if grep -q "IMPORT FAILED" "$server_log"; then
   log "a custom node failed to import"
 fi
 log "stopping the server (pid $server_pid)"
+t_stop=$(date +%s.%N)
 stop_server
+log "server stopped after $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$t_stop" "$(date +%s.%N)") s"
 if [ "$rc" = 0 ]; then
   log "PASS: ComfyUI $version from $home_dir works end to end"
 else

@@ -67,8 +67,7 @@ class DarkroomSteps:
     """N steps of M milliseconds with progress, optional previews and optional text frames."""
 
     CATEGORY = CATEGORY
-    DESCRIPTION = ("Sleeps `steps` x `step_ms`, reporting progress after every step; optionally a preview "
-                   "image (binary frame) and a progress text (binary TEXT frame) per step.")
+    DESCRIPTION = "Sleeps steps x step_ms with progress, previews and text frames."
     FUNCTION = "run"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("image",)
@@ -84,8 +83,8 @@ class DarkroomSteps:
                 "progress_text": ("BOOLEAN", {"default": False}),
                 "size": ("INT", {"default": 64, "min": 8, "max": 4096, "step": 8}),
                 "color": ("INT", {"default": 0x3366CC, "min": 0, "max": 0xFFFFFF, "display": "color"}),
-                "always_run": ("BOOLEAN", {"default": True,
-                                           "tooltip": "Re-run on every prompt instead of answering from the cache"}),
+                # True: re-run on every prompt instead of answering from the cache.
+                "always_run": ("BOOLEAN", {"default": True}),
             },
             "optional": {
                 "image": ("IMAGE",),
@@ -122,7 +121,7 @@ class DarkroomFail:
     """Raises RuntimeError(message) when `fail` is on; otherwise passes its image through."""
 
     CATEGORY = CATEGORY
-    DESCRIPTION = "Raises RuntimeError(message) when `fail` is true, else passes the image through. Never cached."
+    DESCRIPTION = "Raises RuntimeError(message) when fail is true. Never cached."
     FUNCTION = "run"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("image",)
@@ -155,8 +154,7 @@ class DarkroomUntilInterrupted:
     """Runs until POST /interrupt, or until `max_seconds` have passed (then returns normally)."""
 
     CATEGORY = CATEGORY
-    DESCRIPTION = ("Loops in short sleeps until interrupted; reports elapsed milliseconds against the safety cap "
-                   "as progress every `heartbeat_ms`. Returns normally after `max_seconds`.")
+    DESCRIPTION = "Loops until interrupted, reporting progress; returns after max_seconds."
     FUNCTION = "run"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("image",)
@@ -165,10 +163,10 @@ class DarkroomUntilInterrupted:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "max_seconds": ("INT", {"default": 600, "min": 1, "max": 86400,
-                                        "tooltip": "Safety cap: return normally after this long"}),
-                "heartbeat_ms": ("INT", {"default": 250, "min": 10, "max": 60000,
-                                         "tooltip": "How often to report progress"}),
+                # Safety cap: return normally after this long.
+                "max_seconds": ("INT", {"default": 600, "min": 1, "max": 86400}),
+                # How often to report progress (value = elapsed ms, max = max_seconds * 1000).
+                "heartbeat_ms": ("INT", {"default": 250, "min": 10, "max": 60000}),
             },
             "optional": {
                 "image": ("IMAGE",),
@@ -204,8 +202,7 @@ class DarkroomMultiOutput:
     """Output node whose UI result has several kinds: images, text, audio (and a non-file flag)."""
 
     CATEGORY = CATEGORY
-    DESCRIPTION = ("Saves a PNG and a short WAV into the output folder and returns a UI result with "
-                   "`images`, `text`, `audio` and `animated`.")
+    DESCRIPTION = "Saves a PNG and a WAV; UI result has images, text, audio and animated."
     FUNCTION = "run"
     RETURN_TYPES = ()
     OUTPUT_NODE = True

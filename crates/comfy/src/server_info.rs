@@ -53,33 +53,33 @@ pub type ObjectInfo = BTreeMap<String, NodeSchema>;
 /// tuples) in their declared order; the templates layer reads them.
 #[derive(Debug, Clone, Deserialize)]
 pub struct NodeSchema {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub input: NodeInputs,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub output: Vec<Value>,
-    #[serde(default)]
-    pub output_is_list: Vec<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub output_is_list: Vec<Option<bool>>,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub output_name: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub display_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub category: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub output_node: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub description: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct NodeInputs {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub required: Map<String, Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub optional: Map<String, Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub hidden: Map<String, Value>,
 }
 
@@ -213,4 +213,14 @@ impl Capabilities {
             |version| version.to_string(),
         )
     }
+}
+
+/// Custom nodes publish `null` where core nodes publish a string or a list; both mean
+/// "nothing here".
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }

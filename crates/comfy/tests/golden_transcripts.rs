@@ -1,6 +1,9 @@
 //! Every golden transcript recorded from a real ComfyUI (`fixtures/transcripts/`, made by
 //! `record-transcripts`) is read by the client's parsers without a loss.
 
+// A failed unwrap is the test failing, with its message.
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
 use bytes::Bytes;

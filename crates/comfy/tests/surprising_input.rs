@@ -1,5 +1,8 @@
 //! Bad or surprising input from a server: typed errors or kept-raw values, never panics.
 
+// A failed unwrap is the test failing, with its message.
+#![allow(clippy::unwrap_used)]
+
 use bytes::Bytes;
 use comfy::events::{MessageError, parse_message};
 use comfy::frames::{BinaryFrame, FrameError, ImageFormat, decode_frame};

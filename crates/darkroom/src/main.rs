@@ -1,3 +1,56 @@
 //! The `darkroom` binary: parses arguments, sets up tracing, and calls the library.
 
-fn main() {}
+use anyhow::Context;
+use clap::Parser;
+use darkroom::cli::{Cli, Command};
+use darkroom::config::Config;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    match cli.command {
+        Command::Serve(flags) => {
+            let config = Config::load(cli.config.as_deref(), &flags.overrides())?;
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.listen))?;
+            darkroom::server::serve(config, listener, shutdown_signal()).await?;
+        }
+        Command::Config(flags) => {
+            let config = Config::load(cli.config.as_deref(), &flags.overrides())?;
+            #[allow(clippy::print_stdout, reason = "printing the config is the command")]
+            {
+                print!("{}", config.to_redacted_toml());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,67 @@
+//! The command line: subcommands and their flags. Doc comments are the help text.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{BackendConfig, Overrides};
+
+/// Darkroom: a gateway in front of ComfyUI. Named workflows in, stored outputs out.
+#[derive(Debug, Parser)]
+#[command(version, propagate_version = true)]
+pub struct Cli {
+    /// TOML configuration file (see darkroom.example.toml).
+    #[arg(long, global = true, env = "DARKROOM_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API and the web page, and run jobs on the backends.
+    Serve(ServerFlags),
+    /// Print the effective configuration, with secrets hidden.
+    Config(ServerFlags),
+}
+
+/// Flags that override the configuration file and environment.
+#[derive(Debug, Clone, Args)]
+pub struct ServerFlags {
+    /// Address to listen on [default: 127.0.0.1:8420].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Folder for the database and stored outputs.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL, such as sqlite:///var/lib/darkroom/darkroom.db.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// A ComfyUI server to run jobs on (repeatable); replaces the configured backends.
+    #[arg(long = "backend", value_name = "URL")]
+    pub backends: Vec<url::Url>,
+}
+
+impl ServerFlags {
+    /// The flags as the top configuration layer.
+    pub fn overrides(&self) -> Overrides {
+        let backends = (!self.backends.is_empty()).then(|| {
+            self.backends
+                .iter()
+                .enumerate()
+                .map(|(index, url)| BackendConfig {
+                    name: format!("backend-{index}"),
+                    url: url.to_string(),
+                })
+                .collect()
+        });
+        Overrides {
+            listen: self.listen,
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            backends,
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Darkroom's configuration: one typed struct, layered from defaults, a TOML file,
+//! `DARKROOM_*` environment variables and command-line flags, in that order.
+//!
+//! The layering is figment's; this module owns the keys, their defaults, and how secrets
+//! are hidden when the effective configuration is printed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The effective configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// Folder for the SQLite database and stored outputs.
+    pub data_dir: PathBuf,
+    /// `sqlite://...`; empty means `sqlite://<data_dir>/darkroom.db`.
+    pub database_url: String,
+    /// How many jobs may wait in Darkroom's queue before new ones get `queue_full`.
+    pub queue_limit: u32,
+    /// How long finished jobs and their outputs are kept.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// The ComfyUI servers jobs run on.
+    pub backends: Vec<BackendConfig>,
+}
+
+/// One ComfyUI server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackendConfig {
+    pub name: String,
+    pub url: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8420)),
+            data_dir: default_data_dir(),
+            database_url: String::new(),
+            queue_limit: 1000,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            backends: vec![BackendConfig {
+                name: "local".to_owned(),
+                url: "http://127.0.0.1:8188".to_owned(),
+            }],
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers' value.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backends: Option<Vec<BackendConfig>>,
+}
+
+/// A configuration that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Loads defaults, then `file` (when given, it must exist), then the environment, then
+    /// `overrides`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the key or file at fault.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(
+            Env::prefixed("DARKROOM_")
+                .ignore(&["BACKEND_URL"])
+                .split("__"),
+        );
+        if let Ok(url) = std::env::var("DARKROOM_BACKEND_URL") {
+            let backend = BackendConfig {
+                name: "local".to_owned(),
+                url,
+            };
+            figment = figment.merge(Serialized::default("backends", vec![backend]));
+        }
+        let mut config: Config = figment
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|error| ConfigError(error.to_string()))?;
+        if config.database_url.is_empty() {
+            config.database_url =
+                format!("sqlite://{}", config.data_dir.join("darkroom.db").display());
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.backends.is_empty() {
+            return Err(ConfigError(
+                "at least one backend is needed in `backends`".to_owned(),
+            ));
+        }
+        for backend in &self.backends {
+            url::Url::parse(&backend.url).map_err(|error| {
+                ConfigError(format!(
+                    "backend {:?} has an invalid url {:?}: {error}",
+                    backend.name, backend.url
+                ))
+            })?;
+        }
+        if self.queue_limit == 0 {
+            return Err(ConfigError("`queue_limit` must be at least 1".to_owned()));
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML, with passwords in URLs replaced by `****`.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database_url = redact_url(&shown.database_url);
+        for backend in &mut shown.backends {
+            backend.url = redact_url(&backend.url);
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|error| format!("# cannot print: {error}\n"))
+    }
+}
+
+fn redact_url(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("****"));
+            url.to_string()
+        }
+        _ => text.to_owned(),
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(data_home) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(data_home).join("darkroom");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/darkroom"),
+        None => PathBuf::from("darkroom-data"),
+    }
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Starts Darkroom with a real ComfyUI behind it and opens the page.
+#
+# 1. installs ComfyUI 0.3.75 for the CPU (first time only; scripts/install-comfyui.sh),
+# 2. starts it on 127.0.0.1:8188 with a base folder in ~/.local/share/darkroom/comfyui
+#    holding the tiny SD 1.5 checkpoint (reuses a ComfyUI already answering there),
+# 3. builds and starts `darkroom serve` on 127.0.0.1:8420 and opens http://127.0.0.1:8420/.
+# Ctrl-C stops both. Extra arguments go to `darkroom serve`.
+#
+# Environment: DARKROOM_COMFYUI_PORT (8188), DARKROOM_LISTEN (127.0.0.1:8420),
+# DARKROOM_COMFYUI_HOME (install folder), DARKROOM_DATA_DIR (database and outputs).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+log() { printf '[darkroom-run] %s\n' "$*"; }
+
+comfy_home="${DARKROOM_COMFYUI_HOME:-$HOME/.cache/darkroom/comfyui}"
+comfy_port="${DARKROOM_COMFYUI_PORT:-8188}"
+listen="${DARKROOM_LISTEN:-127.0.0.1:8420}"
+base_dir="${XDG_DATA_HOME:-$HOME/.local/share}/darkroom/comfyui"
+
+scripts/install-comfyui.sh
+
+comfy_pid=""
+cleanup() {
+  if [ -n "$comfy_pid" ]; then
+    log "stopping ComfyUI (pid $comfy_pid)"
+    kill "$comfy_pid" 2>/dev/null || true
+    wait "$comfy_pid" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT INT TERM
+
+if curl -fsS "http://127.0.0.1:$comfy_port/system_stats" >/dev/null 2>&1; then
+  log "a ComfyUI already answers on port $comfy_port; using it"
+else
+  mkdir -p "$base_dir/models/checkpoints" "$base_dir/custom_nodes"
+  ln -sfn "$comfy_home/models/tiny-sd15.safetensors" "$base_dir/models/checkpoints/tiny-sd15.safetensors"
+  log "starting ComfyUI on 127.0.0.1:$comfy_port (log: $base_dir/comfyui.log)"
+  "$comfy_home/start.sh" --port "$comfy_port" --base-directory "$base_dir" \
+    --preview-method latent2rgb --preview-size 256 >"$base_dir/comfyui.log" 2>&1 &
+  comfy_pid=$!
+  for _ in $(seq 1 1200); do
+    curl -fsS "http://127.0.0.1:$comfy_port/system_stats" >/dev/null 2>&1 && break
+    kill -0 "$comfy_pid" 2>/dev/null || { log "ComfyUI exited; see $base_dir/comfyui.log"; exit 1; }
+    sleep 0.1
+  done
+  log "ComfyUI is up"
+fi
+
+log "building darkroom (release)"
+cargo build --release -p darkroom
+url="http://$listen/"
+( for _ in $(seq 1 300); do
+    curl -fsS "${url}api/v2/health" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  log "open $url"
+  command -v xdg-open >/dev/null 2>&1 && xdg-open "$url" >/dev/null 2>&1 || true ) &
+target/release/darkroom serve --listen "$listen" --backend "http://127.0.0.1:$comfy_port" "$@"

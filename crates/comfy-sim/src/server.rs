@@ -1,0 +1,240 @@
+//! Starting, controlling and stopping a simulator: [`Simulator::builder`]
+//! and the [`SimHandle`] it returns.
+//!
+//! Building is separate from binding: a test passes nothing and gets port 0
+//! on 127.0.0.1, or hands over a listener it bound itself. Dropping the
+//! handle stops the server and the executor; `shutdown` does it and waits.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::catalogue::Catalogue;
+use crate::error::SimError;
+use crate::files::Dirs;
+use crate::http;
+use crate::knobs::Knobs;
+use crate::shared::Shared;
+
+/// A ComfyUI 0.3.75 stand-in. Start one with [`Simulator::builder`].
+#[derive(Debug)]
+pub struct Simulator;
+
+impl Simulator {
+    pub fn builder() -> SimulatorBuilder {
+        SimulatorBuilder::default()
+    }
+}
+
+/// Options for a simulator; every one has a default.
+#[derive(Debug, Default)]
+pub struct SimulatorBuilder {
+    knobs: Knobs,
+    listener: Option<TcpListener>,
+    base_dir: Option<PathBuf>,
+    checkpoints: Option<Vec<String>>,
+}
+
+impl SimulatorBuilder {
+    /// The knobs to start with.
+    pub fn knobs(mut self, knobs: Knobs) -> Self {
+        self.knobs = knobs;
+        self
+    }
+
+    /// Serve on this listener instead of a fresh `127.0.0.1:0`.
+    pub fn listener(mut self, listener: TcpListener) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// Keep input/, output/ and temp/ under `dir` instead of a temporary
+    /// folder removed with the handle.
+    pub fn base_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.base_dir = Some(dir.into());
+        self
+    }
+
+    /// `CheckpointLoaderSimple`'s choices; default `["tiny-sd15.safetensors"]`.
+    pub fn checkpoints(mut self, names: Vec<String>) -> Self {
+        self.checkpoints = Some(names);
+        self
+    }
+
+    /// Binds (if needed), prepares the folders and starts serving.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the port cannot be bound or the folders cannot be created.
+    pub async fn start(self) -> Result<SimHandle, SimError> {
+        let listener = match self.listener {
+            Some(listener) => listener,
+            None => TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|source| SimError::Listen {
+                    addr: "127.0.0.1:0".to_owned(),
+                    source,
+                })?,
+        };
+        let addr = listener.local_addr().map_err(|source| SimError::Listen {
+            addr: "listener".to_owned(),
+            source,
+        })?;
+
+        let (temp, root) = match self.base_dir {
+            Some(dir) => (None, dir),
+            None => {
+                let temp = tempfile::tempdir().map_err(|source| SimError::Folder {
+                    path: "temporary folder".to_owned(),
+                    source,
+                })?;
+                let root = temp.path().to_path_buf();
+                (Some(temp), root)
+            }
+        };
+        let root = std::fs::create_dir_all(&root)
+            .and_then(|()| root.canonicalize())
+            .map_err(|source| SimError::Folder {
+                path: root.display().to_string(),
+                source,
+            })?;
+        let dirs = Dirs::create(&root)?;
+        dirs.wipe_temp();
+
+        let checkpoints = self
+            .checkpoints
+            .unwrap_or_else(|| vec!["tiny-sd15.safetensors".to_owned()]);
+        let shared = Shared::new(
+            Arc::new(Mutex::new(self.knobs)),
+            dirs,
+            Catalogue::new(&checkpoints),
+        );
+        shared.start_worker();
+
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = http::router(Arc::clone(&shared));
+        let server = tokio::spawn(async move {
+            let serving = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(error) = serving.await {
+                tracing::error!(error = %error, "simulator server failed");
+            }
+        });
+        tracing::info!(addr = %addr, "comfy-sim listening");
+        Ok(SimHandle {
+            addr,
+            shared,
+            stop: Some(stop),
+            server: Some(server),
+            _temp: temp,
+        })
+    }
+}
+
+/// A running simulator. Dropping it stops everything.
+#[derive(Debug)]
+pub struct SimHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl SimHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `ws://127.0.0.1:PORT/ws?clientId=CLIENT_ID`.
+    pub fn ws_url(&self, client_id: &str) -> String {
+        format!("ws://{}/ws?clientId={client_id}", self.addr)
+    }
+
+    /// The live knobs; a change applies from the next moment it is read.
+    pub fn knobs(&self) -> Arc<Mutex<Knobs>> {
+        Arc::clone(&self.shared.knobs)
+    }
+
+    /// Changes knobs in place: `sim.set_knobs(|k| k.zombie = true)`.
+    pub fn set_knobs(&self, change: impl FnOnce(&mut Knobs)) {
+        change(
+            &mut self
+                .shared
+                .knobs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+    }
+
+    /// Closes every websocket now. Clients may reconnect at once.
+    pub fn drop_sockets_now(&self) {
+        self.shared.hub.drop_all();
+    }
+
+    /// Forgets queue, history, cache and temp files and drops every socket,
+    /// like a ComfyUI process restart. The HTTP port stays open.
+    pub fn restart(&self) {
+        self.shared.restart();
+    }
+
+    /// Every prompt id accepted by `POST /prompt`, in order, across restarts.
+    pub fn posted_prompts(&self) -> Vec<String> {
+        self.shared.state().posted.clone()
+    }
+
+    /// Every prompt id that started executing, in order, across restarts.
+    pub fn executed_prompts(&self) -> Vec<String> {
+        self.shared.state().executed.clone()
+    }
+
+    pub fn input_dir(&self) -> &Path {
+        &self.shared.dirs.input
+    }
+
+    pub fn output_dir(&self) -> &Path {
+        &self.shared.dirs.output
+    }
+
+    pub fn temp_dir(&self) -> &Path {
+        &self.shared.dirs.temp
+    }
+
+    /// Stops serving and waits for the server task to end.
+    pub async fn shutdown(mut self) {
+        self.stop_everything();
+        if let Some(server) = self.server.take() {
+            // Upgraded websocket connections are not tracked by graceful
+            // shutdown; they were closed above, so this ends promptly.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+        }
+        tracing::info!(addr = %self.addr, "comfy-sim stopped");
+    }
+
+    fn stop_everything(&mut self) {
+        self.shared.stop_worker();
+        self.shared.hub.drop_all();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.stop_everything();
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}

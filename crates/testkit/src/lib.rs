@@ -9,6 +9,7 @@
 // Test support speaks to the person running the tests on stderr, as the test harness does.
 #![allow(clippy::print_stderr)]
 
+pub mod conformance;
 pub mod graphs;
 mod real_comfy;
 pub mod scenarios;

@@ -25,4 +25,10 @@ pub enum SimError {
         #[source]
         source: io::Error,
     },
+    /// Something a test waited for did not happen in time.
+    #[error("timed out waiting for {what}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+    },
 }

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -198,6 +199,32 @@ impl SimHandle {
         self.shared.state().executed.clone()
     }
 
+    /// Waits until `prompt_id` has a history entry; for tests that must
+    /// not rely on the websocket (zombie mode, no client id).
+    ///
+    /// # Errors
+    ///
+    /// [`SimError::Timeout`] when no entry appears within `patience`.
+    pub async fn wait_for_history(
+        &self,
+        prompt_id: &str,
+        patience: Duration,
+    ) -> Result<(), SimError> {
+        let mut written = self.shared.history_written.subscribe();
+        let wait = async {
+            while !self.shared.state().history.contains_key(prompt_id) {
+                if written.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(patience, wait)
+            .await
+            .map_err(|_| SimError::Timeout {
+                what: format!("history of prompt {prompt_id}"),
+            })
+    }
+
     pub fn input_dir(&self) -> &Path {
         &self.shared.dirs.input
     }
@@ -216,7 +243,7 @@ impl SimHandle {
         if let Some(server) = self.server.take() {
             // Upgraded websocket connections are not tracked by graceful
             // shutdown; they were closed above, so this ends promptly.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
         }
         tracing::info!(addr = %self.addr, "comfy-sim stopped");
     }

@@ -4,7 +4,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::catalogue::Catalogue;
@@ -25,6 +25,8 @@ pub(crate) struct Shared {
     pub work: Notify,
     /// ComfyUI's global "interrupt processing" flag.
     pub interrupt: AtomicBool,
+    /// Bumped after every history write, for tests that wait on one.
+    pub history_written: watch::Sender<u64>,
     worker: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -38,6 +40,7 @@ impl Shared {
             catalogue,
             work: Notify::new(),
             interrupt: AtomicBool::new(false),
+            history_written: watch::Sender::new(0),
             worker: Mutex::new(None),
         })
     }

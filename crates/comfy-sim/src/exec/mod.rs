@@ -49,6 +49,7 @@ pub(crate) async fn worker(shared: Arc<Shared>) {
             state.last_node = None;
             shared.broadcast_status(&state);
         }
+        shared.history_written.send_modify(|count| *count += 1);
         if let Some(client) = item.client_id() {
             shared.hub.send_json(
                 Some(&client),

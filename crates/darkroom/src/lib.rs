@@ -1,5 +1,8 @@
 //! Darkroom: a gateway in front of ComfyUI.
 pub mod api;
+pub mod artifacts;
 pub mod cli;
 pub mod config;
+pub mod jobs;
 pub mod server;
+pub mod store;

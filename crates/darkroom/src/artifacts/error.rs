@@ -1,0 +1,52 @@
+//! The artifacts layer's error type.
+
+use std::io;
+use std::path::PathBuf;
+
+use super::BlobHash;
+
+/// What can go wrong storing or reading a blob.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// A hash string that is not exactly `blake3:` and 64 lowercase hex digits.
+    #[error("invalid blob hash {value:?}: expected \"blake3:\" and 64 lowercase hex digits")]
+    InvalidHash { value: String },
+
+    #[error("blob {hash} not found")]
+    NotFound { hash: BlobHash },
+
+    /// A byte range that starts past the end of the blob.
+    #[error("range starting at byte {offset} is outside blob {hash} of {size} bytes")]
+    RangeNotSatisfiable {
+        hash: BlobHash,
+        offset: u64,
+        size: u64,
+    },
+
+    /// The stream being stored failed; nothing was kept.
+    #[error("blob source stream failed")]
+    Source(#[source] io::Error),
+
+    #[error("failed to {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ArtifactError {
+    /// A closure for `map_err` that names the failed action and its path.
+    pub(crate) fn io(
+        action: &'static str,
+        path: &std::path::Path,
+    ) -> impl FnOnce(io::Error) -> Self {
+        let path = path.to_path_buf();
+        move |source| Self::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The store layer's error type, shared by every engine.
+
+use std::path::PathBuf;
+
+use crate::jobs::model::{AssetId, JobId, JobState};
+
+/// What a store operation can refuse or fail with. The first group are
+/// answers a caller acts on; the last group are faults of the store itself.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("job {0} not found")]
+    JobNotFound(JobId),
+
+    #[error("asset {0} not found")]
+    AssetNotFound(AssetId),
+
+    /// The key was presented before and has not expired: single use only.
+    #[error("idempotency key {key:?} was already used")]
+    IdempotencyKeyReused { key: String },
+
+    #[error("queue is full: {queued} jobs are waiting")]
+    QueueFull { queued: u64 },
+
+    /// The state machine has no such edge.
+    #[error("a job cannot move from {from} to {to}")]
+    IllegalTransition { from: JobState, to: JobState },
+
+    /// The compare-and-set lost: someone else moved the job first.
+    #[error("job {job_id} is {actual}, not {expected}")]
+    StateConflict {
+        job_id: JobId,
+        expected: JobState,
+        actual: JobState,
+    },
+
+    /// A dispatch record for an attempt the job has since moved past.
+    #[error("job {job_id} is on attempt {actual}, not {expected}")]
+    StaleAttempt {
+        job_id: JobId,
+        expected: u32,
+        actual: u32,
+    },
+
+    /// Progress for a job that is not on a backend (queued or final).
+    #[error("job {job_id} is {state} and takes no progress")]
+    JobNotActive { job_id: JobId, state: JobState },
+
+    #[error("asset {asset_id} is an output of job {job_id}, which has not expired")]
+    AssetInUse { asset_id: AssetId, job_id: JobId },
+
+    /// Only the scheme is kept: the rest of a URL may hold a password.
+    #[error("unsupported store url scheme {scheme:?}")]
+    UnsupportedUrl { scheme: String },
+
+    #[error("failed to create data folder {path}")]
+    DataFolder {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A stored value that no longer parses; the database was edited or is
+    /// from a newer version.
+    #[error("stored {what} is corrupt: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+
+    #[error("failed to encode a record as json")]
+    Encode(#[from] serde_json::Error),
+
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+
+    #[error("database migration failed")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    pub(crate) fn corrupt(what: &'static str, detail: impl ToString) -> Self {
+        Self::Corrupt {
+            what,
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Whether a database error is a unique-key violation.
+    pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+        matches!(error, sqlx::Error::Database(database) if database.is_unique_violation())
+    }
+}

@@ -1,0 +1,218 @@
+//! The store: the only place Darkroom's state lives.
+//!
+//! It owns jobs, their event streams, outputs, assets and idempotency keys,
+//! behind one object-safe [`Store`] trait with one engine per database
+//! (SQLite now; PostgreSQL will implement the same trait). It must not run
+//! jobs, talk to ComfyUI or touch blob files: it says which blobs are no
+//! longer referenced and the caller deletes them.
+//!
+//! Every change that has an event writes the row and the event in one
+//! transaction, so a published event always describes committed state.
+
+mod error;
+mod request;
+mod rows;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+pub use error::StoreError;
+pub use request::{
+    AssetRemoval, Dispatch, JobChange, JobCursor, JobPage, JobQuery, NewEvent, NewJob, Sweep,
+    Transition,
+};
+pub use sqlite::SqliteStore;
+
+use crate::artifacts::BlobHash;
+use crate::jobs::model::{Asset, AssetId, BackendId, Job, JobEvent, JobId, OutputRecord, Progress};
+
+/// How long an idempotency key stays claimed after the job it created.
+pub const IDEMPOTENCY_KEY_LIFETIME: time::Duration = time::Duration::hours(24);
+
+/// Durable state for jobs, events, outputs and assets.
+///
+/// Methods that change a job take the time from the caller and return what
+/// they committed. Ids are validated types, never raw strings.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Creates a queued job and its first `status` event. With an
+    /// idempotency key, claims the key in the same transaction.
+    ///
+    /// # Errors
+    ///
+    /// `IdempotencyKeyReused` when the owner used the key in the last 24
+    /// hours; `QueueFull` when `max_queued` is reached.
+    async fn create_job(&self, job: NewJob) -> Result<JobChange, StoreError>;
+
+    /// # Errors
+    ///
+    /// Database faults only; a missing job is `Ok(None)`.
+    async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError>;
+
+    /// Jobs matching the query, newest first, with the total count.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only.
+    async fn list_jobs(&self, query: &JobQuery) -> Result<JobPage, StoreError>;
+
+    /// Moves a job from `from` to `to` only if it is still in `from`, and
+    /// appends the `status` event, in one transaction. Entering `dispatched`
+    /// bumps the attempt; entering `queued` again clears the backend, prompt
+    /// and progress of the attempt that was given up.
+    ///
+    /// # Errors
+    ///
+    /// `IllegalTransition` for an edge the state machine lacks;
+    /// `StateConflict` when the job is no longer in `from`; `JobNotFound`.
+    async fn transition(&self, change: Transition) -> Result<JobChange, StoreError>;
+
+    /// Takes the oldest queued job and moves it to `dispatched` for
+    /// `backend_id`, atomically: two claimers never get the same job.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only; an empty queue is `Ok(None)`.
+    async fn claim_next_queued(
+        &self,
+        backend_id: &BackendId,
+        at: OffsetDateTime,
+    ) -> Result<Option<JobChange>, StoreError>;
+
+    /// Records the backend and ComfyUI prompt id of a dispatched attempt.
+    ///
+    /// # Errors
+    ///
+    /// `StateConflict` unless the job is `dispatched`; `StaleAttempt` when
+    /// the job has moved on to another attempt; `JobNotFound`.
+    async fn record_dispatch(&self, id: JobId, dispatch: &Dispatch) -> Result<Job, StoreError>;
+
+    /// Stores the latest progress snapshot and appends it as an event.
+    ///
+    /// # Errors
+    ///
+    /// `JobNotActive` unless the job is dispatched, running or collecting;
+    /// `JobNotFound`.
+    async fn update_progress(
+        &self,
+        id: JobId,
+        progress: &Progress,
+        at: OffsetDateTime,
+    ) -> Result<JobEvent, StoreError>;
+
+    /// Appends an event (preview, log, ...) to a job's stream.
+    ///
+    /// # Errors
+    ///
+    /// `JobNotFound`.
+    async fn append_event(&self, id: JobId, event: NewEvent) -> Result<JobEvent, StoreError>;
+
+    /// Events with a sequence number above `after_seq`, oldest first, at
+    /// most `limit`: the resume point of an event stream.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only.
+    async fn events_after(
+        &self,
+        id: JobId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<JobEvent>, StoreError>;
+
+    /// Records a stored output: its asset row (owner and expiry from the
+    /// job), the output row and the `output` event, in one transaction.
+    ///
+    /// # Errors
+    ///
+    /// `JobNotFound`; a database fault when the asset id already exists.
+    async fn add_output(
+        &self,
+        output: &OutputRecord,
+        at: OffsetDateTime,
+    ) -> Result<JobEvent, StoreError>;
+
+    /// A job's outputs in the order they were stored.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only.
+    async fn outputs(&self, job_id: JobId) -> Result<Vec<OutputRecord>, StoreError>;
+
+    /// # Errors
+    ///
+    /// A database fault when the id already exists.
+    async fn create_asset(&self, asset: &Asset) -> Result<(), StoreError>;
+
+    /// # Errors
+    ///
+    /// Database faults only; a missing asset is `Ok(None)`.
+    async fn asset(&self, id: AssetId) -> Result<Option<Asset>, StoreError>;
+
+    /// Every asset backed by this blob, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only.
+    async fn assets_with_hash(&self, hash: &BlobHash) -> Result<Vec<Asset>, StoreError>;
+
+    /// Deletes an asset record and says whether its blob is now orphaned.
+    ///
+    /// # Errors
+    ///
+    /// `AssetInUse` while the asset is an output of an unexpired job;
+    /// `AssetNotFound`.
+    async fn delete_asset(&self, id: AssetId) -> Result<AssetRemoval, StoreError>;
+
+    /// Every job not in a final state, oldest first: what start-up must
+    /// reconcile before doing anything else.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only.
+    async fn unfinished_jobs(&self) -> Result<Vec<Job>, StoreError>;
+
+    /// How many jobs wait in `queued`.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only.
+    async fn count_queued(&self) -> Result<u64, StoreError>;
+
+    /// How many queued jobs are ahead of this one (0 = next), or `None` when
+    /// the job is not queued.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only.
+    async fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError>;
+
+    /// Expires up to `limit` final jobs whose `expires_at` has passed:
+    /// moves them to `expired`, deletes their outputs and assets, deletes
+    /// lapsed uploads and idempotency keys, and returns the blobs no asset
+    /// refers to any more.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only.
+    async fn sweep_expired(&self, now: OffsetDateTime, limit: u32) -> Result<Sweep, StoreError>;
+}
+
+/// Opens the store a URL names: `sqlite://path/to/file.db` or
+/// `sqlite::memory:` (PostgreSQL will join here).
+///
+/// # Errors
+///
+/// `UnsupportedUrl` for another scheme; database or migration faults.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    match scheme {
+        "sqlite" => Ok(Arc::new(SqliteStore::open(url).await?)),
+        _ => Err(StoreError::UnsupportedUrl {
+            scheme: scheme.to_owned(),
+        }),
+    }
+}

@@ -1,0 +1,203 @@
+//! Rows as the database holds them and their conversion to domain records.
+//!
+//! Engine-neutral on purpose: the structs derive `FromRow` for any sqlx row
+//! type, times are BIGINT microseconds since the Unix epoch (UTC) so they
+//! sort and compare as numbers everywhere, and JSON travels as `Json<_>`.
+
+use serde_json::Value;
+use sqlx::types::Json;
+use time::OffsetDateTime;
+
+use super::StoreError;
+use crate::jobs::model::{
+    Asset, EventKind, Job, JobError, JobEvent, OriginFolder, OutputOrigin, OutputRecord, Progress,
+};
+
+/// The job columns, in `JobRow` order, for every `SELECT` of a whole job.
+pub(crate) const JOB_COLUMNS: &str = "id, state, workflow, original_workflow, original_format, \
+     template, parameters, backend_id, prompt_id, attempt, owner, idempotency_key, \
+     keep_previews, created_at, dispatched_at, started_at, completed_at, expires_at, \
+     progress, error";
+
+pub(crate) const ASSET_COLUMNS: &str =
+    "id, hash, size_bytes, content_type, file_path, owner, job_id, created_at, expires_at";
+
+pub(crate) const OUTPUT_COLUMNS: &str = "job_id, asset_id, node_id, name, output_type, \
+     content_type, size_bytes, hash, origin_filename, origin_subfolder, origin_folder";
+
+/// Microseconds since the epoch; sub-microsecond precision is dropped.
+pub(crate) fn to_micros(time: OffsetDateTime) -> i64 {
+    i64::try_from(time.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn from_micros(micros: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+        .map_err(|error| StoreError::corrupt("timestamp", error))
+}
+
+fn optional_time(micros: Option<i64>) -> Result<Option<OffsetDateTime>, StoreError> {
+    micros.map(from_micros).transpose()
+}
+
+/// Parses a stored name (state, kind, id...) through its `FromStr`.
+fn parse<T>(what: &'static str, value: &str) -> Result<T, StoreError>
+where
+    T: std::str::FromStr,
+    T::Err: ToString,
+{
+    value
+        .parse()
+        .map_err(|error: T::Err| StoreError::corrupt(what, error.to_string()))
+}
+
+fn unsigned<T: TryFrom<i64>>(what: &'static str, value: i64) -> Result<T, StoreError> {
+    T::try_from(value).map_err(|_| StoreError::corrupt(what, format!("out of range: {value}")))
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct JobRow {
+    id: String,
+    state: String,
+    workflow: Json<Value>,
+    original_workflow: Json<Value>,
+    original_format: String,
+    template: Option<String>,
+    parameters: Option<Json<Value>>,
+    backend_id: Option<String>,
+    prompt_id: Option<String>,
+    attempt: i64,
+    owner: Option<String>,
+    idempotency_key: Option<String>,
+    keep_previews: bool,
+    created_at: i64,
+    dispatched_at: Option<i64>,
+    started_at: Option<i64>,
+    completed_at: Option<i64>,
+    expires_at: i64,
+    progress: Option<Json<Progress>>,
+    error: Option<Json<JobError>>,
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = StoreError;
+
+    fn try_from(row: JobRow) -> Result<Self, Self::Error> {
+        Ok(Job {
+            id: parse("job id", &row.id)?,
+            state: parse("job state", &row.state)?,
+            workflow: row.workflow.0,
+            original_workflow: row.original_workflow.0,
+            original_format: parse("workflow format", &row.original_format)?,
+            template: row.template,
+            parameters: row.parameters.map(|json| json.0),
+            backend_id: row.backend_id.map(Into::into),
+            prompt_id: row.prompt_id.map(Into::into),
+            attempt: unsigned("attempt", row.attempt)?,
+            owner: row.owner,
+            idempotency_key: row.idempotency_key,
+            keep_previews: row.keep_previews,
+            created_at: from_micros(row.created_at)?,
+            dispatched_at: optional_time(row.dispatched_at)?,
+            started_at: optional_time(row.started_at)?,
+            completed_at: optional_time(row.completed_at)?,
+            expires_at: from_micros(row.expires_at)?,
+            progress: row.progress.map(|json| json.0),
+            error: row.error.map(|json| json.0),
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct EventRow {
+    job_id: String,
+    seq: i64,
+    kind: String,
+    payload: Json<Value>,
+    at: i64,
+}
+
+impl TryFrom<EventRow> for JobEvent {
+    type Error = StoreError;
+
+    fn try_from(row: EventRow) -> Result<Self, Self::Error> {
+        Ok(JobEvent {
+            job_id: parse("job id", &row.job_id)?,
+            seq: unsigned("event seq", row.seq)?,
+            kind: parse::<EventKind>("event kind", &row.kind)?,
+            payload: row.payload.0,
+            at: from_micros(row.at)?,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct AssetRow {
+    id: String,
+    hash: String,
+    size_bytes: i64,
+    content_type: String,
+    file_path: Option<String>,
+    owner: Option<String>,
+    job_id: Option<String>,
+    created_at: i64,
+    expires_at: Option<i64>,
+}
+
+impl TryFrom<AssetRow> for Asset {
+    type Error = StoreError;
+
+    fn try_from(row: AssetRow) -> Result<Self, Self::Error> {
+        Ok(Asset {
+            id: parse("asset id", &row.id)?,
+            hash: parse("blob hash", &row.hash)?,
+            size_bytes: unsigned("asset size", row.size_bytes)?,
+            content_type: row.content_type,
+            file_path: row.file_path,
+            owner: row.owner,
+            job_id: row
+                .job_id
+                .as_deref()
+                .map(|id| parse("job id", id))
+                .transpose()?,
+            created_at: from_micros(row.created_at)?,
+            expires_at: optional_time(row.expires_at)?,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct OutputRow {
+    job_id: String,
+    asset_id: String,
+    node_id: String,
+    name: String,
+    output_type: String,
+    content_type: String,
+    size_bytes: i64,
+    hash: String,
+    origin_filename: String,
+    origin_subfolder: String,
+    origin_folder: String,
+}
+
+impl TryFrom<OutputRow> for OutputRecord {
+    type Error = StoreError;
+
+    fn try_from(row: OutputRow) -> Result<Self, Self::Error> {
+        Ok(OutputRecord {
+            job_id: parse("job id", &row.job_id)?,
+            asset_id: parse("asset id", &row.asset_id)?,
+            node_id: row.node_id,
+            name: row.name,
+            output_type: parse("output type", &row.output_type)?,
+            content_type: row.content_type,
+            size_bytes: unsigned("output size", row.size_bytes)?,
+            hash: parse("blob hash", &row.hash)?,
+            origin: OutputOrigin {
+                filename: row.origin_filename,
+                subfolder: row.origin_subfolder,
+                folder: parse::<OriginFolder>("origin folder", &row.origin_folder)?,
+            },
+        })
+    }
+}

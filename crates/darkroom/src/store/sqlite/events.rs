@@ -1,0 +1,146 @@
+//! Job event streams and outputs: appends that number events per job, reads
+//! that resume after a sequence number.
+
+use sqlx::SqliteConnection;
+use sqlx::types::Json;
+use time::OffsetDateTime;
+
+use crate::jobs::model::{EventKind, JobEvent, JobId, OutputRecord};
+use crate::store::rows::{EventRow, OUTPUT_COLUMNS, OutputRow, from_micros, to_micros};
+use crate::store::{NewEvent, StoreError};
+
+/// Appends one event. The sequence number comes from bumping the job's own
+/// counter in this transaction, so numbers are gapless per job and two
+/// appends to one job cannot interleave.
+pub(super) async fn append(
+    connection: &mut SqliteConnection,
+    job_id: JobId,
+    event: &NewEvent,
+) -> Result<JobEvent, StoreError> {
+    let seq: Option<i64> = sqlx::query_scalar(
+        "UPDATE jobs SET last_event_seq = last_event_seq + 1 WHERE id = $1 \
+         RETURNING last_event_seq",
+    )
+    .bind(job_id.to_string())
+    .fetch_optional(&mut *connection)
+    .await?;
+    let seq = seq.ok_or(StoreError::JobNotFound(job_id))?;
+
+    let at = to_micros(event.at);
+    sqlx::query(
+        "INSERT INTO job_events (job_id, seq, kind, payload, at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(job_id.to_string())
+    .bind(seq)
+    .bind(event.kind.as_str())
+    .bind(Json(&event.payload))
+    .bind(at)
+    .execute(&mut *connection)
+    .await?;
+
+    Ok(JobEvent {
+        job_id,
+        seq: u64::try_from(seq).unwrap_or_default(),
+        kind: event.kind,
+        payload: event.payload.clone(),
+        // What a later read returns: the store keeps microseconds.
+        at: from_micros(at)?,
+    })
+}
+
+pub(super) async fn after(
+    connection: &mut SqliteConnection,
+    job_id: JobId,
+    after_seq: u64,
+    limit: u32,
+) -> Result<Vec<JobEvent>, StoreError> {
+    let rows: Vec<EventRow> = sqlx::query_as(
+        "SELECT job_id, seq, kind, payload, at FROM job_events \
+         WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+    )
+    .bind(job_id.to_string())
+    .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+    .bind(i64::from(limit))
+    .fetch_all(&mut *connection)
+    .await?;
+    rows.into_iter().map(JobEvent::try_from).collect()
+}
+
+/// The asset row takes its owner and expiry from the job, so an output
+/// cannot outlive its job or belong to someone else.
+pub(super) async fn add_output(
+    connection: &mut SqliteConnection,
+    output: &OutputRecord,
+    at: OffsetDateTime,
+) -> Result<JobEvent, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO assets (id, hash, size_bytes, content_type, file_path, owner, job_id, \
+         created_at, expires_at) \
+         SELECT $1, $2, $3, $4, $5, owner, id, $6, expires_at FROM jobs WHERE id = $7",
+    )
+    .bind(output.asset_id.to_string())
+    .bind(output.hash.as_str())
+    .bind(size(output.size_bytes))
+    .bind(output.content_type.as_str())
+    .bind(output.name.as_str())
+    .bind(to_micros(at))
+    .bind(output.job_id.to_string())
+    .execute(&mut *connection)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(StoreError::JobNotFound(output.job_id));
+    }
+
+    let event = NewEvent {
+        kind: EventKind::Output,
+        payload: serde_json::to_value(output)?,
+        at,
+    };
+    let event = append(connection, output.job_id, &event).await?;
+    insert_output_row(connection, output, event.seq).await?;
+    Ok(event)
+}
+
+async fn insert_output_row(
+    connection: &mut SqliteConnection,
+    output: &OutputRecord,
+    seq: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO job_outputs (asset_id, job_id, seq, node_id, name, output_type, \
+         content_type, size_bytes, hash, origin_filename, origin_subfolder, origin_folder) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(output.asset_id.to_string())
+    .bind(output.job_id.to_string())
+    .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+    .bind(output.node_id.as_str())
+    .bind(output.name.as_str())
+    .bind(output.output_type.as_str())
+    .bind(output.content_type.as_str())
+    .bind(size(output.size_bytes))
+    .bind(output.hash.as_str())
+    .bind(output.origin.filename.as_str())
+    .bind(output.origin.subfolder.as_str())
+    .bind(output.origin.folder.as_str())
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn outputs(
+    connection: &mut SqliteConnection,
+    job_id: JobId,
+) -> Result<Vec<OutputRecord>, StoreError> {
+    let sql = format!("SELECT {OUTPUT_COLUMNS} FROM job_outputs WHERE job_id = $1 ORDER BY seq");
+    let rows: Vec<OutputRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(job_id.to_string())
+        .fetch_all(&mut *connection)
+        .await?;
+    rows.into_iter().map(OutputRecord::try_from).collect()
+}
+
+/// Sizes past `i64::MAX` cannot exist on disk; saturate rather than wrap.
+pub(super) fn size(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}

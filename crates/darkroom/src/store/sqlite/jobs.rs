@@ -1,0 +1,369 @@
+//! Job rows: create (with idempotency key and queue bound), read, list,
+//! and the compare-and-set transitions.
+
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use time::OffsetDateTime;
+
+use super::{events, queue};
+use crate::jobs::model::{EventKind, Job, JobEvent, JobId, JobState, Progress};
+use crate::store::request::status_payload;
+use crate::store::rows::{JOB_COLUMNS, JobRow, to_micros};
+use crate::store::{
+    Dispatch, IDEMPOTENCY_KEY_LIFETIME, JobChange, JobCursor, JobPage, JobQuery, NewEvent, NewJob,
+    StoreError, Transition,
+};
+
+/// Requests without an API key share one idempotency namespace.
+const ANONYMOUS_OWNER: &str = "";
+
+pub(super) async fn create(
+    connection: &mut SqliteConnection,
+    job: &NewJob,
+) -> Result<JobChange, StoreError> {
+    if let Some(max_queued) = job.max_queued {
+        let queued = queue::count_queued(connection).await?;
+        if queued >= max_queued {
+            return Err(StoreError::QueueFull { queued });
+        }
+    }
+
+    insert(connection, job).await?;
+    if let Some(key) = &job.idempotency_key {
+        claim_key(connection, job, key).await?;
+    }
+
+    let status = NewEvent {
+        kind: EventKind::Status,
+        payload: status_payload(JobState::Queued, None),
+        at: job.created_at,
+    };
+    let event = events::append(connection, job.id, &status).await?;
+    let job = fetch(connection, job.id).await?;
+    Ok(JobChange { job, event })
+}
+
+async fn insert(connection: &mut SqliteConnection, job: &NewJob) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO jobs (id, state, workflow, original_workflow, original_format, template, \
+         parameters, owner, idempotency_key, keep_previews, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(job.id.to_string())
+    .bind(JobState::Queued.as_str())
+    .bind(sqlx::types::Json(&job.workflow))
+    .bind(sqlx::types::Json(&job.original_workflow))
+    .bind(job.original_format.as_str())
+    .bind(job.template.as_deref())
+    .bind(job.parameters.as_ref().map(sqlx::types::Json))
+    .bind(job.owner.as_deref())
+    .bind(job.idempotency_key.as_deref())
+    .bind(job.keep_previews)
+    .bind(to_micros(job.created_at))
+    .bind(to_micros(job.expires_at))
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// Claims a key for 24 hours. A lapsed claim is cleared first, so the
+/// primary key alone decides, atomically, whether the key is still taken.
+async fn claim_key(
+    connection: &mut SqliteConnection,
+    job: &NewJob,
+    key: &str,
+) -> Result<(), StoreError> {
+    let owner = job.owner.as_deref().unwrap_or(ANONYMOUS_OWNER);
+    sqlx::query(
+        "DELETE FROM idempotency_keys \
+         WHERE owner = $1 AND idempotency_key = $2 AND expires_at <= $3",
+    )
+    .bind(owner)
+    .bind(key)
+    .bind(to_micros(job.created_at))
+    .execute(&mut *connection)
+    .await?;
+
+    let expires_at = job.created_at + IDEMPOTENCY_KEY_LIFETIME;
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (owner, idempotency_key, job_id, expires_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(owner)
+    .bind(key)
+    .bind(job.id.to_string())
+    .bind(to_micros(expires_at))
+    .execute(&mut *connection)
+    .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(error) if StoreError::is_unique_violation(&error) => {
+            Err(StoreError::IdempotencyKeyReused {
+                key: key.to_owned(),
+            })
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+pub(super) async fn find(
+    connection: &mut SqliteConnection,
+    id: JobId,
+) -> Result<Option<Job>, StoreError> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
+    let row: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(&mut *connection)
+        .await?;
+    row.map(Job::try_from).transpose()
+}
+
+pub(super) async fn fetch(connection: &mut SqliteConnection, id: JobId) -> Result<Job, StoreError> {
+    find(connection, id)
+        .await?
+        .ok_or(StoreError::JobNotFound(id))
+}
+
+pub(super) async fn list(
+    connection: &mut SqliteConnection,
+    query: &JobQuery,
+) -> Result<JobPage, StoreError> {
+    let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM jobs");
+    push_filters(&mut count, query);
+    let total: i64 = count
+        .build_query_scalar()
+        .fetch_one(&mut *connection)
+        .await?;
+
+    let mut page = QueryBuilder::<Sqlite>::new(format!("SELECT {JOB_COLUMNS} FROM jobs"));
+    push_filters(&mut page, query);
+    if let Some(cursor) = query.after {
+        let created_at = to_micros(cursor.created_at);
+        page.push(" AND (created_at < ").push_bind(created_at);
+        page.push(" OR (created_at = ").push_bind(created_at);
+        page.push(" AND id < ")
+            .push_bind(cursor.id.to_string())
+            .push("))");
+    }
+    // One row past the limit says whether another page follows.
+    page.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(i64::from(query.limit) + 1);
+    page.push(" OFFSET ")
+        .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
+    let rows: Vec<JobRow> = page.build_query_as().fetch_all(&mut *connection).await?;
+
+    let mut jobs = rows
+        .into_iter()
+        .map(Job::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    let more = jobs.len() > query.limit as usize;
+    jobs.truncate(query.limit as usize);
+    let next = if more {
+        jobs.last().map(JobCursor::of)
+    } else {
+        None
+    };
+    Ok(JobPage {
+        jobs,
+        total: u64::try_from(total).unwrap_or_default(),
+        next,
+    })
+}
+
+fn push_filters(builder: &mut QueryBuilder<Sqlite>, query: &JobQuery) {
+    builder.push(" WHERE 1 = 1");
+    if !query.states.is_empty() {
+        builder.push(" AND state IN (");
+        let mut states = builder.separated(", ");
+        for state in &query.states {
+            states.push_bind(state.as_str());
+        }
+        builder.push(")");
+    }
+    if let Some(owner) = &query.owner {
+        builder.push(" AND owner = ").push_bind(owner.clone());
+    }
+    if let Some(template) = &query.template {
+        builder.push(" AND template = ").push_bind(template.clone());
+    }
+}
+
+/// The compare-and-set at the heart of the state machine: the `UPDATE` only
+/// matches while the job is still in `from`, so of two racing callers one
+/// changes the row and the other sees zero rows and gets `StateConflict`.
+pub(super) async fn transition(
+    connection: &mut SqliteConnection,
+    change: &Transition,
+    backend_id: Option<&str>,
+) -> Result<JobChange, StoreError> {
+    if !change.from.can_transition_to(change.to) {
+        return Err(StoreError::IllegalTransition {
+            from: change.from,
+            to: change.to,
+        });
+    }
+
+    let moved = sqlx::query("UPDATE jobs SET state = $1 WHERE id = $2 AND state = $3")
+        .bind(change.to.as_str())
+        .bind(change.job_id.to_string())
+        .bind(change.from.as_str())
+        .execute(&mut *connection)
+        .await?;
+    if moved.rows_affected() == 0 {
+        return Err(conflict(connection, change.job_id, change.from).await);
+    }
+
+    apply_effects(connection, change, backend_id).await?;
+    let status = NewEvent {
+        kind: EventKind::Status,
+        payload: status_payload(change.to, change.error.as_ref()),
+        at: change.at,
+    };
+    let event = events::append(connection, change.job_id, &status).await?;
+    let job = fetch(connection, change.job_id).await?;
+    Ok(JobChange { job, event })
+}
+
+/// Why a compare-and-set matched nothing.
+async fn conflict(connection: &mut SqliteConnection, id: JobId, expected: JobState) -> StoreError {
+    match find(connection, id).await {
+        Ok(Some(job)) => StoreError::StateConflict {
+            job_id: id,
+            expected,
+            actual: job.state,
+        },
+        Ok(None) => StoreError::JobNotFound(id),
+        Err(error) => error,
+    }
+}
+
+/// The columns a state owns: timestamps, the attempt count, and on a
+/// requeue the traces of the attempt that was given up.
+async fn apply_effects(
+    connection: &mut SqliteConnection,
+    change: &Transition,
+    backend_id: Option<&str>,
+) -> Result<(), StoreError> {
+    let id = change.job_id.to_string();
+    let at = to_micros(change.at);
+    let effect = match change.to {
+        JobState::Dispatched => Some(
+            sqlx::query(
+                "UPDATE jobs SET attempt = attempt + 1, dispatched_at = $2, backend_id = $3, \
+                 prompt_id = NULL WHERE id = $1",
+            )
+            .bind(&id)
+            .bind(at)
+            .bind(backend_id),
+        ),
+        JobState::Queued => Some(
+            sqlx::query(
+                "UPDATE jobs SET backend_id = NULL, prompt_id = NULL, dispatched_at = NULL, \
+             started_at = NULL, progress = NULL WHERE id = $1",
+            )
+            .bind(&id),
+        ),
+        JobState::Running => Some(
+            sqlx::query("UPDATE jobs SET started_at = $2 WHERE id = $1")
+                .bind(&id)
+                .bind(at),
+        ),
+        JobState::Succeeded | JobState::Failed | JobState::Canceled => Some(
+            sqlx::query("UPDATE jobs SET completed_at = $2 WHERE id = $1")
+                .bind(&id)
+                .bind(at),
+        ),
+        JobState::Collecting | JobState::Canceling | JobState::Expired => None,
+    };
+    if let Some(effect) = effect {
+        effect.execute(&mut *connection).await?;
+    }
+
+    if let Some(error) = &change.error {
+        sqlx::query("UPDATE jobs SET error = $2 WHERE id = $1")
+            .bind(&id)
+            .bind(sqlx::types::Json(error))
+            .execute(&mut *connection)
+            .await?;
+    }
+    if let Some(expires_at) = change.expires_at {
+        let expires_at = to_micros(expires_at);
+        sqlx::query("UPDATE jobs SET expires_at = $2 WHERE id = $1")
+            .bind(&id)
+            .bind(expires_at)
+            .execute(&mut *connection)
+            .await?;
+        // Outputs live exactly as long as their job.
+        sqlx::query("UPDATE assets SET expires_at = $2 WHERE job_id = $1")
+            .bind(&id)
+            .bind(expires_at)
+            .execute(&mut *connection)
+            .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn record_dispatch(
+    connection: &mut SqliteConnection,
+    id: JobId,
+    dispatch: &Dispatch,
+) -> Result<Job, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE jobs SET backend_id = $2, prompt_id = $3 \
+         WHERE id = $1 AND state = $4 AND attempt = $5",
+    )
+    .bind(id.to_string())
+    .bind(dispatch.backend_id.0.as_str())
+    .bind(dispatch.prompt_id.0.as_str())
+    .bind(JobState::Dispatched.as_str())
+    .bind(i64::from(dispatch.attempt))
+    .execute(&mut *connection)
+    .await?;
+    if updated.rows_affected() == 1 {
+        return fetch(connection, id).await;
+    }
+
+    let job = fetch(connection, id).await?;
+    if job.state != JobState::Dispatched {
+        return Err(StoreError::StateConflict {
+            job_id: id,
+            expected: JobState::Dispatched,
+            actual: job.state,
+        });
+    }
+    Err(StoreError::StaleAttempt {
+        job_id: id,
+        expected: dispatch.attempt,
+        actual: job.attempt,
+    })
+}
+
+pub(super) async fn update_progress(
+    connection: &mut SqliteConnection,
+    id: JobId,
+    progress: &Progress,
+    at: OffsetDateTime,
+) -> Result<JobEvent, StoreError> {
+    let updated =
+        sqlx::query("UPDATE jobs SET progress = $2 WHERE id = $1 AND state IN ($3, $4, $5)")
+            .bind(id.to_string())
+            .bind(sqlx::types::Json(progress))
+            .bind(JobState::Dispatched.as_str())
+            .bind(JobState::Running.as_str())
+            .bind(JobState::Collecting.as_str())
+            .execute(&mut *connection)
+            .await?;
+    if updated.rows_affected() == 0 {
+        let job = fetch(connection, id).await?;
+        return Err(StoreError::JobNotActive {
+            job_id: id,
+            state: job.state,
+        });
+    }
+
+    let event = NewEvent {
+        kind: EventKind::Progress,
+        payload: serde_json::to_value(progress)?,
+        at,
+    };
+    events::append(connection, id, &event).await
+}

@@ -1,0 +1,267 @@
+//! The SQLite engine: one file (or memory) database through sqlx.
+//!
+//! Connections run in WAL mode with `synchronous = FULL`, so a committed job
+//! survives a power cut, and a busy timeout instead of failing on a lock.
+//! Every write transaction starts with `BEGIN IMMEDIATE`: it takes the write
+//! lock up front, so two writers queue on the busy timeout instead of one
+//! failing when it upgrades a read. That also makes each compare-and-set and
+//! each claim atomic.
+
+mod assets;
+mod events;
+mod jobs;
+mod queue;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+use time::OffsetDateTime;
+
+use super::{
+    AssetRemoval, Dispatch, JobChange, JobPage, JobQuery, NewEvent, NewJob, Store, StoreError,
+    Sweep, Transition,
+};
+use crate::artifacts::BlobHash;
+use crate::jobs::model::{Asset, AssetId, BackendId, Job, JobEvent, JobId, OutputRecord, Progress};
+
+/// How long a connection waits for another's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Readers that can run beside the one writer WAL allows.
+const MAX_CONNECTIONS: u32 = 4;
+/// The database file inside a data folder.
+const DATABASE_FILE: &str = "darkroom.db";
+
+/// The SQLite engine of [`Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens `sqlite://path` (creating the file and its folder) or
+    /// `sqlite::memory:`, and applies pending migrations.
+    ///
+    /// # Errors
+    ///
+    /// A malformed URL, a folder that cannot be created, a database that
+    /// cannot be opened or migrated.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        if is_in_memory(url) {
+            return Self::connect(options, 1).await;
+        }
+
+        if let Some(folder) = options
+            .get_filename()
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(folder).map_err(|source| StoreError::DataFolder {
+                path: folder.to_path_buf(),
+                source,
+            })?;
+        }
+        let options = options
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full);
+        Self::connect(options, MAX_CONNECTIONS).await
+    }
+
+    /// Opens (creating) `darkroom.db` inside a data folder.
+    ///
+    /// # Errors
+    ///
+    /// As [`SqliteStore::open`].
+    pub async fn open_in(folder: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(folder).map_err(|source| StoreError::DataFolder {
+            path: folder.to_path_buf(),
+            source,
+        })?;
+        let options = SqliteConnectOptions::new().filename(folder.join(DATABASE_FILE));
+        let options = options
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full);
+        Self::connect(options, MAX_CONNECTIONS).await
+    }
+
+    /// Closes every connection; pending writes are already committed.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn connect(options: SqliteConnectOptions, connections: u32) -> Result<Self, StoreError> {
+        // An in-memory database lives only as long as a connection to it, so
+        // its single connection is never retired.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(connections)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        tracing::info!(store.engine = "sqlite", "store ready");
+        Ok(Self { pool })
+    }
+
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_job(&self, job: NewJob) -> Result<JobChange, StoreError> {
+        let mut tx = self.write().await?;
+        let change = jobs::create(&mut tx, &job).await?;
+        tx.commit().await?;
+        Ok(change)
+    }
+
+    async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        jobs::find(&mut connection, id).await
+    }
+
+    async fn list_jobs(&self, query: &JobQuery) -> Result<JobPage, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        jobs::list(&mut connection, query).await
+    }
+
+    async fn transition(&self, change: Transition) -> Result<JobChange, StoreError> {
+        let mut tx = self.write().await?;
+        let committed = jobs::transition(&mut tx, &change, None).await?;
+        tx.commit().await?;
+        Ok(committed)
+    }
+
+    async fn claim_next_queued(
+        &self,
+        backend_id: &BackendId,
+        at: OffsetDateTime,
+    ) -> Result<Option<JobChange>, StoreError> {
+        let mut tx = self.write().await?;
+        let claimed = queue::claim_next(&mut tx, backend_id, at).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn record_dispatch(&self, id: JobId, dispatch: &Dispatch) -> Result<Job, StoreError> {
+        let mut tx = self.write().await?;
+        let job = jobs::record_dispatch(&mut tx, id, dispatch).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    async fn update_progress(
+        &self,
+        id: JobId,
+        progress: &Progress,
+        at: OffsetDateTime,
+    ) -> Result<JobEvent, StoreError> {
+        let mut tx = self.write().await?;
+        let event = jobs::update_progress(&mut tx, id, progress, at).await?;
+        tx.commit().await?;
+        Ok(event)
+    }
+
+    async fn append_event(&self, id: JobId, event: NewEvent) -> Result<JobEvent, StoreError> {
+        let mut tx = self.write().await?;
+        let appended = events::append(&mut tx, id, &event).await?;
+        tx.commit().await?;
+        Ok(appended)
+    }
+
+    async fn events_after(
+        &self,
+        id: JobId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<JobEvent>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        events::after(&mut connection, id, after_seq, limit).await
+    }
+
+    async fn add_output(
+        &self,
+        output: &OutputRecord,
+        at: OffsetDateTime,
+    ) -> Result<JobEvent, StoreError> {
+        let mut tx = self.write().await?;
+        let event = events::add_output(&mut tx, output, at).await?;
+        tx.commit().await?;
+        Ok(event)
+    }
+
+    async fn outputs(&self, job_id: JobId) -> Result<Vec<OutputRecord>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        events::outputs(&mut connection, job_id).await
+    }
+
+    async fn create_asset(&self, asset: &Asset) -> Result<(), StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        assets::insert(&mut connection, asset).await
+    }
+
+    async fn asset(&self, id: AssetId) -> Result<Option<Asset>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        assets::find(&mut connection, id).await
+    }
+
+    async fn assets_with_hash(&self, hash: &BlobHash) -> Result<Vec<Asset>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        assets::with_hash(&mut connection, hash).await
+    }
+
+    async fn delete_asset(&self, id: AssetId) -> Result<AssetRemoval, StoreError> {
+        let mut tx = self.write().await?;
+        let removal = assets::delete(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(removal)
+    }
+
+    async fn unfinished_jobs(&self) -> Result<Vec<Job>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        queue::unfinished(&mut connection).await
+    }
+
+    async fn count_queued(&self) -> Result<u64, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        queue::count_queued(&mut connection).await
+    }
+
+    async fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        queue::position(&mut connection, id).await
+    }
+
+    async fn sweep_expired(&self, now: OffsetDateTime, limit: u32) -> Result<Sweep, StoreError> {
+        let mut tx = self.write().await?;
+        let sweep = assets::sweep_expired(&mut tx, now, limit).await?;
+        tx.commit().await?;
+        if !sweep.expired_jobs.is_empty() {
+            tracing::info!(
+                jobs = sweep.expired_jobs.len(),
+                blobs = sweep.orphaned_blobs.len(),
+                "expired jobs"
+            );
+        }
+        Ok(sweep)
+    }
+}

@@ -1,0 +1,81 @@
+//! The queue view of the jobs table: its length, a job's place in it, the
+//! atomic claim of its head, and the jobs start-up must reconcile.
+//!
+//! Queue order is `(created_at, id)` everywhere, so the position a client
+//! sees and the order jobs are claimed in never disagree.
+
+use sqlx::SqliteConnection;
+use time::OffsetDateTime;
+
+use super::jobs;
+use crate::jobs::model::{BackendId, Job, JobId, JobState};
+use crate::store::rows::{JOB_COLUMNS, JobRow};
+use crate::store::{JobChange, StoreError, Transition};
+
+pub(super) async fn count_queued(connection: &mut SqliteConnection) -> Result<u64, StoreError> {
+    let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = $1")
+        .bind(JobState::Queued.as_str())
+        .fetch_one(&mut *connection)
+        .await?;
+    Ok(u64::try_from(queued).unwrap_or_default())
+}
+
+pub(super) async fn position(
+    connection: &mut SqliteConnection,
+    id: JobId,
+) -> Result<Option<u64>, StoreError> {
+    // The outer row exists only while the job itself is queued.
+    let ahead: Option<i64> = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM jobs AS earlier \
+                 WHERE earlier.state = me.state \
+                   AND (earlier.created_at < me.created_at \
+                        OR (earlier.created_at = me.created_at AND earlier.id < me.id))) \
+         FROM jobs AS me WHERE me.id = $1 AND me.state = $2",
+    )
+    .bind(id.to_string())
+    .bind(JobState::Queued.as_str())
+    .fetch_optional(&mut *connection)
+    .await?;
+    Ok(ahead.map(|count| u64::try_from(count).unwrap_or_default()))
+}
+
+/// Runs inside a `BEGIN IMMEDIATE` transaction, which already excludes every
+/// other writer; the compare-and-set in `transition` would catch a race
+/// anyway. (PostgreSQL will select with `FOR UPDATE SKIP LOCKED` instead.)
+pub(super) async fn claim_next(
+    connection: &mut SqliteConnection,
+    backend_id: &BackendId,
+    at: OffsetDateTime,
+) -> Result<Option<JobChange>, StoreError> {
+    let head: Option<String> =
+        sqlx::query_scalar("SELECT id FROM jobs WHERE state = $1 ORDER BY created_at, id LIMIT 1")
+            .bind(JobState::Queued.as_str())
+            .fetch_optional(&mut *connection)
+            .await?;
+    let Some(head) = head else {
+        return Ok(None);
+    };
+
+    let id: JobId = head
+        .parse()
+        .map_err(|error| StoreError::corrupt("job id", error))?;
+    let change = Transition::new(id, JobState::Queued, JobState::Dispatched, at);
+    let claimed = jobs::transition(connection, &change, Some(backend_id.0.as_str())).await?;
+    tracing::debug!(job.id = %id, backend.id = %backend_id, "claimed queued job");
+    Ok(Some(claimed))
+}
+
+pub(super) async fn unfinished(connection: &mut SqliteConnection) -> Result<Vec<Job>, StoreError> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE state NOT IN ($1, $2, $3, $4) \
+         ORDER BY created_at, id"
+    );
+    let rows: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(JobState::Succeeded.as_str())
+        .bind(JobState::Failed.as_str())
+        .bind(JobState::Canceled.as_str())
+        .bind(JobState::Expired.as_str())
+        .fetch_all(&mut *connection)
+        .await?;
+    rows.into_iter().map(Job::try_from).collect()
+}

@@ -73,7 +73,7 @@ async fn queue_delete_removes_only_pending_prompts() {
     socket.until_done(&running).await;
     assert_eq!(http.history(&second).await, json!({}));
     assert_eq!(http.history(&third).await, json!({}));
-    assert_eq!(sim.executed_prompts(), [running.clone()]);
+    assert_eq!(sim.executed_prompts(), std::slice::from_ref(&running));
     assert_eq!(sim.posted_prompts(), [running, second, third]);
 }
 

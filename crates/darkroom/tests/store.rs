@@ -1,0 +1,190 @@
+//! The store: the engine-neutral suite run against SQLite in memory and on
+//! disk, plus what only a file database can show (durability across reopen)
+//! and the state machine's rules.
+
+mod store_suite;
+
+use std::sync::Arc;
+
+use darkroom::jobs::model::{JobId, JobState, JobStatus, transition_allowed};
+use darkroom::store::{self, SqliteStore, Store, StoreError};
+use store_suite::{Harness, at, create, new_job};
+
+async fn sqlite_in_memory() -> Harness {
+    let store = SqliteStore::open("sqlite::memory:")
+        .await
+        .expect("open in-memory store");
+    Harness {
+        store: Arc::new(store),
+        _guard: None,
+    }
+}
+
+/// A file database, so racing tasks really run on separate connections.
+async fn sqlite_file() -> Harness {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open_in(folder.path())
+        .await
+        .expect("open file store");
+    Harness {
+        store: Arc::new(store),
+        _guard: Some(Box::new(folder)),
+    }
+}
+
+mod sqlite_memory {
+    use super::store_suite;
+    store_suite!(super::sqlite_in_memory);
+}
+
+mod sqlite_on_disk {
+    use super::store_suite;
+    store_suite!(super::sqlite_file);
+}
+
+#[tokio::test]
+async fn committed_jobs_survive_closing_and_reopening_the_file() {
+    let folder = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}",
+        folder.path().join("nested/state.db").display()
+    );
+
+    let first = SqliteStore::open(&url).await.unwrap();
+    let created = first.create_job(new_job(0)).await.unwrap();
+    let dispatched = first
+        .transition(store::Transition::new(
+            created.job.id,
+            JobState::Queued,
+            JobState::Dispatched,
+            at(1),
+        ))
+        .await
+        .unwrap();
+    first.close().await;
+    drop(first);
+
+    let reopened = store::open(&url).await.unwrap();
+    let job = reopened
+        .job(created.job.id)
+        .await
+        .unwrap()
+        .expect("job survived the reopen");
+    assert_eq!(job, dispatched.job);
+    assert_eq!(reopened.events_after(job.id, 0, 10).await.unwrap().len(), 2);
+    assert_eq!(reopened.unfinished_jobs().await.unwrap(), vec![job]);
+}
+
+#[tokio::test]
+async fn store_urls_choose_the_engine() {
+    let memory = store::open("sqlite::memory:").await.unwrap();
+    create(&memory, new_job(0)).await;
+    assert_eq!(memory.count_queued().await.unwrap(), 1);
+
+    let unsupported = store::open("mysql://user:secret@127.0.0.1/darkroom").await;
+    match unsupported {
+        Err(error @ StoreError::UnsupportedUrl { .. }) => {
+            assert!(
+                !error.to_string().contains("secret"),
+                "the url's password stays out of errors"
+            );
+        }
+        other => panic!("expected an unsupported url, got {other:?}"),
+    }
+}
+
+#[test]
+fn state_machine_allows_exactly_the_designed_edges() {
+    use JobState::{
+        Canceled, Canceling, Collecting, Dispatched, Expired, Failed, Queued, Running, Succeeded,
+    };
+    let allowed = [
+        (Queued, Dispatched),
+        (Queued, Failed),
+        (Queued, Canceling),
+        (Queued, Canceled),
+        (Dispatched, Running),
+        (Dispatched, Collecting),
+        (Dispatched, Queued),
+        (Dispatched, Failed),
+        (Dispatched, Canceling),
+        (Running, Collecting),
+        (Running, Queued),
+        (Running, Failed),
+        (Running, Canceling),
+        (Collecting, Succeeded),
+        (Collecting, Failed),
+        (Collecting, Canceling),
+        (Canceling, Canceled),
+        (Canceling, Failed),
+        (Succeeded, Expired),
+        (Failed, Expired),
+        (Canceled, Expired),
+    ];
+    for &from in JobState::ALL {
+        for &to in JobState::ALL {
+            let expected = allowed.contains(&(from, to));
+            assert_eq!(transition_allowed(from, to), expected, "{from} -> {to}");
+        }
+    }
+}
+
+#[test]
+fn final_states_and_public_statuses_follow_the_contract() {
+    let finals: Vec<JobState> = JobState::ALL
+        .iter()
+        .copied()
+        .filter(|state| state.is_final())
+        .collect();
+    assert_eq!(
+        finals,
+        [
+            JobState::Succeeded,
+            JobState::Failed,
+            JobState::Canceled,
+            JobState::Expired
+        ]
+    );
+    for &from in JobState::ALL {
+        let reaches_expired = from.is_final() && from != JobState::Expired;
+        assert_eq!(
+            from.can_transition_to(JobState::Expired),
+            reaches_expired,
+            "{from}"
+        );
+        for &to in JobState::ALL {
+            if from.is_final() && from.can_transition_to(to) {
+                assert_eq!(to, JobState::Expired, "a final job only expires");
+            }
+        }
+    }
+
+    assert_eq!(JobState::Dispatched.public_status(), JobStatus::Queued);
+    assert_eq!(JobState::Collecting.public_status(), JobStatus::Running);
+    for &state in JobState::ALL {
+        let status = state.public_status();
+        assert_eq!(status.as_str().parse::<JobStatus>().unwrap(), status);
+        assert_eq!(state.as_str().parse::<JobState>().unwrap(), state);
+    }
+}
+
+#[test]
+fn ids_accept_only_the_canonical_uuid_spelling() {
+    let id = JobId::new();
+    assert_eq!(id.to_string().parse::<JobId>().unwrap(), id);
+    assert_eq!(
+        serde_json::to_value(id).unwrap(),
+        serde_json::json!(id.to_string())
+    );
+    for bad in [
+        "",
+        "not-a-uuid",
+        "7F3D2C1B-9A8E-4D6F-B012-3C4D5E6F7A8B",
+        "7f3d2c1b9a8e4d6fb0123c4d5e6f7a8b",
+        "{7f3d2c1b-9a8e-4d6f-b012-3c4d5e6f7a8b}",
+        "urn:uuid:7f3d2c1b-9a8e-4d6f-b012-3c4d5e6f7a8b",
+        " 7f3d2c1b-9a8e-4d6f-b012-3c4d5e6f7a8b",
+    ] {
+        assert!(bad.parse::<JobId>().is_err(), "{bad:?} must be refused");
+    }
+}

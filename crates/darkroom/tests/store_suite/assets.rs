@@ -1,0 +1,216 @@
+//! Suite cases for outputs, assets and the expiry sweep.
+
+use std::sync::Arc;
+
+use darkroom::artifacts::BlobHash;
+use darkroom::jobs::model::{
+    Asset, AssetId, EventKind, JobId, JobState, OriginFolder, OutputOrigin, OutputRecord,
+    OutputType,
+};
+use darkroom::store::{Store, StoreError, Transition};
+
+use super::{advance, at, create, new_job};
+
+fn hash(fill: char) -> BlobHash {
+    format!("blake3:{}", fill.to_string().repeat(64))
+        .parse()
+        .unwrap()
+}
+
+fn output(job_id: JobId, node_id: &str, blob: char) -> OutputRecord {
+    OutputRecord {
+        job_id,
+        asset_id: AssetId::new(),
+        node_id: node_id.into(),
+        name: format!("ComfyUI_{node_id}_.png"),
+        output_type: OutputType::Image,
+        content_type: "image/png".into(),
+        size_bytes: 1_848_320,
+        hash: hash(blob),
+        origin: OutputOrigin {
+            filename: format!("ComfyUI_{node_id}_.png"),
+            subfolder: String::new(),
+            folder: OriginFolder::Output,
+        },
+    }
+}
+
+fn upload(blob: char, expires_at: Option<time::OffsetDateTime>) -> Asset {
+    Asset {
+        id: AssetId::new(),
+        hash: hash(blob),
+        size_bytes: 10,
+        content_type: "image/png".into(),
+        file_path: Some("photo.png".into()),
+        created_at: at(0),
+        expires_at,
+        owner: Some("alice".into()),
+        job_id: None,
+    }
+}
+
+pub async fn outputs_are_stored_with_their_asset_and_event(store: Arc<dyn Store>) {
+    let mut job = new_job(0);
+    job.owner = Some("alice".into());
+    let created = create(&store, job).await;
+    let collecting = advance(
+        &store,
+        &created,
+        &[
+            JobState::Dispatched,
+            JobState::Running,
+            JobState::Collecting,
+        ],
+    )
+    .await;
+
+    let first = output(created.job.id, "9", 'a');
+    let second = output(created.job.id, "12", 'b');
+    let event = store.add_output(&first, at(20)).await.unwrap();
+    assert_eq!(
+        (event.kind, event.seq),
+        (EventKind::Output, collecting.event.seq + 1)
+    );
+    assert_eq!(event.payload["type"], serde_json::json!("image"));
+    store.add_output(&second, at(21)).await.unwrap();
+
+    assert_eq!(
+        store.outputs(created.job.id).await.unwrap(),
+        vec![first.clone(), second]
+    );
+    let asset = store
+        .asset(first.asset_id)
+        .await
+        .unwrap()
+        .expect("output asset exists");
+    assert_eq!(asset.hash, first.hash);
+    assert_eq!(asset.job_id, Some(created.job.id));
+    assert_eq!(asset.owner.as_deref(), Some("alice"));
+    assert_eq!(asset.expires_at, Some(created.job.expires_at));
+    assert_eq!(asset.file_path.as_deref(), Some("ComfyUI_9_.png"));
+
+    let stray = output(JobId::new(), "1", 'c');
+    assert!(matches!(
+        store.add_output(&stray, at(22)).await,
+        Err(StoreError::JobNotFound(_))
+    ));
+    assert!(store.asset(stray.asset_id).await.unwrap().is_none());
+}
+
+pub async fn assets_in_use_are_not_deleted_and_shared_blobs_outlive_one_asset(
+    store: Arc<dyn Store>,
+) {
+    let created = create(&store, new_job(0)).await;
+    advance(
+        &store,
+        &created,
+        &[
+            JobState::Dispatched,
+            JobState::Running,
+            JobState::Collecting,
+        ],
+    )
+    .await;
+    let produced = output(created.job.id, "9", 'a');
+    store.add_output(&produced, at(1)).await.unwrap();
+
+    let refused = store.delete_asset(produced.asset_id).await;
+    assert!(
+        matches!(refused, Err(StoreError::AssetInUse { job_id, .. }) if job_id == created.job.id)
+    );
+
+    // Two uploads of the same bytes share one blob.
+    let first = upload('d', None);
+    let second = upload('d', None);
+    store.create_asset(&first).await.unwrap();
+    store.create_asset(&second).await.unwrap();
+    assert_eq!(store.asset(first.id).await.unwrap(), Some(first.clone()));
+    let sharing = store.assets_with_hash(&hash('d')).await.unwrap();
+    assert_eq!(sharing.len(), 2);
+
+    let removal = store.delete_asset(first.id).await.unwrap();
+    assert_eq!(removal.asset, first);
+    assert_eq!(
+        removal.orphaned_blob, None,
+        "the other upload still uses the blob"
+    );
+    let removal = store.delete_asset(second.id).await.unwrap();
+    assert_eq!(removal.orphaned_blob, Some(hash('d')));
+    assert!(matches!(
+        store.delete_asset(second.id).await,
+        Err(StoreError::AssetNotFound(_))
+    ));
+    assert!(store.assets_with_hash(&hash('d')).await.unwrap().is_empty());
+}
+
+pub async fn sweep_expires_final_jobs_and_reports_orphaned_blobs(store: Arc<dyn Store>) {
+    let path = [
+        JobState::Dispatched,
+        JobState::Running,
+        JobState::Collecting,
+    ];
+    let done = advance(&store, &create(&store, new_job(0)).await, &path).await;
+    let done_output = output(done.job.id, "9", 'a');
+    let shared_output = output(done.job.id, "10", 'b');
+    store.add_output(&done_output, at(1)).await.unwrap();
+    store.add_output(&shared_output, at(1)).await.unwrap();
+    let retention = Transition::new(
+        done.job.id,
+        JobState::Collecting,
+        JobState::Succeeded,
+        at(2),
+    )
+    .with_expiry(at(60));
+    store.transition(retention).await.unwrap();
+
+    // Still running past its deadline: not final, so not swept.
+    let running = advance(&store, &create(&store, new_job(1)).await, &path[..2]).await;
+    // Final but retained for a week.
+    let kept = advance(
+        &store,
+        &create(&store, new_job(2)).await,
+        &[JobState::Canceled],
+    )
+    .await;
+    let lapsed_upload = upload('c', Some(at(30)));
+    let lasting_upload = upload('b', None);
+    store.create_asset(&lapsed_upload).await.unwrap();
+    store.create_asset(&lasting_upload).await.unwrap();
+
+    let early = store.sweep_expired(at(59), 100).await.unwrap();
+    assert!(early.expired_jobs.is_empty());
+    assert_eq!(early.deleted_assets, vec![lapsed_upload.id]);
+    assert_eq!(early.orphaned_blobs, vec![hash('c')]);
+
+    let sweep = store.sweep_expired(at(24 * 60), 100).await.unwrap();
+    assert_eq!(sweep.expired_jobs, vec![done.job.id]);
+    assert_eq!(sweep.deleted_assets.len(), 2);
+    assert_eq!(
+        sweep.orphaned_blobs,
+        vec![hash('a')],
+        "blob b is still an upload's"
+    );
+
+    let expired = store.job(done.job.id).await.unwrap().unwrap();
+    assert_eq!(expired.state, JobState::Expired);
+    assert!(store.outputs(done.job.id).await.unwrap().is_empty());
+    assert!(store.asset(done_output.asset_id).await.unwrap().is_none());
+    let last = store
+        .events_after(done.job.id, 0, 100)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(last.payload["status"], serde_json::json!("expired"));
+
+    assert_eq!(
+        store.job(running.job.id).await.unwrap().unwrap().state,
+        JobState::Running
+    );
+    assert_eq!(
+        store.job(kept.job.id).await.unwrap().unwrap().state,
+        JobState::Canceled
+    );
+    let again = store.sweep_expired(at(61), 100).await.unwrap();
+    assert!(again.expired_jobs.is_empty() && again.orphaned_blobs.is_empty());
+}

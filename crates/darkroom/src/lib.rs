@@ -4,5 +4,7 @@ pub mod artifacts;
 pub mod cli;
 pub mod config;
 pub mod jobs;
+pub mod retention;
+pub mod scheduler;
 pub mod server;
 pub mod store;

@@ -1,13 +1,21 @@
 //! Building the application and serving it on a listener the caller bound, until the
 //! caller's shutdown future resolves. Tests bind port 0; `main` binds the configured one.
+//!
+//! Start-up order: store (with migrations), blob store, scheduler (which reconciles every
+//! unfinished job before taking new work), retention sweep, then the HTTP server. Shutdown
+//! runs it backwards: stop taking requests, let drivers finish what they are storing.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use crate::api::{self, AppState};
+use crate::artifacts::LocalBlobStore;
 use crate::config::Config;
+use crate::jobs::bus::JobBus;
+use crate::jobs::model::BackendId;
+use crate::scheduler::{BackendSpec, Context, Scheduler, Settings};
 
-/// Why the server stopped with an error.
+/// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("invalid backend {name:?}: {source}")]
@@ -16,6 +24,10 @@ pub enum ServeError {
         #[source]
         source: comfy::ComfyError,
     },
+    #[error("cannot open the store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot open the blob store: {0}")]
+    Blobs(#[from] crate::artifacts::ArtifactError),
     #[error("http server failed")]
     Http(#[from] std::io::Error),
 }
@@ -24,31 +36,70 @@ pub enum ServeError {
 ///
 /// # Errors
 ///
-/// [`ServeError`] when a backend URL is unusable or the listener fails.
+/// [`ServeError`] when the store, blobs or a backend cannot be set up, or the listener
+/// fails.
 pub async fn serve(
     config: Config,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    tokio::fs::create_dir_all(&config.data_dir).await?;
+    let store = crate::store::open(&config.database_url).await?;
+    tracing::info!(database = %redacted(&config.database_url), "store open");
+    let blobs = LocalBlobStore::create(config.data_dir.join("blobs")).await?;
+
     let mut backends = Vec::new();
     for backend in &config.backends {
-        let client =
-            comfy::ComfyUiClient::new(&backend.url).map_err(|source| ServeError::Backend {
-                name: backend.name.clone(),
-                source,
-            })?;
-        backends.push((backend.name.clone(), client));
+        let client = comfy::ComfyUiClient::new(&backend.url).map_err(|source| ServeError::Backend {
+            name: backend.name.clone(),
+            source,
+        })?;
+        backends.push(BackendSpec {
+            id: BackendId(backend.name.clone()),
+            client,
+            socket: comfy::SocketConfig::default(),
+        });
     }
+    let settings = Settings {
+        retention: time::Duration::try_from(config.retention).unwrap_or(time::Duration::days(7)),
+        ..Settings::default()
+    };
+    let bus = Arc::new(JobBus::default());
+    let context = Context {
+        store: Arc::clone(&store),
+        blobs: blobs.clone(),
+        bus: Arc::clone(&bus),
+        settings,
+    };
+    let scheduler = Scheduler::start(context, backends.clone()).await?;
+    tracing::info!(backends = backends.len(), "scheduler started");
+    let sweeper = tokio::spawn(crate::retention::sweep_forever(Arc::clone(&store), blobs.clone()));
+
     let state = AppState {
         config: Arc::new(config),
+        store,
+        blobs,
+        bus,
+        scheduler: scheduler.handle.clone(),
         backends: Arc::new(backends),
     };
-
     let address = listener.local_addr()?;
     tracing::info!(%address, "listening");
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    tracing::info!("stopped");
+    let served = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await;
+    tracing::info!("http server stopped");
+
+    sweeper.abort();
+    scheduler.shutdown().await;
+    served?;
     Ok(())
+}
+
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("****"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
 }

@@ -9,8 +9,9 @@ use super::AppState;
 /// Darkroom is healthy when it serves; each backend is probed with `/system_stats`.
 pub async fn health(State(state): State<AppState>) -> Json<Value> {
     let mut backends = Vec::new();
-    for (name, client) in state.backends.iter() {
-        let (up, version) = match client.system_stats().await {
+    for backend in state.backends.iter() {
+        let name = &backend.id.0;
+        let (up, version) = match backend.client.system_stats().await {
             Ok(stats) => (true, stats.system.comfyui_version),
             Err(_) => (false, None),
         };

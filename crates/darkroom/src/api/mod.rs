@@ -11,13 +11,21 @@ use axum::routing::get;
 
 pub use error::ApiError;
 
+use crate::artifacts::LocalBlobStore;
 use crate::config::Config;
+use crate::jobs::bus::JobBus;
+use crate::scheduler::{BackendSpec, SchedulerHandle};
+use crate::store::Store;
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    pub backends: Arc<Vec<(String, comfy::ComfyUiClient)>>,
+    pub store: Arc<dyn Store>,
+    pub blobs: LocalBlobStore,
+    pub bus: Arc<JobBus>,
+    pub scheduler: SchedulerHandle,
+    pub backends: Arc<Vec<BackendSpec>>,
 }
 
 /// Every route Darkroom serves.

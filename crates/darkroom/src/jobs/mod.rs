@@ -4,4 +4,5 @@
 //! database, the disk or ComfyUI: the store persists these types, the
 //! scheduler drives them, the API renders them.
 
+pub mod bus;
 pub mod model;

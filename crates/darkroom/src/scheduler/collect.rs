@@ -1,0 +1,169 @@
+//! Collecting a finished run: every output the history lists is fetched with `/view`,
+//! streamed into the blob store (hashed, synced, renamed) and recorded, one by one.
+//!
+//! Collection is idempotent: outputs already recorded for the job (by their ComfyUI
+//! origin) are skipped, so a collection cut short by a crash resumes where it stopped.
+
+use std::io;
+
+use comfy::{ComfyUiClient, FileType, HistoryEntry, MediaKind, Output, OutputFile};
+use futures_util::{StreamExt, stream};
+use time::OffsetDateTime;
+
+use super::Context;
+use crate::jobs::model::{
+    AssetId, Job, OriginFolder, OutputOrigin, OutputRecord, OutputType,
+};
+use crate::store::{NewEvent, StoreError};
+
+/// Why outputs could not be collected.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error("output {filename:?} of node {node_id} could not be fetched: {source}")]
+    Fetch {
+        node_id: String,
+        filename: String,
+        #[source]
+        source: comfy::ComfyError,
+    },
+    #[error("output could not be stored: {0}")]
+    Blob(#[from] crate::artifacts::ArtifactError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Stores every output of `entry` for `job`; returns how many were added.
+///
+/// # Errors
+///
+/// [`CollectError`] when a file cannot be fetched or stored; what was stored stays.
+pub async fn collect(
+    context: &Context,
+    client: &ComfyUiClient,
+    job: &Job,
+    entry: &HistoryEntry,
+) -> Result<usize, CollectError> {
+    let existing = context.store.outputs(job.id).await?;
+    let already = |origin: &OutputOrigin| existing.iter().any(|output| &output.origin == origin);
+    let mut added = 0;
+
+    for (index, output) in entry.outputs.iter().enumerate() {
+        let record = match output {
+            Output::File(file) if wanted(job, file) => {
+                let origin = origin_of(file);
+                if already(&origin) {
+                    continue;
+                }
+                store_file(context, client, job, file, origin).await?
+            }
+            Output::File(file) => {
+                tracing::debug!(job.id = %job.id, file = %file.file.filename, file.type = %file.file.file_type, "output not kept");
+                continue;
+            }
+            Output::Text { node_id, key, text } => {
+                let name = format!("{node_id}-{key}-{index}.txt");
+                let origin = OutputOrigin { filename: name.clone(), subfolder: String::new(), folder: OriginFolder::Output };
+                if already(&origin) {
+                    continue;
+                }
+                store_text(context, job, node_id.as_str(), name, text, origin).await?
+            }
+            Output::Unrecognized { node_id, key, value } => {
+                // Not a file and not text: kept in the job's log so nothing vanishes.
+                tracing::info!(job.id = %job.id, node.id = %node_id, output.key = %key, "output of unknown shape kept as a log event");
+                let payload = serde_json::json!({"level": "info", "message": format!("node {node_id} output {key:?} has an unknown shape"), "value": value});
+                let event = NewEvent { kind: crate::jobs::model::EventKind::Log, payload, at: OffsetDateTime::now_utc() };
+                context.bus.publish(context.store.append_event(job.id, event).await?);
+                continue;
+            }
+        };
+        let event = context.store.add_output(&record, OffsetDateTime::now_utc()).await?;
+        context.bus.publish(event);
+        added += 1;
+    }
+    Ok(added)
+}
+
+/// Results are `output` files; `temp` previews only when the job asked for them; `input`
+/// files are the job's own inputs echoed back.
+fn wanted(job: &Job, file: &OutputFile) -> bool {
+    match file.file.file_type {
+        FileType::Output => true,
+        FileType::Temp => job.keep_previews,
+        FileType::Input => false,
+    }
+}
+
+fn origin_of(file: &OutputFile) -> OutputOrigin {
+    let folder = match file.file.file_type {
+        FileType::Output => OriginFolder::Output,
+        FileType::Temp => OriginFolder::Temp,
+        FileType::Input => OriginFolder::Input,
+    };
+    OutputOrigin {
+        filename: file.file.filename.clone(),
+        subfolder: file.file.subfolder.clone(),
+        folder,
+    }
+}
+
+async fn store_file(
+    context: &Context,
+    client: &ComfyUiClient,
+    job: &Job,
+    file: &OutputFile,
+    origin: OutputOrigin,
+) -> Result<OutputRecord, CollectError> {
+    let fetch_error = |source| CollectError::Fetch {
+        node_id: file.node_id.as_str().to_owned(),
+        filename: file.file.filename.clone(),
+        source,
+    };
+    let download = client.view(&file.file).await.map_err(fetch_error)?;
+    let body = download.body.map(|chunk| chunk.map_err(io::Error::other));
+    let blob = context.blobs.put(body).await?;
+    Ok(OutputRecord {
+        job_id: job.id,
+        asset_id: AssetId::new(),
+        node_id: file.node_id.as_str().to_owned(),
+        name: file.file.filename.clone(),
+        output_type: output_type(file.media),
+        content_type: file.mime_type().to_owned(),
+        size_bytes: blob.size,
+        hash: blob.hash,
+        origin,
+    })
+}
+
+async fn store_text(
+    context: &Context,
+    job: &Job,
+    node_id: &str,
+    name: String,
+    text: &str,
+    origin: OutputOrigin,
+) -> Result<OutputRecord, CollectError> {
+    let bytes = bytes::Bytes::copy_from_slice(text.as_bytes());
+    let blob = context.blobs.put(stream::iter([Ok::<_, io::Error>(bytes)])).await?;
+    Ok(OutputRecord {
+        job_id: job.id,
+        asset_id: AssetId::new(),
+        node_id: node_id.to_owned(),
+        name,
+        output_type: OutputType::Text,
+        content_type: "text/plain; charset=utf-8".to_owned(),
+        size_bytes: blob.size,
+        hash: blob.hash,
+        origin,
+    })
+}
+
+fn output_type(media: MediaKind) -> OutputType {
+    match media {
+        MediaKind::Image => OutputType::Image,
+        MediaKind::Video => OutputType::Video,
+        MediaKind::Audio => OutputType::Audio,
+        MediaKind::Latent => OutputType::Latent,
+        MediaKind::Model3d | MediaKind::Other => OutputType::File,
+    }
+}

@@ -1,0 +1,524 @@
+//! The driver of one backend: claims jobs, posts them, follows them, finishes them.
+//!
+//! Everything here runs on one task per backend, so the runs of a backend need no locks.
+//! A run ends only through `/history`: websocket messages make the driver look sooner,
+//! the periodic poll makes sure it looks at all (lost messages, silent sockets). A prompt
+//! that is in neither `/queue` nor `/history` was lost (the backend restarted): the job
+//! is queued again with a fresh prompt id, up to `max_attempts`, and never called done.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use comfy::events::ServerMessage;
+use comfy::frames::BinaryFrame;
+use comfy::{
+    ClientId, ComfyError, ComfyUiClient, HistoryEntry, PromptId, PromptRequest, QueueSnapshot,
+    RunOutcome, SocketConfig, SocketEvent, SocketHandle, spawn_socket,
+};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::run::{Run, job_error};
+use super::{Command, Context, collect};
+use crate::jobs::bus::LivePreview;
+use crate::jobs::model::{self, BackendId, Job, JobError, JobId, JobState};
+use crate::store::{Dispatch, StoreError};
+
+/// One backend to drive.
+#[derive(Debug, Clone)]
+pub struct BackendSpec {
+    pub id: BackendId,
+    pub client: ComfyUiClient,
+    pub socket: SocketConfig,
+}
+
+/// How soon `/history` is asked again after an end hint found it empty (ComfyUI sends
+/// `execution_success` before it writes the history entry).
+const HINT_RETRY: Duration = Duration::from_millis(50);
+/// How long a backend may be unreachable before its runs are given up.
+const UNREACHABLE_LIMIT: Duration = Duration::from_secs(60);
+/// Prompts posted to one ComfyUI at a time.
+const IN_FLIGHT: usize = 1;
+
+pub(super) struct Driver {
+    id: BackendId,
+    client: ComfyUiClient,
+    socket: SocketHandle,
+    socket_events: mpsc::Receiver<SocketEvent>,
+    context: Arc<Context>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    runs: HashMap<PromptId, Run>,
+    adopted: Vec<Job>,
+    client_id: Option<ClientId>,
+    connected_before: bool,
+    unreachable_since: Option<Instant>,
+    stopping: bool,
+}
+
+impl Driver {
+    pub(super) fn new(
+        spec: BackendSpec,
+        context: Arc<Context>,
+        commands: mpsc::UnboundedReceiver<Command>,
+        adopted: Vec<Job>,
+    ) -> Self {
+        let mut socket_config = spec.socket;
+        socket_config.client_id_prefix = format!("darkroom-{}", spec.id);
+        let (socket, socket_events) = spawn_socket(&spec.client, socket_config);
+        Self {
+            id: spec.id,
+            client: spec.client,
+            socket,
+            socket_events,
+            context,
+            commands,
+            runs: HashMap::new(),
+            adopted,
+            client_id: None,
+            connected_before: false,
+            unreachable_since: None,
+            stopping: false,
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        let span = tracing::info_span!("backend", backend.id = %self.id);
+        async move {
+            self.adopt().await;
+            self.poll().await;
+            let mut poll = tokio::time::interval(self.context.settings.poll_interval);
+            while !self.stopping {
+                let hinted = self.runs.values().any(|run| run.end_hinted);
+                tokio::select! {
+                    event = self.socket_events.recv() => match event {
+                        Some(event) => self.on_socket(event).await,
+                        None => break,
+                    },
+                    command = self.commands.recv() => self.on_command(command).await,
+                    _ = poll.tick() => self.poll().await,
+                    () = tokio::time::sleep(HINT_RETRY), if hinted => self.check_hinted().await,
+                }
+                self.fill().await;
+            }
+            self.socket.shutdown();
+            tracing::info!("driver stopped");
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Takes back the unfinished jobs of this backend found at start-up.
+    async fn adopt(&mut self) {
+        for job in std::mem::take(&mut self.adopted) {
+            let Some(prompt_id) = job.prompt_id.as_ref().map(|id| PromptId::new(id.0.as_str())) else {
+                // Claimed but never posted: nothing ran.
+                self.settle(&job, JobState::Queued, None).await;
+                continue;
+            };
+            let mut run = Run::new(job.id, prompt_id.clone(), job.state, &job.workflow);
+            run.cancel_requested = job.state == JobState::Canceling;
+            tracing::info!(job.id = %job.id, prompt.id = %prompt_id, job.state = %job.state, "reconciling job");
+            self.runs.insert(prompt_id, run);
+        }
+    }
+
+    async fn on_command(&mut self, command: Option<Command>) {
+        match command {
+            Some(Command::Wake) => {}
+            Some(Command::Cancel(job_id)) => self.cancel(job_id).await,
+            Some(Command::Shutdown) | None => self.stopping = true,
+        }
+    }
+
+    async fn on_socket(&mut self, event: SocketEvent) {
+        match event {
+            SocketEvent::Connected { client_id } => {
+                self.client_id = Some(client_id);
+                if std::mem::replace(&mut self.connected_before, true) {
+                    // Messages sent while we were away are gone: look at every run.
+                    self.poll().await;
+                }
+            }
+            SocketEvent::Disconnected { .. } => self.client_id = None,
+            SocketEvent::Message(message) => self.on_message(message).await,
+            SocketEvent::Frame(BinaryFrame::Preview(preview)) => self.on_preview(preview),
+            SocketEvent::Frame(frame) => tracing::debug!(?frame, "frame ignored"),
+        }
+    }
+
+    async fn on_message(&mut self, message: ServerMessage) {
+        let Some(prompt_id) = message.prompt_id().cloned() else { return };
+        let Some(run) = self.runs.get_mut(&prompt_id) else {
+            tracing::debug!(prompt.id = %prompt_id, kind = message.kind(), "message for a prompt not ours");
+            return;
+        };
+        let job_id = run.job_id;
+        let started = matches!(message, ServerMessage::ExecutionStart(_)) && run.state == JobState::Dispatched;
+        if started {
+            run.state = JobState::Running;
+        }
+        let write_progress = run.observe(&message);
+        let progress = write_progress.then(|| run.progress());
+        if message.hints_run_ended() {
+            run.end_hinted = true;
+        }
+
+        if started {
+            self.log_store_error(self.context.transition(job_id, JobState::Dispatched, JobState::Running, None).await);
+        }
+        if let Some(progress) = progress {
+            match self.context.store.update_progress(job_id, &progress, OffsetDateTime::now_utc()).await {
+                Ok(event) => self.context.bus.publish(event),
+                Err(StoreError::JobNotActive { .. }) => {}
+                Err(error) => tracing::error!(job.id = %job_id, %error, "progress not stored"),
+            }
+        }
+        if message.hints_run_ended() {
+            self.check_history(&prompt_id).await;
+        }
+    }
+
+    fn on_preview(&self, preview: comfy::frames::Preview) {
+        let named = preview.metadata.as_ref().and_then(|metadata| metadata.prompt_id.clone());
+        let run = match &named {
+            Some(prompt_id) => self.runs.get(prompt_id),
+            // Legacy frames name no prompt; one ComfyUI runs one prompt at a time.
+            None => self.runs.values().find(|run| run.state == JobState::Running),
+        };
+        let Some(run) = run else { return };
+        let node_id = preview
+            .metadata
+            .as_ref()
+            .and_then(|metadata| metadata.node_id.as_ref().map(|node| node.as_str().to_owned()))
+            .or_else(|| run.current_node().map(str::to_owned));
+        let live = LivePreview {
+            node_id,
+            content_type: preview.format.mime_type(),
+            image: preview.image,
+        };
+        self.context.bus.preview(run.job_id, live);
+    }
+
+    async fn check_hinted(&mut self) {
+        let hinted: Vec<PromptId> = self
+            .runs
+            .iter()
+            .filter(|(_, run)| run.end_hinted)
+            .map(|(prompt_id, _)| prompt_id.clone())
+            .collect();
+        for prompt_id in hinted {
+            self.check_history(&prompt_id).await;
+        }
+    }
+
+    /// Asks `/history` about one run and finishes it when it is there.
+    async fn check_history(&mut self, prompt_id: &PromptId) {
+        match self.client.history(prompt_id).await {
+            Ok(Some(entry)) => {
+                self.unreachable_since = None;
+                self.finish(prompt_id, entry).await;
+            }
+            Ok(None) => self.unreachable_since = None,
+            Err(error) => self.note_unreachable(&error),
+        }
+    }
+
+    /// Looks at every run: finished ones are finished, lost ones given up or retried.
+    async fn poll(&mut self) {
+        let prompt_ids: Vec<PromptId> = self.runs.keys().cloned().collect();
+        let mut queue: Option<QueueSnapshot> = None;
+        for prompt_id in prompt_ids {
+            self.check_history(&prompt_id).await;
+            let Some(run) = self.runs.get(&prompt_id) else { continue };
+            if run.since.elapsed() < self.context.settings.lost_grace || self.unreachable_since.is_some() {
+                continue;
+            }
+            if queue.is_none() {
+                match self.client.queue().await {
+                    Ok(snapshot) => queue = Some(snapshot),
+                    Err(error) => {
+                        self.note_unreachable(&error);
+                        return;
+                    }
+                }
+            }
+            if queue.as_ref().is_some_and(|queue| !queue.contains(&prompt_id)) {
+                // It may have finished between the two looks.
+                self.check_history(&prompt_id).await;
+                if self.runs.contains_key(&prompt_id) {
+                    self.lose(&prompt_id, "the backend no longer knows the prompt").await;
+                }
+            }
+        }
+        self.give_up_if_unreachable_too_long().await;
+    }
+
+    fn note_unreachable(&mut self, error: &ComfyError) {
+        if self.unreachable_since.is_none() {
+            tracing::warn!(%error, "backend unreachable");
+            self.unreachable_since = Some(Instant::now());
+        }
+    }
+
+    async fn give_up_if_unreachable_too_long(&mut self) {
+        let too_long = self.unreachable_since.is_some_and(|since| since.elapsed() > UNREACHABLE_LIMIT);
+        if too_long {
+            let prompt_ids: Vec<PromptId> = self.runs.keys().cloned().collect();
+            for prompt_id in prompt_ids {
+                self.lose(&prompt_id, "the backend has been unreachable too long").await;
+            }
+        }
+    }
+
+    /// A run the backend lost: the job goes back to the queue for another attempt, or
+    /// fails when it had its attempts.
+    async fn lose(&mut self, prompt_id: &PromptId, reason: &str) {
+        let Some(run) = self.runs.remove(prompt_id) else { return };
+        tracing::warn!(job.id = %run.job_id, prompt.id = %prompt_id, reason, "run lost");
+        let Some(job) = self.current_job(run.job_id).await else { return };
+        let retry = job.attempt < self.context.settings.max_attempts;
+        let (to, error) = match job.state {
+            JobState::Canceling => (JobState::Canceled, None),
+            JobState::Dispatched | JobState::Running if retry => (JobState::Queued, None),
+            _ => (
+                JobState::Failed,
+                Some(job_error("backend_lost", format!("{reason} (attempt {} of {})", job.attempt, self.context.settings.max_attempts))),
+            ),
+        };
+        self.settle(&job, to, error).await;
+    }
+
+    /// Ends a run from its history entry.
+    async fn finish(&mut self, prompt_id: &PromptId, entry: HistoryEntry) {
+        let Some(run) = self.runs.remove(prompt_id) else { return };
+        if !run.heard && run.state != JobState::Canceling && self.client_id.is_some() && run.since.elapsed() > self.context.settings.lost_grace {
+            // Finished without one message reaching us while "connected": a silent socket.
+            tracing::warn!(prompt.id = %prompt_id, "run finished unheard; reopening the websocket");
+            self.socket.reconnect();
+        }
+        let Some(job) = self.current_job(run.job_id).await else { return };
+        match entry.outcome {
+            RunOutcome::Success if job.state == JobState::Canceling => {
+                self.settle(&job, JobState::Canceled, None).await;
+            }
+            RunOutcome::Success => self.collect_and_succeed(job, &entry).await,
+            RunOutcome::Failed(error) => {
+                let traceback = (!error.traceback.is_empty()).then(|| error.traceback.concat());
+                let failure = JobError {
+                    code: "node_execution_error".to_owned(),
+                    message: format!(
+                        "node {} ({}) raised {}: {}",
+                        error.node_id,
+                        error.node_type,
+                        error.exception_type,
+                        error.exception_message.trim_end()
+                    ),
+                    node_id: Some(error.node_id.as_str().to_owned()),
+                    class_type: Some(error.node_type.clone()),
+                    exception_type: Some(error.exception_type.clone()),
+                    traceback,
+                };
+                self.settle(&job, JobState::Failed, Some(failure)).await;
+            }
+            RunOutcome::Interrupted(_) if job.state == JobState::Canceling => {
+                self.settle(&job, JobState::Canceled, None).await;
+            }
+            RunOutcome::Interrupted(interrupted) => {
+                let mut failure = job_error("interrupted", "the run was interrupted on the backend");
+                failure.node_id = interrupted.node_id.map(|node| node.as_str().to_owned());
+                failure.class_type = interrupted.node_type;
+                self.settle(&job, JobState::Failed, Some(failure)).await;
+            }
+            RunOutcome::FailedWithoutDetail => {
+                let failure = job_error("execution_failed", "the backend reported an error without detail");
+                self.settle(&job, JobState::Failed, Some(failure)).await;
+            }
+        }
+    }
+
+    async fn collect_and_succeed(&mut self, job: Job, entry: &HistoryEntry) {
+        let job = if job.state == JobState::Collecting {
+            job
+        } else {
+            match self.context.transition(job.id, job.state, JobState::Collecting, None).await {
+                Ok(Some(job)) => job,
+                Ok(None) => return,
+                Err(error) => return tracing::error!(job.id = %job.id, %error, "cannot start collecting"),
+            }
+        };
+        let mut last_error = None;
+        for attempt in 0..3u32 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+            match collect::collect(&self.context, &self.client, &job, entry).await {
+                Ok(count) => {
+                    tracing::info!(job.id = %job.id, outputs = count, "outputs stored");
+                    self.settle(&job, JobState::Succeeded, None).await;
+                    return;
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        let message = last_error.map_or_else(String::new, |error| error.to_string());
+        tracing::error!(job.id = %job.id, error = %message, "outputs not collected");
+        self.settle(&job, JobState::Failed, Some(job_error("output_lost", message))).await;
+    }
+
+    async fn cancel(&mut self, job_id: JobId) {
+        let Some(job) = self.current_job(job_id).await else { return };
+        let found = self.runs.iter().find(|(_, run)| run.job_id == job_id).map(|(id, _)| id.clone());
+        let Some(prompt_id) = found else {
+            // Not posted (or already ended): nothing on the backend to stop.
+            if job.state == JobState::Canceling {
+                self.settle(&job, JobState::Canceled, None).await;
+            } else if let Ok(Some(job)) = self.context.transition(job.id, job.state, JobState::Canceling, None).await {
+                self.settle(&job, JobState::Canceled, None).await;
+            }
+            return;
+        };
+        if job.state != JobState::Canceling {
+            match self.context.transition(job.id, job.state, JobState::Canceling, None).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return,
+                Err(error) => return tracing::error!(job.id = %job_id, %error, "cannot cancel"),
+            }
+        }
+        if let Some(run) = self.runs.get_mut(&prompt_id) {
+            run.state = JobState::Canceling;
+            run.cancel_requested = true;
+        }
+        self.stop_on_backend(&prompt_id).await;
+    }
+
+    /// Deletes a pending prompt from ComfyUI's queue, or interrupts it when it runs.
+    async fn stop_on_backend(&mut self, prompt_id: &PromptId) {
+        if let Err(error) = self.client.delete_from_queue(std::slice::from_ref(prompt_id)).await {
+            return self.note_unreachable(&error);
+        }
+        let queue = match self.client.queue().await {
+            Ok(queue) => queue,
+            Err(error) => return self.note_unreachable(&error),
+        };
+        if queue.running.iter().any(|item| &item.prompt_id == prompt_id) {
+            let interrupted = match self.client.interrupt(prompt_id).await {
+                // Before 0.3.57 every interrupt is global; it is ours that runs, checked above.
+                Err(ComfyError::Unsupported { .. }) => self.client.interrupt_whatever_runs().await,
+                other => other,
+            };
+            if let Err(error) = interrupted {
+                self.note_unreachable(&error);
+            }
+        } else if !queue.contains(prompt_id) {
+            // Removed before it ran, or it just ended: history decides.
+            self.check_history(prompt_id).await;
+            if let Some(run) = self.runs.remove(prompt_id)
+                && let Some(job) = self.current_job(run.job_id).await
+            {
+                self.settle(&job, JobState::Canceled, None).await;
+            }
+        }
+    }
+
+    /// Claims and posts queued jobs while this backend has room.
+    async fn fill(&mut self) {
+        while !self.stopping && self.runs.len() < IN_FLIGHT && self.unreachable_since.is_none() {
+            let Some(client_id) = self.client_id.clone() else { return };
+            let claimed = match self.context.store.claim_next_queued(&self.id, OffsetDateTime::now_utc()).await {
+                Ok(Some(change)) => change,
+                Ok(None) => return,
+                Err(error) => return tracing::error!(%error, "cannot claim a job"),
+            };
+            self.context.bus.publish(claimed.event);
+            self.dispatch(claimed.job, client_id).await;
+        }
+    }
+
+    /// Posts a claimed job. Its prompt id is recorded before the post, so a lost response
+    /// is resolved by looking the id up rather than by posting twice.
+    async fn dispatch(&mut self, job: Job, client_id: ClientId) {
+        let Some(graph) = job.workflow.as_object().cloned() else {
+            let error = job_error("invalid_workflow", "the workflow is not an object of nodes");
+            return self.settle(&job, JobState::Failed, Some(error)).await;
+        };
+        let prompt_id = PromptId::random();
+        let dispatch = Dispatch {
+            backend_id: self.id.clone(),
+            prompt_id: model::PromptId(prompt_id.as_str().to_owned()),
+            attempt: job.attempt,
+        };
+        if let Err(error) = self.context.store.record_dispatch(job.id, &dispatch).await {
+            return tracing::warn!(job.id = %job.id, %error, "dispatch not recorded; job moved on");
+        }
+        tracing::info!(job.id = %job.id, prompt.id = %prompt_id, attempt = job.attempt, "posting prompt");
+        let run = Run::new(job.id, prompt_id.clone(), JobState::Dispatched, &job.workflow);
+        self.runs.insert(prompt_id.clone(), run);
+
+        let mut request = PromptRequest::new(graph, client_id);
+        request.prompt_id = Some(prompt_id.clone());
+        match self.client.queue_prompt(&request).await {
+            Ok(accepted) => {
+                if !accepted.node_errors.is_empty() {
+                    tracing::warn!(job.id = %job.id, nodes = ?accepted.node_errors.keys().collect::<Vec<_>>(), "some outputs failed validation and will not run");
+                }
+                if accepted.prompt_id != prompt_id {
+                    // A server that ignores client-chosen ids (before 0.3.45).
+                    self.rekey(&job, &prompt_id, accepted.prompt_id).await;
+                }
+            }
+            Err(ComfyError::Rejected(rejection)) => {
+                self.runs.remove(&prompt_id);
+                let error = job_error("invalid_workflow", rejection.to_string());
+                self.settle(&job, JobState::Failed, Some(error)).await;
+            }
+            Err(error) if error.is_transient() => {
+                // The prompt may or may not have arrived; the poll finds out by its id.
+                tracing::warn!(job.id = %job.id, %error, "post of prompt unanswered");
+            }
+            Err(error) => {
+                self.runs.remove(&prompt_id);
+                self.settle(&job, JobState::Failed, Some(job_error("dispatch_failed", error.to_string()))).await;
+            }
+        }
+    }
+
+    async fn rekey(&mut self, job: &Job, ours: &PromptId, theirs: PromptId) {
+        if let Some(mut run) = self.runs.remove(ours) {
+            run.prompt_id = theirs.clone();
+            self.runs.insert(theirs.clone(), run);
+        }
+        let dispatch = Dispatch {
+            backend_id: self.id.clone(),
+            prompt_id: model::PromptId(theirs.as_str().to_owned()),
+            attempt: job.attempt,
+        };
+        if let Err(error) = self.context.store.record_dispatch(job.id, &dispatch).await {
+            tracing::error!(job.id = %job.id, %error, "server-chosen prompt id not recorded");
+        }
+    }
+
+    async fn current_job(&self, job_id: JobId) -> Option<Job> {
+        match self.context.store.job(job_id).await {
+            Ok(Some(job)) if !job.state.is_final() => Some(job),
+            Ok(_) => None,
+            Err(error) => {
+                tracing::error!(job.id = %job_id, %error, "cannot read job");
+                None
+            }
+        }
+    }
+
+    /// Moves a job to `to` from wherever it is now; a lost race is fine.
+    async fn settle(&self, job: &Job, to: JobState, error: Option<JobError>) {
+        let result = self.context.transition(job.id, job.state, to, error).await;
+        self.log_store_error(result);
+    }
+
+    fn log_store_error<T>(&self, result: Result<T, StoreError>) {
+        if let Err(error) = result {
+            tracing::error!(%error, "job state not stored");
+        }
+    }
+}

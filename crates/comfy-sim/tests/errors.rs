@@ -258,3 +258,55 @@ async fn saving_outside_the_output_folder_is_an_execution_error() {
         message.starts_with("**** ERROR: Saving image outside the output folder is not allowed.")
     );
 }
+
+#[tokio::test]
+async fn upstream_errors_list_every_dependent_output_like_comfyui() {
+    let sim = start().await;
+    let http = Http::new(&sim);
+    let body = refused(&http, json!({
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 100_000, "height": 64, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "e2e/invalid"}},
+        "3": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "missing.safetensors"}},
+        "4": {"class_type": "CLIPTextEncode", "inputs": {"text": "x", "clip": ["3", 1]}},
+        "5": {"class_type": "DarkroomText", "inputs": {"text": ["4", 0]}},
+    }))
+    .await;
+
+    // Recorded from ComfyUI 0.3.75: node 3 is never reached, because the
+    // type mismatch stops validation before it follows the link.
+    let mismatch = "text, received_type(CONDITIONING) mismatch input_type(STRING)";
+    assert_eq!(
+        body,
+        json!({
+            "error": {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
+                      "details": format!("Return type mismatch between linked nodes: {mismatch}"), "extra_info": {}},
+            "node_errors": {
+                "1": {"errors": [{"type": "value_bigger_than_max", "message": "Value 100000 bigger than max of 16384",
+                                  "details": "width", "extra_info": {"input_name": "width",
+                                  "input_config": ["INT", {"default": 512, "min": 1, "max": 16384, "step": 1}],
+                                  "received_value": 100_000}}],
+                      "dependent_outputs": ["2", "5"], "class_type": "EmptyImage"},
+                "5": {"errors": [{"type": "return_type_mismatch", "message": "Return type mismatch between linked nodes",
+                                  "details": mismatch, "extra_info": {"input_name": "text",
+                                  "input_config": ["STRING", {"default": "hello from darkroom", "multiline": true}],
+                                  "received_type": "CONDITIONING", "linked_node": ["4", 0]}}],
+                      "dependent_outputs": ["5"], "class_type": "DarkroomText"},
+            },
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_cyclic_graph_is_refused_and_the_server_survives() {
+    let sim = start().await;
+    let http = Http::new(&sim);
+    let body = refused(&http, json!({
+        "1": {"class_type": "ImageInvert", "inputs": {"image": ["3", 0]}},
+        "3": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "loop"}},
+    }))
+    .await;
+    assert_eq!(body["error"]["type"], "prompt_outputs_failed_validation");
+    let (status, _) = http.get("/queue").await;
+    assert_eq!(status, 200);
+}

@@ -279,13 +279,6 @@ impl Run<'_> {
         self.check_interrupt()
     }
 
-    /// A widget value of this node.
-    pub fn input(&self, node_id: &str, name: &str) -> Option<&Value> {
-        self.item.prompt[node_id]["inputs"]
-            .get(name)
-            .filter(|value| link_source(value).is_none())
-    }
-
     /// The data a linked input receives.
     pub fn linked(&self, node_id: &str, name: &str) -> Option<Data> {
         let link = self.item.prompt[node_id]["inputs"].get(name)?;

@@ -7,6 +7,7 @@
 //! so the queue and history show the converted graph, as ComfyUI's do.
 
 mod inputs;
+mod values;
 
 use std::collections::HashMap;
 
@@ -79,6 +80,7 @@ pub(crate) fn validate(
         image_exists,
         verdicts: HashMap::new(),
         order: Vec::new(),
+        visiting: Default::default(),
     };
     let mut good = Vec::new();
     let mut failed_outputs: Vec<Vec<Value>> = Vec::new();

@@ -2,6 +2,11 @@
 //! disk, plus what only a file database can show (durability across reopen)
 //! and the state machine's rules.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers outside #[test] fns panic too: that is the failure message we want"
+)]
+
 mod store_suite;
 
 use std::sync::Arc;

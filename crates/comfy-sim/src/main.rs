@@ -71,10 +71,18 @@ async fn main() -> anyhow::Result<()> {
     }
     let sim = builder.start().await?;
 
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot wait for ctrl-c")?;
+    stopped().await?;
     tracing::info!("shutting down");
     sim.shutdown().await;
     Ok(())
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn stopped() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted.context("cannot wait for ctrl-c"),
+        _ = terminate.recv() => Ok(()),
+    }
 }

@@ -217,6 +217,16 @@ async fn knobs_inject_a_refusal_and_a_node_failure_once() {
         message: "disk on fire".to_owned(),
     };
     sim.set_knobs(|knobs| knobs.fail_next_execution = Some(failure));
+    let without_node_2 = json!({"1": {"class_type": "DarkroomText", "inputs": {"text": "spared"}}});
+    let spared = http.queue(&without_node_2, Some("client-k")).await;
+    let frames = socket.until_done(&spared).await;
+    assert!(
+        frames
+            .iter()
+            .any(|frame| frame.kind() == "execution_success"),
+        "no node 2 to fail"
+    );
+
     let failed = http.queue(&empty_save("k"), Some("client-k")).await;
     let frames = socket.until_done(&failed).await;
     let error = frames

@@ -68,7 +68,15 @@ pub(crate) async fn run(shared: &Arc<Shared>, item: &QueueItem) -> Finished {
         results: HashMap::new(),
         ui: Vec::new(),
         executed: Vec::new(),
-        failure: shared.with_knobs(|knobs| knobs.fail_next_execution.take()),
+        // Taken by the first prompt that holds the chosen node.
+        failure: shared.with_knobs(|knobs| {
+            knobs.fail_next_execution.take_if(|failure| {
+                failure
+                    .node
+                    .as_ref()
+                    .is_none_or(|node| item.prompt.contains_key(node))
+            })
+        }),
     };
     run.emit
         .lifecycle("execution_start", prompt_data(item), false);
@@ -213,6 +221,13 @@ impl Run<'_> {
     }
 
     fn finish(self, success: bool) -> Finished {
+        // A failure aimed at a node that never ran (cached, or after an
+        // earlier error) waits for the next prompt.
+        if let Some(unfired) = self.failure {
+            self.shared.with_knobs(|knobs| {
+                knobs.fail_next_execution.get_or_insert(unfired);
+            });
+        }
         let mut outputs = Map::new();
         let mut meta = Map::new();
         for (node_id, ui) in self.ui {

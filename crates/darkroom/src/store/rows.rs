@@ -40,7 +40,7 @@ fn optional_time(micros: Option<i64>) -> Result<Option<OffsetDateTime>, StoreErr
 }
 
 /// Parses a stored name (state, kind, id...) through its `FromStr`.
-fn parse<T>(what: &'static str, value: &str) -> Result<T, StoreError>
+pub(crate) fn parse<T>(what: &'static str, value: &str) -> Result<T, StoreError>
 where
     T: std::str::FromStr,
     T::Err: ToString,

@@ -10,7 +10,7 @@ use super::events::size;
 use super::jobs;
 use crate::artifacts::BlobHash;
 use crate::jobs::model::{Asset, AssetId, JobId, JobState};
-use crate::store::rows::{ASSET_COLUMNS, AssetRow, to_micros};
+use crate::store::rows::{ASSET_COLUMNS, AssetRow, parse, to_micros};
 use crate::store::{AssetRemoval, StoreError, Sweep, Transition};
 
 pub(super) async fn insert(
@@ -72,9 +72,7 @@ pub(super) async fn delete(
             .fetch_optional(&mut *connection)
             .await?;
     if let Some(job_id) = user {
-        let job_id = job_id
-            .parse()
-            .map_err(|error| StoreError::corrupt("job id", error))?;
+        let job_id = parse("job id", &job_id)?;
         return Err(StoreError::AssetInUse {
             asset_id: id,
             job_id,
@@ -97,7 +95,39 @@ pub(super) async fn sweep_expired(
     now: OffsetDateTime,
     limit: u32,
 ) -> Result<Sweep, StoreError> {
-    let due: Vec<(String, String)> = sqlx::query_as(
+    let mut sweep = Sweep::default();
+    let mut doomed = Vec::new();
+    for (job_id, state) in due_jobs(connection, now, limit).await? {
+        let expire = Transition::new(job_id, state, JobState::Expired, now);
+        jobs::transition(connection, &expire, None).await?;
+        sqlx::query("DELETE FROM job_outputs WHERE job_id = $1")
+            .bind(job_id.to_string())
+            .execute(&mut *connection)
+            .await?;
+        doomed.extend(assets_of_job(connection, job_id).await?);
+        sweep.expired_jobs.push(job_id);
+    }
+    doomed.extend(lapsed_uploads(connection, now).await?);
+
+    sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
+        .bind(to_micros(now))
+        .execute(&mut *connection)
+        .await?;
+
+    let (ids, hashes): (Vec<AssetId>, BTreeSet<BlobHash>) = doomed.into_iter().unzip();
+    remove_rows(connection, &ids).await?;
+    sweep.deleted_assets = ids;
+    sweep.orphaned_blobs = orphaned(connection, hashes).await?;
+    Ok(sweep)
+}
+
+/// Final jobs past their deadline, the longest overdue first.
+async fn due_jobs(
+    connection: &mut SqliteConnection,
+    now: OffsetDateTime,
+    limit: u32,
+) -> Result<Vec<(JobId, JobState)>, StoreError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT id, state FROM jobs WHERE state IN ($1, $2, $3) AND expires_at <= $4 \
          ORDER BY expires_at, id LIMIT $5",
     )
@@ -108,66 +138,26 @@ pub(super) async fn sweep_expired(
     .bind(i64::from(limit))
     .fetch_all(&mut *connection)
     .await?;
-
-    let mut sweep = Sweep::default();
-    let mut doomed: Vec<(String, String)> = Vec::new();
-    for (id, state) in due {
-        let job_id: JobId = id
-            .parse()
-            .map_err(|error| StoreError::corrupt("job id", error))?;
-        let state: JobState = state
-            .parse()
-            .map_err(|error| StoreError::corrupt("job state", error))?;
-        jobs::transition(
-            connection,
-            &Transition::new(job_id, state, JobState::Expired, now),
-            None,
-        )
-        .await?;
-        sqlx::query("DELETE FROM job_outputs WHERE job_id = $1")
-            .bind(&id)
-            .execute(&mut *connection)
-            .await?;
-        doomed.extend(assets_of_job(connection, &id).await?);
-        sweep.expired_jobs.push(job_id);
-    }
-    doomed.extend(lapsed_uploads(connection, now).await?);
-    sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
-        .bind(to_micros(now))
-        .execute(&mut *connection)
-        .await?;
-
-    let mut hashes = BTreeSet::new();
-    for (id, hash) in doomed {
-        sweep.deleted_assets.push(
-            id.parse()
-                .map_err(|error| StoreError::corrupt("asset id", error))?,
-        );
-        hashes.insert(
-            hash.parse::<BlobHash>()
-                .map_err(|error| StoreError::corrupt("blob hash", error))?,
-        );
-    }
-    remove_rows(connection, &sweep.deleted_assets).await?;
-    sweep.orphaned_blobs = orphaned(connection, hashes).await?;
-    Ok(sweep)
+    rows.iter()
+        .map(|(id, state)| Ok((parse("job id", id)?, parse("job state", state)?)))
+        .collect()
 }
 
 async fn assets_of_job(
     connection: &mut SqliteConnection,
-    job_id: &str,
-) -> Result<Vec<(String, String)>, StoreError> {
+    job_id: JobId,
+) -> Result<Vec<(AssetId, BlobHash)>, StoreError> {
     let rows = sqlx::query_as("SELECT id, hash FROM assets WHERE job_id = $1")
-        .bind(job_id)
+        .bind(job_id.to_string())
         .fetch_all(&mut *connection)
         .await?;
-    Ok(rows)
+    asset_refs(&rows)
 }
 
 async fn lapsed_uploads(
     connection: &mut SqliteConnection,
     now: OffsetDateTime,
-) -> Result<Vec<(String, String)>, StoreError> {
+) -> Result<Vec<(AssetId, BlobHash)>, StoreError> {
     let rows = sqlx::query_as(
         "SELECT id, hash FROM assets WHERE job_id IS NULL AND expires_at <= $1 \
          AND NOT EXISTS (SELECT 1 FROM job_outputs WHERE job_outputs.asset_id = assets.id)",
@@ -175,7 +165,13 @@ async fn lapsed_uploads(
     .bind(to_micros(now))
     .fetch_all(&mut *connection)
     .await?;
-    Ok(rows)
+    asset_refs(&rows)
+}
+
+fn asset_refs(rows: &[(String, String)]) -> Result<Vec<(AssetId, BlobHash)>, StoreError> {
+    rows.iter()
+        .map(|(id, hash)| Ok((parse("asset id", id)?, parse("blob hash", hash)?)))
+        .collect()
 }
 
 async fn remove_rows(connection: &mut SqliteConnection, ids: &[AssetId]) -> Result<(), StoreError> {

@@ -1,17 +1,13 @@
-//! Job rows: create (with idempotency key and queue bound), read, list,
-//! and the compare-and-set transitions.
+//! Job rows: create (with idempotency key and queue bound), read, and the
+//! compare-and-set transitions.
 
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
-use time::OffsetDateTime;
+use sqlx::SqliteConnection;
 
 use super::{events, queue};
-use crate::jobs::model::{EventKind, Job, JobEvent, JobId, JobState, Progress};
+use crate::jobs::model::{EventKind, Job, JobId, JobState};
 use crate::store::request::status_payload;
 use crate::store::rows::{JOB_COLUMNS, JobRow, to_micros};
-use crate::store::{
-    Dispatch, IDEMPOTENCY_KEY_LIFETIME, JobChange, JobCursor, JobPage, JobQuery, NewEvent, NewJob,
-    StoreError, Transition,
-};
+use crate::store::{IDEMPOTENCY_KEY_LIFETIME, JobChange, NewEvent, NewJob, StoreError, Transition};
 
 /// Requests without an API key share one idempotency namespace.
 const ANONYMOUS_OWNER: &str = "";
@@ -121,70 +117,6 @@ pub(super) async fn fetch(connection: &mut SqliteConnection, id: JobId) -> Resul
     find(connection, id)
         .await?
         .ok_or(StoreError::JobNotFound(id))
-}
-
-pub(super) async fn list(
-    connection: &mut SqliteConnection,
-    query: &JobQuery,
-) -> Result<JobPage, StoreError> {
-    let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM jobs");
-    push_filters(&mut count, query);
-    let total: i64 = count
-        .build_query_scalar()
-        .fetch_one(&mut *connection)
-        .await?;
-
-    let mut page = QueryBuilder::<Sqlite>::new(format!("SELECT {JOB_COLUMNS} FROM jobs"));
-    push_filters(&mut page, query);
-    if let Some(cursor) = query.after {
-        let created_at = to_micros(cursor.created_at);
-        page.push(" AND (created_at < ").push_bind(created_at);
-        page.push(" OR (created_at = ").push_bind(created_at);
-        page.push(" AND id < ")
-            .push_bind(cursor.id.to_string())
-            .push("))");
-    }
-    // One row past the limit says whether another page follows.
-    page.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-        .push_bind(i64::from(query.limit) + 1);
-    page.push(" OFFSET ")
-        .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
-    let rows: Vec<JobRow> = page.build_query_as().fetch_all(&mut *connection).await?;
-
-    let mut jobs = rows
-        .into_iter()
-        .map(Job::try_from)
-        .collect::<Result<Vec<_>, _>>()?;
-    let more = jobs.len() > query.limit as usize;
-    jobs.truncate(query.limit as usize);
-    let next = if more {
-        jobs.last().map(JobCursor::of)
-    } else {
-        None
-    };
-    Ok(JobPage {
-        jobs,
-        total: u64::try_from(total).unwrap_or_default(),
-        next,
-    })
-}
-
-fn push_filters(builder: &mut QueryBuilder<Sqlite>, query: &JobQuery) {
-    builder.push(" WHERE 1 = 1");
-    if !query.states.is_empty() {
-        builder.push(" AND state IN (");
-        let mut states = builder.separated(", ");
-        for state in &query.states {
-            states.push_bind(state.as_str());
-        }
-        builder.push(")");
-    }
-    if let Some(owner) = &query.owner {
-        builder.push(" AND owner = ").push_bind(owner.clone());
-    }
-    if let Some(template) = &query.template {
-        builder.push(" AND template = ").push_bind(template.clone());
-    }
 }
 
 /// The compare-and-set at the heart of the state machine: the `UPDATE` only
@@ -300,70 +232,4 @@ async fn apply_effects(
             .await?;
     }
     Ok(())
-}
-
-pub(super) async fn record_dispatch(
-    connection: &mut SqliteConnection,
-    id: JobId,
-    dispatch: &Dispatch,
-) -> Result<Job, StoreError> {
-    let updated = sqlx::query(
-        "UPDATE jobs SET backend_id = $2, prompt_id = $3 \
-         WHERE id = $1 AND state = $4 AND attempt = $5",
-    )
-    .bind(id.to_string())
-    .bind(dispatch.backend_id.0.as_str())
-    .bind(dispatch.prompt_id.0.as_str())
-    .bind(JobState::Dispatched.as_str())
-    .bind(i64::from(dispatch.attempt))
-    .execute(&mut *connection)
-    .await?;
-    if updated.rows_affected() == 1 {
-        return fetch(connection, id).await;
-    }
-
-    let job = fetch(connection, id).await?;
-    if job.state != JobState::Dispatched {
-        return Err(StoreError::StateConflict {
-            job_id: id,
-            expected: JobState::Dispatched,
-            actual: job.state,
-        });
-    }
-    Err(StoreError::StaleAttempt {
-        job_id: id,
-        expected: dispatch.attempt,
-        actual: job.attempt,
-    })
-}
-
-pub(super) async fn update_progress(
-    connection: &mut SqliteConnection,
-    id: JobId,
-    progress: &Progress,
-    at: OffsetDateTime,
-) -> Result<JobEvent, StoreError> {
-    let updated =
-        sqlx::query("UPDATE jobs SET progress = $2 WHERE id = $1 AND state IN ($3, $4, $5)")
-            .bind(id.to_string())
-            .bind(sqlx::types::Json(progress))
-            .bind(JobState::Dispatched.as_str())
-            .bind(JobState::Running.as_str())
-            .bind(JobState::Collecting.as_str())
-            .execute(&mut *connection)
-            .await?;
-    if updated.rows_affected() == 0 {
-        let job = fetch(connection, id).await?;
-        return Err(StoreError::JobNotActive {
-            job_id: id,
-            state: job.state,
-        });
-    }
-
-    let event = NewEvent {
-        kind: EventKind::Progress,
-        payload: serde_json::to_value(progress)?,
-        at,
-    };
-    events::append(connection, id, &event).await
 }

@@ -10,7 +10,9 @@
 mod assets;
 mod events;
 mod jobs;
+mod listing;
 mod queue;
+mod running;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -141,7 +143,7 @@ impl Store for SqliteStore {
 
     async fn list_jobs(&self, query: &JobQuery) -> Result<JobPage, StoreError> {
         let mut connection = self.pool.acquire().await?;
-        jobs::list(&mut connection, query).await
+        listing::list(&mut connection, query).await
     }
 
     async fn transition(&self, change: Transition) -> Result<JobChange, StoreError> {
@@ -164,7 +166,7 @@ impl Store for SqliteStore {
 
     async fn record_dispatch(&self, id: JobId, dispatch: &Dispatch) -> Result<Job, StoreError> {
         let mut tx = self.write().await?;
-        let job = jobs::record_dispatch(&mut tx, id, dispatch).await?;
+        let job = running::record_dispatch(&mut tx, id, dispatch).await?;
         tx.commit().await?;
         Ok(job)
     }
@@ -176,7 +178,7 @@ impl Store for SqliteStore {
         at: OffsetDateTime,
     ) -> Result<JobEvent, StoreError> {
         let mut tx = self.write().await?;
-        let event = jobs::update_progress(&mut tx, id, progress, at).await?;
+        let event = running::update_progress(&mut tx, id, progress, at).await?;
         tx.commit().await?;
         Ok(event)
     }

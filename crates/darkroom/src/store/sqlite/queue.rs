@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::jobs;
 use crate::jobs::model::{BackendId, Job, JobId, JobState};
-use crate::store::rows::{JOB_COLUMNS, JobRow};
+use crate::store::rows::{JOB_COLUMNS, JobRow, parse};
 use crate::store::{JobChange, StoreError, Transition};
 
 pub(super) async fn count_queued(connection: &mut SqliteConnection) -> Result<u64, StoreError> {
@@ -56,9 +56,7 @@ pub(super) async fn claim_next(
         return Ok(None);
     };
 
-    let id: JobId = head
-        .parse()
-        .map_err(|error| StoreError::corrupt("job id", error))?;
+    let id: JobId = parse("job id", &head)?;
     let change = Transition::new(id, JobState::Queued, JobState::Dispatched, at);
     let claimed = jobs::transition(connection, &change, Some(backend_id.0.as_str())).await?;
     tracing::debug!(job.id = %id, backend.id = %backend_id, "claimed queued job");

@@ -11,7 +11,7 @@
 //! # async fn demo() -> Result<(), comfy_sim::SimError> {
 //! let sim = comfy_sim::Simulator::builder().start().await?;
 //! sim.set_knobs(|knobs| knobs.history_lag = std::time::Duration::from_millis(300));
-//! println!("{}", sim.base_url());
+//! let base_url = sim.base_url(); // point the code under test here
 //! sim.shutdown().await;
 //! # Ok(())
 //! # }

@@ -26,6 +26,8 @@ use crate::shared::Shared;
 pub struct Simulator;
 
 impl Simulator {
+    /// Options with their defaults: port 0 on 127.0.0.1, a temporary base
+    /// folder, [`Knobs::default`].
     pub fn builder() -> SimulatorBuilder {
         SimulatorBuilder::default()
     }
@@ -148,6 +150,7 @@ pub struct SimHandle {
 }
 
 impl SimHandle {
+    /// The bound address (127.0.0.1 and the port the system picked).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -225,14 +228,17 @@ impl SimHandle {
             })
     }
 
+    /// Where uploads go and `LoadImage` reads from.
     pub fn input_dir(&self) -> &Path {
         &self.shared.dirs.input
     }
 
+    /// Where `SaveImage` and `DarkroomMultiOutput` write.
     pub fn output_dir(&self) -> &Path {
         &self.shared.dirs.output
     }
 
+    /// Where `PreviewImage` writes; emptied by [`SimHandle::restart`].
     pub fn temp_dir(&self) -> &Path {
         &self.shared.dirs.temp
     }

@@ -40,6 +40,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         ("/system_stats", get(info::system_stats)),
         ("/features", get(info::features)),
         ("/ws", get(ws::upgrade)),
+        // Models are never loaded, so there is nothing to free.
+        ("/free", post(|| async { StatusCode::OK })),
     ];
     let mut router = Router::new();
     for (path, route) in comfy {

@@ -214,7 +214,10 @@ pub struct AssetRemoval {
 pub struct Sweep {
     pub expired_jobs: Vec<JobId>,
     pub deleted_assets: Vec<AssetId>,
-    /// Blobs no remaining asset refers to.
+    /// Blobs no remaining asset refers to. The store cannot lock the disk:
+    /// a `put` that deduplicates against one of these between this commit and
+    /// the caller's delete would lose its bytes, so the caller serialises
+    /// blob deletes with blob writes of the same hash.
     pub orphaned_blobs: Vec<BlobHash>,
 }
 

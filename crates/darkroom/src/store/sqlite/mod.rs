@@ -259,8 +259,8 @@ impl Store for SqliteStore {
         tx.commit().await?;
         if !sweep.expired_jobs.is_empty() {
             tracing::info!(
-                jobs = sweep.expired_jobs.len(),
-                blobs = sweep.orphaned_blobs.len(),
+                jobs.expired = sweep.expired_jobs.len(),
+                blobs.orphaned = sweep.orphaned_blobs.len(),
                 "expired jobs"
             );
         }

@@ -38,7 +38,11 @@ pub async fn sweep_once(store: &dyn Store, blobs: &LocalBlobStore) -> usize {
         }
     }
     if !sweep.expired_jobs.is_empty() {
-        tracing::info!(jobs = sweep.expired_jobs.len(), blobs = sweep.orphaned_blobs.len(), "expired jobs removed");
+        tracing::info!(
+            jobs = sweep.expired_jobs.len(),
+            blobs = sweep.orphaned_blobs.len(),
+            "expired jobs removed"
+        );
     }
     sweep.expired_jobs.len()
 }

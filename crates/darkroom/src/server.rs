@@ -50,10 +50,11 @@ pub async fn serve(
 
     let mut backends = Vec::new();
     for backend in &config.backends {
-        let client = comfy::ComfyUiClient::new(&backend.url).map_err(|source| ServeError::Backend {
-            name: backend.name.clone(),
-            source,
-        })?;
+        let client =
+            comfy::ComfyUiClient::new(&backend.url).map_err(|source| ServeError::Backend {
+                name: backend.name.clone(),
+                source,
+            })?;
         backends.push(BackendSpec {
             id: BackendId(backend.name.clone()),
             client,
@@ -73,7 +74,10 @@ pub async fn serve(
     };
     let scheduler = Scheduler::start(context, backends.clone()).await?;
     tracing::info!(backends = backends.len(), "scheduler started");
-    let sweeper = tokio::spawn(crate::retention::sweep_forever(Arc::clone(&store), blobs.clone()));
+    let sweeper = tokio::spawn(crate::retention::sweep_forever(
+        Arc::clone(&store),
+        blobs.clone(),
+    ));
 
     let state = AppState {
         config: Arc::new(config),
@@ -85,7 +89,9 @@ pub async fn serve(
     };
     let address = listener.local_addr()?;
     tracing::info!(%address, "listening");
-    let served = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await;
+    let served = axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
     tracing::info!("http server stopped");
 
     sweeper.abort();

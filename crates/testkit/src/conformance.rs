@@ -1,10 +1,15 @@
 //! Comparing two transcripts of the same scenario: the message types in order, and the
 //! shapes (keys and value kinds) of everything, with ids, timestamps and values aside.
 //!
-//! Two normalisations keep timing out of the verdict: a message or group of messages
-//! repeated back to back counts once (how many progress ticks or queue-status broadcasts
-//! happen before an interrupt depends on the clock), and numbers are just numbers
-//! (Python sends `1.0` where a Rust server may send `1`).
+//! Normalisations keep timing out of the verdict:
+//! - a message or group of messages repeated back to back counts once (how many progress
+//!   ticks happen before an interrupt depends on the clock);
+//! - `status` broadcasts are left out of the order, except the one that must come between
+//!   the run's last message and `executing {node: null}`: ComfyUI sends them from the
+//!   HTTP handler as the queue changes, so where they land among execution messages is a
+//!   race even on the real server;
+//! - numbers are just numbers (Python sends `1.0` where a Rust server may send `1`), and
+//!   arrays of scalars are just arrays (`execution_cached` lists whatever was cached).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,7 +21,18 @@ use crate::scenarios::Transcript;
 /// and `binary:N` for a frame of event type N.
 pub fn message_sequence(transcript: &Transcript) -> Vec<String> {
     let kinds: Vec<String> = transcript.ws.iter().map(entry_kind).collect();
-    collapse_repeats(kinds)
+    let mut kept = Vec::new();
+    for (index, kind) in kinds.iter().enumerate() {
+        let before_the_end = kinds.get(index + 1).is_some_and(|next| next == "executing")
+            && transcript
+                .ws
+                .get(index + 1)
+                .is_some_and(|next| next.pointer("/text/data/node").is_some_and(Value::is_null));
+        if kind != "status" || before_the_end {
+            kept.push(kind.clone());
+        }
+    }
+    collapse_repeats(kept)
 }
 
 fn entry_kind(entry: &Value) -> String {
@@ -62,17 +78,31 @@ pub fn shape(value: &Value) -> Value {
         Value::Bool(_) => Value::from("bool"),
         Value::Number(_) => Value::from("number"),
         Value::String(_) => Value::from("string"),
+        Value::Array(items)
+            if items
+                .iter()
+                .all(|item| !item.is_object() && !item.is_array()) =>
+        {
+            Value::from("array")
+        }
         Value::Array(items) => {
             let shapes: BTreeSet<String> =
                 items.iter().map(|item| shape(item).to_string()).collect();
             Value::Array(shapes.into_iter().map(Value::from).collect())
         }
-        Value::Object(fields) => Value::Object(
-            fields
+        Value::Object(fields) => {
+            // Sorted keys: key order follows execution order, which is not the contract.
+            let sorted: BTreeMap<&String, Value> = fields
                 .iter()
-                .map(|(key, value)| (key.clone(), shape(value)))
-                .collect(),
-        ),
+                .map(|(key, value)| (key, shape(value)))
+                .collect();
+            Value::Object(
+                sorted
+                    .into_iter()
+                    .map(|(key, value)| (key.clone(), value))
+                    .collect(),
+            )
+        }
     }
 }
 
@@ -82,13 +112,24 @@ pub fn message_shapes(transcript: &Transcript) -> BTreeMap<String, BTreeSet<Stri
     for entry in &transcript.ws {
         if let Some(text) = entry.get("text") {
             let kind = entry_kind(entry);
-            shapes
-                .entry(kind)
-                .or_default()
-                .insert(shape(text).to_string());
+            let shown = shape(&without_node_keys(&kind, text)).to_string();
+            shapes.entry(kind).or_default().insert(shown);
         }
     }
     shapes
+}
+
+/// `progress_state` keys its nodes by id, and which nodes it lists depends on the order
+/// independent output nodes happened to run in: only the entries' shapes are compared.
+fn without_node_keys(kind: &str, message: &Value) -> Value {
+    let mut message = message.clone();
+    if kind == "progress_state"
+        && let Some(nodes) = message.pointer_mut("/data/nodes")
+        && let Some(entries) = nodes.as_object()
+    {
+        *nodes = Value::Array(entries.values().cloned().collect());
+    }
+    message
 }
 
 /// HTTP exchanges as `(method path, status, response shape)`, with ids in paths hidden.
@@ -108,7 +149,11 @@ pub fn http_shapes(transcript: &Transcript) -> Vec<(String, u64, String)> {
                     exchange["method"].as_str().unwrap_or_default()
                 ),
                 exchange["status"].as_u64().unwrap_or_default(),
-                shape(&exchange["response"]).to_string(),
+                if route == "history/{id}" {
+                    history_body_shape(&exchange["response"])
+                } else {
+                    shape(&exchange["response"]).to_string()
+                },
             )
         })
         .collect()
@@ -116,21 +161,20 @@ pub fn http_shapes(transcript: &Transcript) -> Vec<(String, u64, String)> {
 
 /// History bodies as shapes, with the prompt-id key hidden.
 pub fn history_shapes(transcript: &Transcript) -> Vec<String> {
-    transcript
-        .history
+    transcript.history.iter().map(history_body_shape).collect()
+}
+
+/// A `/history/{id}` body's shape with the prompt-id key left out.
+fn history_body_shape(body: &Value) -> String {
+    let entries: Vec<Value> = body
+        .as_object()
+        .map(|map| map.values().cloned().collect())
+        .unwrap_or_default();
+    entries
         .iter()
-        .map(|body| {
-            let entries: Vec<Value> = body
-                .as_object()
-                .map(|map| map.values().cloned().collect())
-                .unwrap_or_default();
-            entries
-                .iter()
-                .map(|entry| shape(entry).to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .collect()
+        .map(|entry| shape(entry).to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Every difference between two transcripts of one scenario, in words; empty when they

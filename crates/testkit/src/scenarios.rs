@@ -73,6 +73,12 @@ const WAIT: Duration = Duration::from_secs(120);
 /// When the server misbehaves in a way the scenario cannot go on from; the message says
 /// what was expected.
 pub async fn run(name: &str, base: &str) -> Transcript {
+    let base = if base.ends_with('/') {
+        base.to_owned()
+    } else {
+        format!("{base}/")
+    };
+    let base = base.as_str();
     let with_metadata = name == "previews_with_metadata";
     let mut session = Session::open(name, base, with_metadata).await;
     match name {

@@ -11,9 +11,7 @@ use futures_util::{StreamExt, stream};
 use time::OffsetDateTime;
 
 use super::Context;
-use crate::jobs::model::{
-    AssetId, Job, OriginFolder, OutputOrigin, OutputRecord, OutputType,
-};
+use crate::jobs::model::{AssetId, Job, OriginFolder, OutputOrigin, OutputRecord, OutputType};
 use crate::store::{NewEvent, StoreError};
 
 /// Why outputs could not be collected.
@@ -62,22 +60,39 @@ pub async fn collect(
             }
             Output::Text { node_id, key, text } => {
                 let name = format!("{node_id}-{key}-{index}.txt");
-                let origin = OutputOrigin { filename: name.clone(), subfolder: String::new(), folder: OriginFolder::Output };
+                let origin = OutputOrigin {
+                    filename: name.clone(),
+                    subfolder: String::new(),
+                    folder: OriginFolder::Output,
+                };
                 if already(&origin) {
                     continue;
                 }
                 store_text(context, job, node_id.as_str(), name, text, origin).await?
             }
-            Output::Unrecognized { node_id, key, value } => {
+            Output::Unrecognized {
+                node_id,
+                key,
+                value,
+            } => {
                 // Not a file and not text: kept in the job's log so nothing vanishes.
                 tracing::info!(job.id = %job.id, node.id = %node_id, output.key = %key, "output of unknown shape kept as a log event");
                 let payload = serde_json::json!({"level": "info", "message": format!("node {node_id} output {key:?} has an unknown shape"), "value": value});
-                let event = NewEvent { kind: crate::jobs::model::EventKind::Log, payload, at: OffsetDateTime::now_utc() };
-                context.bus.publish(context.store.append_event(job.id, event).await?);
+                let event = NewEvent {
+                    kind: crate::jobs::model::EventKind::Log,
+                    payload,
+                    at: OffsetDateTime::now_utc(),
+                };
+                context
+                    .bus
+                    .publish(context.store.append_event(job.id, event).await?);
                 continue;
             }
         };
-        let event = context.store.add_output(&record, OffsetDateTime::now_utc()).await?;
+        let event = context
+            .store
+            .add_output(&record, OffsetDateTime::now_utc())
+            .await?;
         context.bus.publish(event);
         added += 1;
     }
@@ -144,7 +159,10 @@ async fn store_text(
     origin: OutputOrigin,
 ) -> Result<OutputRecord, CollectError> {
     let bytes = bytes::Bytes::copy_from_slice(text.as_bytes());
-    let blob = context.blobs.put(stream::iter([Ok::<_, io::Error>(bytes)])).await?;
+    let blob = context
+        .blobs
+        .put(stream::iter([Ok::<_, io::Error>(bytes)]))
+        .await?;
     Ok(OutputRecord {
         job_id: job.id,
         asset_id: AssetId::new(),

@@ -112,7 +112,11 @@ impl Driver {
     /// Takes back the unfinished jobs of this backend found at start-up.
     async fn adopt(&mut self) {
         for job in std::mem::take(&mut self.adopted) {
-            let Some(prompt_id) = job.prompt_id.as_ref().map(|id| PromptId::new(id.0.as_str())) else {
+            let Some(prompt_id) = job
+                .prompt_id
+                .as_ref()
+                .map(|id| PromptId::new(id.0.as_str()))
+            else {
                 // Claimed but never posted: nothing ran.
                 self.settle(&job, JobState::Queued, None).await;
                 continue;
@@ -149,13 +153,16 @@ impl Driver {
     }
 
     async fn on_message(&mut self, message: ServerMessage) {
-        let Some(prompt_id) = message.prompt_id().cloned() else { return };
+        let Some(prompt_id) = message.prompt_id().cloned() else {
+            return;
+        };
         let Some(run) = self.runs.get_mut(&prompt_id) else {
             tracing::debug!(prompt.id = %prompt_id, kind = message.kind(), "message for a prompt not ours");
             return;
         };
         let job_id = run.job_id;
-        let started = matches!(message, ServerMessage::ExecutionStart(_)) && run.state == JobState::Dispatched;
+        let started = matches!(message, ServerMessage::ExecutionStart(_))
+            && run.state == JobState::Dispatched;
         if started {
             run.state = JobState::Running;
         }
@@ -166,10 +173,19 @@ impl Driver {
         }
 
         if started {
-            self.log_store_error(self.context.transition(job_id, JobState::Dispatched, JobState::Running, None).await);
+            self.log_store_error(
+                self.context
+                    .transition(job_id, JobState::Dispatched, JobState::Running, None)
+                    .await,
+            );
         }
         if let Some(progress) = progress {
-            match self.context.store.update_progress(job_id, &progress, OffsetDateTime::now_utc()).await {
+            match self
+                .context
+                .store
+                .update_progress(job_id, &progress, OffsetDateTime::now_utc())
+                .await
+            {
                 Ok(event) => self.context.bus.publish(event),
                 Err(StoreError::JobNotActive { .. }) => {}
                 Err(error) => tracing::error!(job.id = %job_id, %error, "progress not stored"),
@@ -181,17 +197,28 @@ impl Driver {
     }
 
     fn on_preview(&self, preview: comfy::frames::Preview) {
-        let named = preview.metadata.as_ref().and_then(|metadata| metadata.prompt_id.clone());
+        let named = preview
+            .metadata
+            .as_ref()
+            .and_then(|metadata| metadata.prompt_id.clone());
         let run = match &named {
             Some(prompt_id) => self.runs.get(prompt_id),
             // Legacy frames name no prompt; one ComfyUI runs one prompt at a time.
-            None => self.runs.values().find(|run| run.state == JobState::Running),
+            None => self
+                .runs
+                .values()
+                .find(|run| run.state == JobState::Running),
         };
         let Some(run) = run else { return };
         let node_id = preview
             .metadata
             .as_ref()
-            .and_then(|metadata| metadata.node_id.as_ref().map(|node| node.as_str().to_owned()))
+            .and_then(|metadata| {
+                metadata
+                    .node_id
+                    .as_ref()
+                    .map(|node| node.as_str().to_owned())
+            })
             .or_else(|| run.current_node().map(str::to_owned));
         let live = LivePreview {
             node_id,
@@ -231,8 +258,12 @@ impl Driver {
         let mut queue: Option<QueueSnapshot> = None;
         for prompt_id in prompt_ids {
             self.check_history(&prompt_id).await;
-            let Some(run) = self.runs.get(&prompt_id) else { continue };
-            if run.since.elapsed() < self.context.settings.lost_grace || self.unreachable_since.is_some() {
+            let Some(run) = self.runs.get(&prompt_id) else {
+                continue;
+            };
+            if run.since.elapsed() < self.context.settings.lost_grace
+                || self.unreachable_since.is_some()
+            {
                 continue;
             }
             if queue.is_none() {
@@ -244,11 +275,15 @@ impl Driver {
                     }
                 }
             }
-            if queue.as_ref().is_some_and(|queue| !queue.contains(&prompt_id)) {
+            if queue
+                .as_ref()
+                .is_some_and(|queue| !queue.contains(&prompt_id))
+            {
                 // It may have finished between the two looks.
                 self.check_history(&prompt_id).await;
                 if self.runs.contains_key(&prompt_id) {
-                    self.lose(&prompt_id, "the backend no longer knows the prompt").await;
+                    self.lose(&prompt_id, "the backend no longer knows the prompt")
+                        .await;
                 }
             }
         }
@@ -263,11 +298,14 @@ impl Driver {
     }
 
     async fn give_up_if_unreachable_too_long(&mut self) {
-        let too_long = self.unreachable_since.is_some_and(|since| since.elapsed() > UNREACHABLE_LIMIT);
+        let too_long = self
+            .unreachable_since
+            .is_some_and(|since| since.elapsed() > UNREACHABLE_LIMIT);
         if too_long {
             let prompt_ids: Vec<PromptId> = self.runs.keys().cloned().collect();
             for prompt_id in prompt_ids {
-                self.lose(&prompt_id, "the backend has been unreachable too long").await;
+                self.lose(&prompt_id, "the backend has been unreachable too long")
+                    .await;
             }
         }
     }
@@ -275,16 +313,26 @@ impl Driver {
     /// A run the backend lost: the job goes back to the queue for another attempt, or
     /// fails when it had its attempts.
     async fn lose(&mut self, prompt_id: &PromptId, reason: &str) {
-        let Some(run) = self.runs.remove(prompt_id) else { return };
+        let Some(run) = self.runs.remove(prompt_id) else {
+            return;
+        };
         tracing::warn!(job.id = %run.job_id, prompt.id = %prompt_id, reason, "run lost");
-        let Some(job) = self.current_job(run.job_id).await else { return };
+        let Some(job) = self.current_job(run.job_id).await else {
+            return;
+        };
         let retry = job.attempt < self.context.settings.max_attempts;
         let (to, error) = match job.state {
             JobState::Canceling => (JobState::Canceled, None),
             JobState::Dispatched | JobState::Running if retry => (JobState::Queued, None),
             _ => (
                 JobState::Failed,
-                Some(job_error("backend_lost", format!("{reason} (attempt {} of {})", job.attempt, self.context.settings.max_attempts))),
+                Some(job_error(
+                    "backend_lost",
+                    format!(
+                        "{reason} (attempt {} of {})",
+                        job.attempt, self.context.settings.max_attempts
+                    ),
+                )),
             ),
         };
         self.settle(&job, to, error).await;
@@ -292,13 +340,21 @@ impl Driver {
 
     /// Ends a run from its history entry.
     async fn finish(&mut self, prompt_id: &PromptId, entry: HistoryEntry) {
-        let Some(run) = self.runs.remove(prompt_id) else { return };
-        if !run.heard && run.state != JobState::Canceling && self.client_id.is_some() && run.since.elapsed() > self.context.settings.lost_grace {
+        let Some(run) = self.runs.remove(prompt_id) else {
+            return;
+        };
+        if !run.heard
+            && run.state != JobState::Canceling
+            && self.client_id.is_some()
+            && run.since.elapsed() > self.context.settings.lost_grace
+        {
             // Finished without one message reaching us while "connected": a silent socket.
             tracing::warn!(prompt.id = %prompt_id, "run finished unheard; reopening the websocket");
             self.socket.reconnect();
         }
-        let Some(job) = self.current_job(run.job_id).await else { return };
+        let Some(job) = self.current_job(run.job_id).await else {
+            return;
+        };
         match entry.outcome {
             RunOutcome::Success if job.state == JobState::Canceling => {
                 self.settle(&job, JobState::Canceled, None).await;
@@ -326,13 +382,17 @@ impl Driver {
                 self.settle(&job, JobState::Canceled, None).await;
             }
             RunOutcome::Interrupted(interrupted) => {
-                let mut failure = job_error("interrupted", "the run was interrupted on the backend");
+                let mut failure =
+                    job_error("interrupted", "the run was interrupted on the backend");
                 failure.node_id = interrupted.node_id.map(|node| node.as_str().to_owned());
                 failure.class_type = interrupted.node_type;
                 self.settle(&job, JobState::Failed, Some(failure)).await;
             }
             RunOutcome::FailedWithoutDetail => {
-                let failure = job_error("execution_failed", "the backend reported an error without detail");
+                let failure = job_error(
+                    "execution_failed",
+                    "the backend reported an error without detail",
+                );
                 self.settle(&job, JobState::Failed, Some(failure)).await;
             }
         }
@@ -342,10 +402,16 @@ impl Driver {
         let job = if job.state == JobState::Collecting {
             job
         } else {
-            match self.context.transition(job.id, job.state, JobState::Collecting, None).await {
+            match self
+                .context
+                .transition(job.id, job.state, JobState::Collecting, None)
+                .await
+            {
                 Ok(Some(job)) => job,
                 Ok(None) => return,
-                Err(error) => return tracing::error!(job.id = %job.id, %error, "cannot start collecting"),
+                Err(error) => {
+                    return tracing::error!(job.id = %job.id, %error, "cannot start collecting");
+                }
             }
         };
         let mut last_error = None;
@@ -364,23 +430,42 @@ impl Driver {
         }
         let message = last_error.map_or_else(String::new, |error| error.to_string());
         tracing::error!(job.id = %job.id, error = %message, "outputs not collected");
-        self.settle(&job, JobState::Failed, Some(job_error("output_lost", message))).await;
+        self.settle(
+            &job,
+            JobState::Failed,
+            Some(job_error("output_lost", message)),
+        )
+        .await;
     }
 
     async fn cancel(&mut self, job_id: JobId) {
-        let Some(job) = self.current_job(job_id).await else { return };
-        let found = self.runs.iter().find(|(_, run)| run.job_id == job_id).map(|(id, _)| id.clone());
+        let Some(job) = self.current_job(job_id).await else {
+            return;
+        };
+        let found = self
+            .runs
+            .iter()
+            .find(|(_, run)| run.job_id == job_id)
+            .map(|(id, _)| id.clone());
         let Some(prompt_id) = found else {
             // Not posted (or already ended): nothing on the backend to stop.
             if job.state == JobState::Canceling {
                 self.settle(&job, JobState::Canceled, None).await;
-            } else if let Ok(Some(job)) = self.context.transition(job.id, job.state, JobState::Canceling, None).await {
+            } else if let Ok(Some(job)) = self
+                .context
+                .transition(job.id, job.state, JobState::Canceling, None)
+                .await
+            {
                 self.settle(&job, JobState::Canceled, None).await;
             }
             return;
         };
         if job.state != JobState::Canceling {
-            match self.context.transition(job.id, job.state, JobState::Canceling, None).await {
+            match self
+                .context
+                .transition(job.id, job.state, JobState::Canceling, None)
+                .await
+            {
                 Ok(Some(_)) => {}
                 Ok(None) => return,
                 Err(error) => return tracing::error!(job.id = %job_id, %error, "cannot cancel"),
@@ -395,14 +480,22 @@ impl Driver {
 
     /// Deletes a pending prompt from ComfyUI's queue, or interrupts it when it runs.
     async fn stop_on_backend(&mut self, prompt_id: &PromptId) {
-        if let Err(error) = self.client.delete_from_queue(std::slice::from_ref(prompt_id)).await {
+        if let Err(error) = self
+            .client
+            .delete_from_queue(std::slice::from_ref(prompt_id))
+            .await
+        {
             return self.note_unreachable(&error);
         }
         let queue = match self.client.queue().await {
             Ok(queue) => queue,
             Err(error) => return self.note_unreachable(&error),
         };
-        if queue.running.iter().any(|item| &item.prompt_id == prompt_id) {
+        if queue
+            .running
+            .iter()
+            .any(|item| &item.prompt_id == prompt_id)
+        {
             let interrupted = match self.client.interrupt(prompt_id).await {
                 // Before 0.3.57 every interrupt is global; it is ours that runs, checked above.
                 Err(ComfyError::Unsupported { .. }) => self.client.interrupt_whatever_runs().await,
@@ -425,8 +518,15 @@ impl Driver {
     /// Claims and posts queued jobs while this backend has room.
     async fn fill(&mut self) {
         while !self.stopping && self.runs.len() < IN_FLIGHT && self.unreachable_since.is_none() {
-            let Some(client_id) = self.client_id.clone() else { return };
-            let claimed = match self.context.store.claim_next_queued(&self.id, OffsetDateTime::now_utc()).await {
+            let Some(client_id) = self.client_id.clone() else {
+                return;
+            };
+            let claimed = match self
+                .context
+                .store
+                .claim_next_queued(&self.id, OffsetDateTime::now_utc())
+                .await
+            {
                 Ok(Some(change)) => change,
                 Ok(None) => return,
                 Err(error) => return tracing::error!(%error, "cannot claim a job"),
@@ -453,7 +553,12 @@ impl Driver {
             return tracing::warn!(job.id = %job.id, %error, "dispatch not recorded; job moved on");
         }
         tracing::info!(job.id = %job.id, prompt.id = %prompt_id, attempt = job.attempt, "posting prompt");
-        let run = Run::new(job.id, prompt_id.clone(), JobState::Dispatched, &job.workflow);
+        let run = Run::new(
+            job.id,
+            prompt_id.clone(),
+            JobState::Dispatched,
+            &job.workflow,
+        );
         self.runs.insert(prompt_id.clone(), run);
 
         let mut request = PromptRequest::new(graph, client_id);
@@ -479,7 +584,12 @@ impl Driver {
             }
             Err(error) => {
                 self.runs.remove(&prompt_id);
-                self.settle(&job, JobState::Failed, Some(job_error("dispatch_failed", error.to_string()))).await;
+                self.settle(
+                    &job,
+                    JobState::Failed,
+                    Some(job_error("dispatch_failed", error.to_string())),
+                )
+                .await;
             }
         }
     }

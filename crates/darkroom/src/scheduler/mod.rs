@@ -191,7 +191,11 @@ impl SchedulerHandle {
     /// Store faults.
     pub async fn cancel(&self, job: &Job) -> Result<(), StoreError> {
         if job.state == JobState::Queued
-            && self.context.transition(job.id, JobState::Queued, JobState::Canceled, None).await?.is_some()
+            && self
+                .context
+                .transition(job.id, JobState::Queued, JobState::Canceled, None)
+                .await?
+                .is_some()
         {
             return Ok(());
         }
@@ -199,7 +203,11 @@ impl SchedulerHandle {
         let Some(current) = current.filter(|job| !job.state.is_final()) else {
             return Ok(());
         };
-        if let Some(driver) = current.backend_id.as_ref().and_then(|id| self.drivers.get(id)) {
+        if let Some(driver) = current
+            .backend_id
+            .as_ref()
+            .and_then(|id| self.drivers.get(id))
+        {
             let _ = driver.send(Command::Cancel(current.id));
         }
         Ok(())
@@ -220,8 +228,14 @@ async fn requeue_orphan(context: &Context, job: &Job) -> Result<(), StoreError> 
         JobState::Canceling => (JobState::Canceled, None),
         _ => (
             JobState::Failed,
-            Some(run::job_error("backend_lost", "its backend is no longer configured")),
+            Some(run::job_error(
+                "backend_lost",
+                "its backend is no longer configured",
+            )),
         ),
     };
-    context.transition(job.id, job.state, to, error).await.map(|_| ())
+    context
+        .transition(job.id, job.state, to, error)
+        .await
+        .map(|_| ())
 }

@@ -71,7 +71,8 @@ impl Run {
         self.heard = true;
         match message {
             ServerMessage::ExecutionCached(cached) => {
-                self.done.extend(cached.nodes.iter().map(|node| node.as_str().to_owned()));
+                self.done
+                    .extend(cached.nodes.iter().map(|node| node.as_str().to_owned()));
                 true
             }
             ServerMessage::Executing(executing) => match &executing.node {
@@ -87,7 +88,11 @@ impl Run {
             ServerMessage::Progress(progress) => {
                 self.step = Some((progress.value, progress.max));
                 let last_step = progress.value >= progress.max;
-                if last_step { self.write_now() } else { self.write_if_due() }
+                if last_step {
+                    self.write_now()
+                } else {
+                    self.write_if_due()
+                }
             }
             ServerMessage::Executed(executed) => {
                 self.done.insert(executed.node.as_str().to_owned());
@@ -103,7 +108,9 @@ impl Run {
     }
 
     fn write_if_due(&mut self) -> bool {
-        let due = self.last_written.is_none_or(|at| at.elapsed() >= PROGRESS_EVERY);
+        let due = self
+            .last_written
+            .is_none_or(|at| at.elapsed() >= PROGRESS_EVERY);
         if due {
             self.last_written = Some(Instant::now());
         }
@@ -119,15 +126,24 @@ impl Run {
     /// over all nodes.
     pub fn progress(&self) -> Progress {
         let nodes_total = u32::try_from(self.classes.len()).unwrap_or(u32::MAX).max(1);
-        let nodes_done = u32::try_from(self.done.len()).unwrap_or(u32::MAX).min(nodes_total);
+        let nodes_done = u32::try_from(self.done.len())
+            .unwrap_or(u32::MAX)
+            .min(nodes_total);
         let fraction = match self.step {
             Some((value, max)) if max > 0 => value.min(max) as f64 / max as f64,
             _ => 0.0,
         };
-        let running = self.current.as_ref().filter(|node| !self.done.contains(*node));
+        let running = self
+            .current
+            .as_ref()
+            .filter(|node| !self.done.contains(*node));
         let partial = if running.is_some() { fraction } else { 0.0 };
         let value = ((f64::from(nodes_done) + partial) / f64::from(nodes_total)).clamp(0.0, 1.0);
-        let current_node_class = self.current.as_ref().and_then(|node| self.classes.get(node)).cloned();
+        let current_node_class = self
+            .current
+            .as_ref()
+            .and_then(|node| self.classes.get(node))
+            .cloned();
         let (step, steps) = match self.step {
             Some((value, max)) => (u32::try_from(value).ok(), u32::try_from(max).ok()),
             None => (None, None),

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::run::{Run, job_error};
-use super::{Command, Context, collect};
+use super::{Command, Context, assets, collect};
 use crate::jobs::bus::LivePreview;
 use crate::jobs::model::{self, BackendId, Job, JobError, JobId, JobState};
 use crate::store::{Dispatch, StoreError};
@@ -539,10 +539,13 @@ impl Driver {
     /// Posts a claimed job. Its prompt id is recorded before the post, so a lost response
     /// is resolved by looking the id up rather than by posting twice.
     async fn dispatch(&mut self, job: Job, client_id: ClientId) {
-        let Some(graph) = job.workflow.as_object().cloned() else {
+        let Some(mut graph) = job.workflow.as_object().cloned() else {
             let error = job_error("invalid_workflow", "the workflow is not an object of nodes");
             return self.settle(&job, JobState::Failed, Some(error)).await;
         };
+        if let Err(error) = assets::resolve(&self.context, &self.client, &mut graph).await {
+            return self.settle(&job, JobState::Failed, Some(error)).await;
+        }
         let prompt_id = PromptId::random();
         let dispatch = Dispatch {
             backend_id: self.id.clone(),

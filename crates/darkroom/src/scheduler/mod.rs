@@ -9,6 +9,7 @@
 //! The scheduler never writes a state without the store's compare-and-set, and publishes
 //! an event only after the store committed it.
 
+mod assets;
 mod collect;
 mod driver;
 mod run;

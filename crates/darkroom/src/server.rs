@@ -86,6 +86,7 @@ pub async fn serve(
         bus,
         scheduler: scheduler.handle.clone(),
         backends: Arc::new(backends),
+        node_classes: Arc::default(),
     };
     let address = listener.local_addr()?;
     tracing::info!(%address, "listening");

@@ -1,11 +1,21 @@
 //! The one HTTP error type: every failure maps to a status and a stable code, in the v2
 //! contract's envelope `{"error": {"code", "message", "details"}}`. 5xx bodies hide
 //! internals; the log keeps them.
+//!
+//! Codes are the contract's where it has one (`invalid_workflow`, `missing_asset`,
+//! `queue_full`, ...); Darkroom adds `invalid_request` (a malformed request that is not a
+//! workflow problem), `payload_too_large`, `asset_in_use` and `range_not_satisfiable`.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+
+use crate::artifacts::ArtifactError;
+use crate::store::StoreError;
+
+/// How long a client should wait before retrying a full queue.
+const QUEUE_FULL_RETRY_SECONDS: u32 = 5;
 
 /// An error as a client sees it.
 #[derive(Debug)]
@@ -13,7 +23,10 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    pub details: Option<Value>,
+    /// Boxed: it is rare, and keeps every `Result<_, ApiError>` small.
+    pub details: Option<Box<Value>>,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -24,6 +37,7 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
     }
 
@@ -32,33 +46,102 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", what)
     }
 
-    /// `502 upstream_error`, with the cause logged and hidden from the client.
-    pub fn upstream(cause: &dyn std::error::Error) -> Self {
-        tracing::error!(error = %cause, "upstream failure");
+    /// `422 invalid_request`: the request is malformed in a way no contract code names.
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+    }
+
+    /// `422 invalid_workflow`.
+    pub fn invalid_workflow(message: impl Into<String>) -> Self {
         Self::new(
-            StatusCode::BAD_GATEWAY,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_workflow",
+            message,
+        )
+    }
+
+    /// `500 upstream_error`, with the cause logged and hidden from the client.
+    pub fn internal(cause: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %cause, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
             "upstream_error",
-            "an upstream service failed",
+            "an internal service failed; try again later",
         )
     }
 
     /// Adds machine-readable details.
     pub fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::JobNotFound(id) => Self::not_found(format!("job {id} not found")),
+            StoreError::AssetNotFound(id) => Self::not_found(format!("asset {id} not found")),
+            StoreError::IdempotencyKeyReused { key } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reuse",
+                format!(
+                    "idempotency key {key:?} was already used; keys are single use for 24 hours"
+                ),
+            ),
+            StoreError::QueueFull { queued } => Self {
+                retry_after: Some(QUEUE_FULL_RETRY_SECONDS),
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "queue_full",
+                    format!("the queue is full ({queued} jobs waiting); retry later"),
+                )
+            },
+            // The contract wants the hold kept private.
+            StoreError::AssetInUse { .. } => Self::new(
+                StatusCode::CONFLICT,
+                "asset_in_use",
+                "the asset cannot be deleted while the platform still depends on it",
+            ),
+            other => Self::internal(&other),
+        }
+    }
+}
+
+impl From<ArtifactError> for ApiError {
+    fn from(error: ArtifactError) -> Self {
+        Self::internal(&error)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.status.is_client_error() {
+            tracing::debug!(http.status = self.status.as_u16(), error.code = self.code, message = %self.message, "request refused");
+        }
         let body = json!({
             "error": {"code": self.code, "message": self.message, "details": self.details}
         });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
 /// The fallback for unknown routes.
 pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no route {}", uri.path()))
+}
+
+/// The fallback for a known path asked with a method it does not serve.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
 }

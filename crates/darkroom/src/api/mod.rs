@@ -1,15 +1,33 @@
 //! The HTTP API: one `router()` listing every route, its layers and the fallback.
 //! Handlers live in one module per resource.
+//!
+//! The public surface is the Comfy API v2 contract (jobs and assets) plus Darkroom's own
+//! routes (health, the job list, the OpenAPI document). Every error, including a body
+//! axum refuses, answers in the contract's envelope. Each request runs in one span named
+//! by its route template and request id (`x-request-id`, generated when absent and
+//! echoed back).
 
+mod assets;
+mod body;
 mod error;
 mod health;
+mod jobs;
+mod links;
+pub mod node_classes;
+mod openapi;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{MethodFilter, MethodRouter, on};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+pub use node_classes::NodeClassCache;
 
 use crate::artifacts::LocalBlobStore;
 use crate::config::Config;
@@ -26,12 +44,104 @@ pub struct AppState {
     pub bus: Arc<JobBus>,
     pub scheduler: SchedulerHandle,
     pub backends: Arc<Vec<BackendSpec>>,
+    /// The node classes the backends know, for checking submitted graphs.
+    pub node_classes: Arc<NodeClassCache>,
 }
 
-/// Every route Darkroom serves.
+/// Every route Darkroom serves, with its layers and fallbacks.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/v2/health", get(health::health))
+    let routes = routes().into_iter().fold(Router::new(), |router, route| {
+        router.route(route.path, route.handler)
+    });
+    routes
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body::JSON_LIMIT))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// The method and path template of every route, as `router()` serves them.
+pub fn endpoints() -> Vec<(Method, &'static str)> {
+    routes()
+        .into_iter()
+        .map(|route| (route.method, route.path))
+        .collect()
+}
+
+/// The route table `router()` is built from: one line per method and path.
+fn routes() -> Vec<Route> {
+    let upload =
+        on(MethodFilter::POST, assets::upload).layer(DefaultBodyLimit::max(body::UPLOAD_LIMIT));
+    vec![
+        Route::get("/api/openapi.json", openapi::document),
+        Route::get("/api/v2/health", health::health),
+        Route::post("/api/v2/jobs", jobs::submit),
+        Route::get("/api/v2/jobs", jobs::list),
+        Route::get("/api/v2/jobs/{id}", jobs::get),
+        Route::get("/api/v2/jobs/{id}/workflow", jobs::workflow),
+        Route::get("/api/v2/jobs/{id}/events", jobs::events),
+        Route::post("/api/v2/jobs/{id}/cancel", jobs::cancel),
+        Route::new(Method::POST, "/api/v2/assets", upload),
+        Route::post("/api/v2/assets/from-hash", assets::from_hash),
+        Route::head("/api/v2/assets/by-hash/{hash}", assets::head_by_hash),
+        Route::get("/api/v2/assets/{id}", assets::get),
+        Route::delete("/api/v2/assets/{id}", assets::delete),
+        Route::get("/api/v2/assets/{id}/content", assets::content),
+    ]
+}
+
+/// One method on one path. `GET` routes answer `HEAD` too, as axum does.
+struct Route {
+    method: Method,
+    path: &'static str,
+    handler: MethodRouter<AppState>,
+}
+
+impl Route {
+    fn new(method: Method, path: &'static str, handler: MethodRouter<AppState>) -> Self {
+        Self {
+            method,
+            path,
+            handler,
+        }
+    }
+
+    fn get<H: Handler<T, AppState>, T: 'static>(path: &'static str, handler: H) -> Self {
+        Self::new(Method::GET, path, on(MethodFilter::GET, handler))
+    }
+
+    fn post<H: Handler<T, AppState>, T: 'static>(path: &'static str, handler: H) -> Self {
+        Self::new(Method::POST, path, on(MethodFilter::POST, handler))
+    }
+
+    fn head<H: Handler<T, AppState>, T: 'static>(path: &'static str, handler: H) -> Self {
+        Self::new(Method::HEAD, path, on(MethodFilter::HEAD, handler))
+    }
+
+    fn delete<H: Handler<T, AppState>, T: 'static>(path: &'static str, handler: H) -> Self {
+        Self::new(Method::DELETE, path, on(MethodFilter::DELETE, handler))
+    }
+}
+
+/// The span of one request: its route template (not the raw path, which holds ids) and
+/// its request id, so every log line of the request can be found together.
+fn request_span(request: &Request) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        http.method = %request.method(),
+        http.route = route,
+        request.id = request_id,
+    )
 }

@@ -1,0 +1,177 @@
+//! `POST /api/v2/jobs`: checks a submitted workflow, records the job durably, then wakes
+//! the scheduler. A `201` is sent only after the store committed the job, so an accepted
+//! job survives any crash that follows.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use super::validate::{self, Graph};
+use super::view::{self, JobView};
+use crate::api::links::Origin;
+use crate::api::{ApiError, AppState, body};
+use crate::jobs::model::Job;
+use crate::store::NewJob;
+
+/// Fields the contract reserves for later versions and refuses today.
+const RESERVED_FIELDS: &[&str] = &["webhook_url", "inputs"];
+/// The only `extra_data` key the contract accepts.
+const EXTRA_DATA_KEYS: &[&str] = &["api_key_comfy_org"];
+const IDEMPOTENCY_KEY_MAX_LEN: usize = 255;
+
+/// Submits a workflow.
+///
+/// # Errors
+///
+/// The contract's 422 codes for a bad workflow, `idempotency_key_reuse`, `queue_full`.
+pub async fn submit(
+    State(state): State<AppState>,
+    origin: Origin,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, [(header::HeaderName, String); 1], Json<JobView>), ApiError> {
+    let idempotency_key = idempotency_key(&headers)?;
+    let graph = parse(body)?;
+    check(&state, &graph).await?;
+
+    let job = create(&state, graph, idempotency_key).await?;
+    state.scheduler.wake();
+    tracing::info!(job.id = %job.id, "job accepted");
+
+    let view = view::render(&state, &job, &origin).await?;
+    let location = view.urls.self_.clone();
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(view),
+    ))
+}
+
+/// The request body down to its graph; every other field is checked and refused or
+/// dropped as the contract says.
+fn parse(body: Result<Bytes, BytesRejection>) -> Result<Graph, ApiError> {
+    let value: Value = body::json(body, "invalid_workflow")?;
+    let Value::Object(mut fields) = value else {
+        return Err(ApiError::invalid_workflow(
+            "request body must be a JSON object with a \"workflow\" field",
+        ));
+    };
+    // A UI export posted as the whole body deserves the UI answer, not "no workflow".
+    validate::refuse_ui_format(&fields)?;
+    check_fields(&fields)?;
+
+    match fields.remove("workflow") {
+        Some(Value::Object(graph)) => {
+            validate::refuse_ui_format(&graph)?;
+            Ok(graph)
+        }
+        Some(other) => Err(ApiError::invalid_workflow(format!(
+            "\"workflow\" must be an object of nodes keyed by node id, got {}",
+            json_kind(&other)
+        ))),
+        None => Err(ApiError::invalid_workflow("field \"workflow\" is missing")),
+    }
+}
+
+fn check_fields(fields: &Map<String, Value>) -> Result<(), ApiError> {
+    for name in fields.keys() {
+        if RESERVED_FIELDS.contains(&name.as_str()) {
+            return Err(ApiError::invalid_request(format!(
+                "field {name:?} is reserved for a later version of the API and not accepted yet"
+            )));
+        }
+        if !matches!(name.as_str(), "workflow" | "extra_data") {
+            return Err(ApiError::invalid_request(format!(
+                "unknown field {name:?}; a job takes \"workflow\" and \"extra_data\""
+            )));
+        }
+    }
+    match fields.get("extra_data") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Object(extra)) => check_extra_data(extra),
+        Some(other) => Err(ApiError::invalid_request(format!(
+            "\"extra_data\" must be an object, got {}",
+            json_kind(other)
+        ))),
+    }
+}
+
+/// `extra_data` is a closed object. It is never stored; forwarding it to the backend is
+/// not supported yet, so it has no effect.
+fn check_extra_data(extra: &Map<String, Value>) -> Result<(), ApiError> {
+    for (key, value) in extra {
+        if !EXTRA_DATA_KEYS.contains(&key.as_str()) {
+            return Err(ApiError::invalid_request(format!(
+                "unknown extra_data key {key:?}; accepted keys: {}",
+                EXTRA_DATA_KEYS.join(", ")
+            )));
+        }
+        if !value.is_string() {
+            return Err(ApiError::invalid_request(format!(
+                "extra_data.{key} must be a string"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().ok().filter(|key| {
+        !key.is_empty()
+            && key.len() <= IDEMPOTENCY_KEY_MAX_LEN
+            && key.bytes().all(|byte| byte.is_ascii_graphic())
+    });
+    match key {
+        Some(key) => Ok(Some(key.to_owned())),
+        None => Err(ApiError::invalid_request(format!(
+            "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX_LEN} visible ASCII characters"
+        ))),
+    }
+}
+
+/// Structure and classes first (one answer listing every node problem), then assets.
+async fn check(state: &AppState, graph: &Graph) -> Result<(), ApiError> {
+    if graph.is_empty() {
+        return Err(ApiError::invalid_workflow("the workflow has no nodes"));
+    }
+    let catalog = state.node_classes.catalog(&state.backends).await;
+    let problems = validate::problems(graph, catalog.as_deref());
+    if !problems.is_empty() {
+        return Err(validate::invalid_workflow(&problems));
+    }
+    validate::check_assets(state.store.as_ref(), graph).await
+}
+
+async fn create(
+    state: &AppState,
+    graph: Graph,
+    idempotency_key: Option<String>,
+) -> Result<Job, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    let retention =
+        time::Duration::try_from(state.config.retention).unwrap_or(time::Duration::days(7));
+    let mut job = NewJob::api(Value::Object(graph), now, now + retention);
+    job.idempotency_key = idempotency_key;
+    job.max_queued = Some(u64::from(state.config.queue_limit));
+    let created = state.store.create_job(job).await?;
+    state.bus.publish(created.event);
+    Ok(created.job)
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

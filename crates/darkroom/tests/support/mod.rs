@@ -1,0 +1,324 @@
+//! Helpers for the API's black-box tests: a Darkroom served in-process on a port-0
+//! listener in front of a simulated ComfyUI, an HTTP client for it, a reader of its
+//! server-sent events, and graphs the simulator runs.
+//!
+//! Nothing here sleeps to wait: waits follow the job's event stream, each bounded by
+//! `PATIENCE`, and a timeout fails the test.
+
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    reason = "each test binary uses a subset; a panic in a helper is the failure message we want"
+)]
+
+use std::time::Duration;
+
+use comfy_sim::{Knobs, SimHandle, Simulator};
+use darkroom::config::{BackendConfig, Config};
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long any single wait may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// How a test server is set up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub queue_limit: u32,
+    pub knobs: Knobs,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            queue_limit: 100,
+            knobs: Knobs::default(),
+        }
+    }
+}
+
+/// A running Darkroom with its own data folder and simulator; stopped when dropped.
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub sim: SimHandle,
+    shutdown: Option<oneshot::Sender<()>>,
+    served: Option<JoinHandle<Result<(), darkroom::server::ServeError>>>,
+    _data: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with(Options::default()).await
+    }
+
+    pub async fn with(options: Options) -> Self {
+        init_tracing();
+        let sim = Simulator::builder()
+            .knobs(options.knobs)
+            .start()
+            .await
+            .unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data.path().to_path_buf(),
+            database_url: format!("sqlite://{}", data.path().join("darkroom.db").display()),
+            queue_limit: options.queue_limit,
+            retention: Duration::from_secs(3600),
+            backends: vec![BackendConfig {
+                name: "sim".to_owned(),
+                url: sim.base_url(),
+            }],
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let served = tokio::spawn(darkroom::server::serve(config, listener, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            base,
+            http: reqwest::Client::new(),
+            sim,
+            shutdown: Some(shutdown),
+            served: Some(served),
+            _data: data,
+        }
+    }
+
+    /// Stops the server and waits for it, failing the test if it ended with an error.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(served) = self.served.take() {
+            let result = tokio::time::timeout(PATIENCE, served).await;
+            result
+                .expect("server stops in time")
+                .unwrap()
+                .expect("server ends cleanly");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        read_json(response).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        read_json(response).await
+    }
+
+    /// Submits `workflow` and returns the answer, whatever its status.
+    pub async fn try_submit(&self, workflow: &Value) -> (StatusCode, Value) {
+        self.post("/api/v2/jobs", &json!({"workflow": workflow}))
+            .await
+    }
+
+    /// Submits `workflow`, which must be accepted, and returns the job.
+    pub async fn submit(&self, workflow: &Value) -> Value {
+        let (status, job) = self.try_submit(workflow).await;
+        assert_eq!(status, StatusCode::CREATED, "submission refused: {job}");
+        job
+    }
+
+    pub async fn job(&self, id: &str) -> Value {
+        let (status, job) = self.get(&format!("/api/v2/jobs/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{job}");
+        job
+    }
+
+    pub async fn cancel(&self, id: &str) -> Value {
+        let (status, job) = self
+            .post(&format!("/api/v2/jobs/{id}/cancel"), &json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{job}");
+        job
+    }
+
+    /// Opens the job's event stream, resuming after `last_event_id` when given.
+    pub async fn events(&self, id: &str, last_event_id: Option<u64>) -> EventStream {
+        let mut request = self
+            .http
+            .get(self.url(&format!("/api/v2/jobs/{id}/events")));
+        if let Some(last) = last_event_id {
+            request = request.header("last-event-id", last.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            content_type.starts_with("text/event-stream"),
+            "{content_type}"
+        );
+        EventStream {
+            body: Box::pin(response.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+
+    /// Follows the job's events to the end of the stream and returns every event.
+    pub async fn events_to_end(&self, id: &str) -> Vec<SseEvent> {
+        self.events(id, None).await.collect_to_end().await
+    }
+
+    /// Follows the job's events until `status` is reached (or passed, when final).
+    pub async fn wait_for_status(&self, id: &str, status: &str) {
+        let mut events = self.events(id, None).await;
+        loop {
+            let event = events
+                .next()
+                .await
+                .unwrap_or_else(|| panic!("stream ended before {status}"));
+            if event.name == "status" && event.data["status"] == status {
+                return;
+            }
+        }
+    }
+
+    /// Waits for the job to end and returns it as `GET /api/v2/jobs/{id}` shows it.
+    pub async fn wait_final(&self, id: &str) -> Value {
+        self.events_to_end(id).await;
+        self.job(id).await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(served) = self.served.take() {
+            served.abort();
+        }
+    }
+}
+
+pub async fn read_json(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let bytes = response.bytes().await.unwrap();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, body)
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub name: String,
+    pub id: Option<u64>,
+    pub data: Value,
+}
+
+type ByteStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
+
+/// Reads `event:`/`id:`/`data:` frames off a response body; comments are skipped.
+pub struct EventStream {
+    body: ByteStream,
+    buffer: String,
+}
+
+impl EventStream {
+    /// The next event, or `None` when the server ended the stream.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let frame: String = self.buffer.drain(..end + 2).collect();
+                match parse_frame(&frame) {
+                    Some(event) => return Some(event),
+                    None => continue,
+                }
+            }
+            let chunk = tokio::time::timeout(PATIENCE, self.body.next())
+                .await
+                .expect("an event before the timeout");
+            match chunk {
+                Some(chunk) => self
+                    .buffer
+                    .push_str(&String::from_utf8_lossy(&chunk.unwrap())),
+                None => return None,
+            }
+        }
+    }
+
+    pub async fn collect_to_end(mut self) -> Vec<SseEvent> {
+        let mut events = Vec::new();
+        while let Some(event) = self.next().await {
+            events.push(event);
+        }
+        events
+    }
+}
+
+fn parse_frame(frame: &str) -> Option<SseEvent> {
+    let (mut name, mut id, mut data) = (None, None, String::new());
+    for line in frame.lines() {
+        if let Some(value) = line.strip_prefix("event:") {
+            name = Some(value.trim().to_owned());
+        } else if let Some(value) = line.strip_prefix("id:") {
+            id = value.trim().parse().ok();
+        } else if let Some(value) = line.strip_prefix("data:") {
+            data.push_str(value.strip_prefix(' ').unwrap_or(value));
+        }
+    }
+    Some(SseEvent {
+        name: name?,
+        id,
+        data: serde_json::from_str(&data).unwrap(),
+    })
+}
+
+/// `EmptyImage -> SaveImage`: one PNG output, in about a millisecond.
+pub fn save_image(prefix: &str) -> Value {
+    json!({
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": 1, "color": 16711680}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": prefix}},
+    })
+}
+
+/// `DarkroomSteps -> SaveImage`: sampler-like progress, then one PNG output.
+pub fn steps_then_save(steps: u64, step_ms: u64) -> Value {
+    json!({
+        "1": {"class_type": "DarkroomSteps", "inputs": {
+            "steps": steps, "step_ms": step_ms, "preview": false, "preview_format": "JPEG",
+            "progress_text": false, "size": 16, "color": 3368652, "always_run": true}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "steps"}},
+    })
+}
+
+/// A run that goes on until it is interrupted (at most a minute).
+pub fn until_interrupted() -> Value {
+    json!({
+        "1": {"class_type": "DarkroomUntilInterrupted", "inputs": {"max_seconds": 60, "heartbeat_ms": 20}},
+        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
+    })
+}
+
+/// Logs to the test's output when `RUST_LOG` is set.
+fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}

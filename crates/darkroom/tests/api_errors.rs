@@ -1,6 +1,11 @@
 //! Every bad submission gets the contract's code and a message naming what is wrong, in
 //! the error envelope, and the server goes on serving afterwards.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers outside #[test] fns panic too: that is the failure message we want"
+)]
+
 mod support;
 
 use reqwest::StatusCode;

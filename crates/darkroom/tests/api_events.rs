@@ -2,6 +2,11 @@
 //! the end of the stream at the terminal status, resuming with `Last-Event-ID`, live
 //! previews and queue positions.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers outside #[test] fns panic too: that is the failure message we want"
+)]
+
 mod support;
 
 use base64::Engine;

@@ -1,6 +1,11 @@
 //! The jobs resource over HTTP: submit, poll, list, the workflow behind a job, outputs as
 //! downloadable assets, and cancellation of queued and running jobs.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers outside #[test] fns panic too: that is the failure message we want"
+)]
+
 mod support;
 
 use reqwest::StatusCode;

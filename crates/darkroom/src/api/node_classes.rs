@@ -40,6 +40,15 @@ impl NodeCatalog {
     }
 }
 
+/// Class names with their output counts.
+impl FromIterator<(String, usize)> for NodeCatalog {
+    fn from_iter<T: IntoIterator<Item = (String, usize)>>(classes: T) -> Self {
+        Self {
+            outputs: classes.into_iter().collect(),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Fetched {
     at: Instant,
@@ -97,12 +106,14 @@ async fn fetch(backends: &[BackendSpec]) -> Option<NodeCatalog> {
     }))
     .await;
 
-    let mut catalog: Option<NodeCatalog> = None;
-    for info in answers.into_iter().flatten() {
-        let outputs = &mut catalog.get_or_insert_with(NodeCatalog::default).outputs;
-        for (class_type, schema) in info {
-            outputs.insert(class_type, schema.output.len());
-        }
+    let answered: Vec<_> = answers.into_iter().flatten().collect();
+    if answered.is_empty() {
+        return None;
     }
-    catalog
+    let classes = answered.into_iter().flatten();
+    Some(
+        classes
+            .map(|(class_type, schema)| (class_type, schema.output.len()))
+            .collect(),
+    )
 }

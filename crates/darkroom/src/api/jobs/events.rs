@@ -85,7 +85,8 @@ struct Follower {
     /// The terminal status is queued: end once `pending` is drained.
     finished: bool,
     preview_sent_at: Option<Instant>,
-    preview_waiting: bool,
+    /// When a held-back preview is to be sent.
+    preview_due: Option<Instant>,
 }
 
 impl Follower {
@@ -109,7 +110,7 @@ impl Follower {
             caught_up: false,
             finished: false,
             preview_sent_at: None,
-            preview_waiting: false,
+            preview_due: None,
         }
     }
 
@@ -183,13 +184,9 @@ impl Follower {
 
     /// Waits for the next notice (or a preview falling due) and acts on it.
     async fn follow(&mut self) -> Result<(), StoreError> {
-        let preview_due = self
-            .preview_waiting
-            .then(|| self.preview_sent_at.map(|at| at + PREVIEW_GAP))
-            .flatten();
         let notice = tokio::select! {
             notice = self.notices.recv() => notice,
-            () = tokio::time::sleep_until(preview_due.unwrap_or_else(Instant::now)), if preview_due.is_some() => {
+            () = until(self.preview_due) => {
                 self.push_preview();
                 return Ok(());
             }
@@ -243,19 +240,17 @@ impl Follower {
         Ok(())
     }
 
+    /// Sends the new preview now, or once the gap since the last one has passed; previews
+    /// arriving meanwhile replace it, so the client always ends up with the latest.
     fn on_preview(&mut self) {
-        let due = self
-            .preview_sent_at
-            .is_none_or(|at| at.elapsed() >= PREVIEW_GAP);
-        if due {
-            self.push_preview();
-        } else {
-            self.preview_waiting = true;
+        match self.preview_sent_at {
+            Some(at) if at.elapsed() < PREVIEW_GAP => self.preview_due = Some(at + PREVIEW_GAP),
+            _ => self.push_preview(),
         }
     }
 
     fn push_preview(&mut self) {
-        self.preview_waiting = false;
+        self.preview_due = None;
         let Some(preview) = self.state.bus.latest_preview(self.job_id) else {
             return;
         };
@@ -331,6 +326,14 @@ impl Follower {
         }
         self.pending.push_back(frame("status", seq, &payload));
         Ok(())
+    }
+}
+
+/// Resolves at `due`, or never.
+async fn until(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -56,6 +56,17 @@ pub fn problems(graph: &Graph, catalog: Option<&NodeCatalog>) -> Vec<NodeProblem
     found
 }
 
+impl NodeProblem {
+    fn new(node_id: &str, field: &str, reason: &'static str, message: String) -> Self {
+        Self {
+            node_id: node_id.to_owned(),
+            field: field.to_owned(),
+            reason,
+            message,
+        }
+    }
+}
+
 fn check_node(
     graph: &Graph,
     node_id: &str,
@@ -63,75 +74,76 @@ fn check_node(
     catalog: Option<&NodeCatalog>,
     found: &mut Vec<NodeProblem>,
 ) {
-    let mut problem = |field: &str, reason, message: String| {
-        found.push(NodeProblem {
-            node_id: node_id.to_owned(),
-            field: field.to_owned(),
-            reason,
-            message,
-        });
-    };
     let Some(node) = node.as_object() else {
         let message =
             format!("node {node_id:?} must be an object with \"class_type\" and \"inputs\"");
-        return problem("", "not_an_object", message);
+        found.push(NodeProblem::new(node_id, "", "not_an_object", message));
+        return;
     };
-
-    let class_type = match node.get("class_type") {
-        Some(Value::String(class_type)) => Some(class_type.as_str()),
-        Some(_) => {
-            problem(
-                "class_type",
-                "invalid_class_type",
-                format!("node {node_id:?}: \"class_type\" must be a string"),
-            );
-            None
-        }
-        None => {
-            problem(
-                "class_type",
-                "missing_class_type",
-                format!("node {node_id:?} has no \"class_type\""),
-            );
-            None
-        }
-    };
-    if let (Some(class_type), Some(catalog)) = (class_type, catalog)
-        && !catalog.knows(class_type)
-    {
-        let message =
-            format!("node {node_id:?}: class_type {class_type:?} is not known to any backend");
-        problem("class_type", "unknown_class_type", message);
-    }
-
+    let class_type = check_class(node_id, node, catalog, found);
     let named = match class_type {
         Some(class_type) => format!("node {node_id:?} ({class_type})"),
         None => format!("node {node_id:?}"),
     };
-    match node.get("inputs") {
-        Some(Value::Object(inputs)) => {
-            for (input, value) in inputs {
-                if let Some(message) = link_problem(graph, catalog, value) {
-                    found.push(NodeProblem {
-                        node_id: node_id.to_owned(),
-                        field: input.clone(),
-                        reason: message.0,
-                        message: format!("{named}: input {input:?} {}", message.1),
-                    });
-                }
-            }
+
+    let inputs = match node.get("inputs") {
+        Some(Value::Object(inputs)) => inputs,
+        Some(_) => {
+            let message = format!("{named}: \"inputs\" must be an object");
+            found.push(NodeProblem::new(
+                node_id,
+                "inputs",
+                "invalid_inputs",
+                message,
+            ));
+            return;
         }
-        Some(_) => problem(
-            "inputs",
-            "invalid_inputs",
-            format!("{named}: \"inputs\" must be an object"),
-        ),
-        None => problem(
-            "inputs",
-            "missing_inputs",
-            format!("{named} has no \"inputs\""),
-        ),
+        None => {
+            let message = format!("{named} has no \"inputs\"");
+            found.push(NodeProblem::new(
+                node_id,
+                "inputs",
+                "missing_inputs",
+                message,
+            ));
+            return;
+        }
+    };
+    for (input, value) in inputs {
+        if let Some((reason, problem)) = link_problem(graph, catalog, value) {
+            let message = format!("{named}: input {input:?} {problem}");
+            found.push(NodeProblem::new(node_id, input, reason, message));
+        }
     }
+}
+
+/// The node's `class_type` when it is a string; a missing, malformed or unknown one is a
+/// problem (unknown only when the backends' catalogue is at hand).
+fn check_class<'node>(
+    node_id: &str,
+    node: &'node Map<String, Value>,
+    catalog: Option<&NodeCatalog>,
+    found: &mut Vec<NodeProblem>,
+) -> Option<&'node str> {
+    let (reason, message) = match node.get("class_type") {
+        Some(Value::String(class_type)) => match catalog {
+            Some(catalog) if !catalog.knows(class_type) => (
+                "unknown_class_type",
+                format!("node {node_id:?}: class_type {class_type:?} is not known to any backend"),
+            ),
+            _ => return Some(class_type),
+        },
+        Some(_) => (
+            "invalid_class_type",
+            format!("node {node_id:?}: \"class_type\" must be a string"),
+        ),
+        None => (
+            "missing_class_type",
+            format!("node {node_id:?} has no \"class_type\""),
+        ),
+    };
+    found.push(NodeProblem::new(node_id, "class_type", reason, message));
+    node.get("class_type").and_then(Value::as_str)
 }
 
 /// An input holding `[node_id, output_index]` is a link; what is wrong with it, if anything.
@@ -159,10 +171,13 @@ fn link_problem(
     };
     let source_class = source_node.get("class_type").and_then(Value::as_str)?;
     let outputs = catalog?.output_count(source_class)?;
-    let in_range = usize::try_from(index).is_ok_and(|index| index < outputs);
-    (!in_range).then(|| {
-        ("link_to_missing_output", format!("links to output {index} of node {source:?} ({source_class}), which has {outputs} outputs"))
-    })
+    if usize::try_from(index).is_ok_and(|index| index < outputs) {
+        return None;
+    }
+    let message = format!(
+        "links to output {index} of node {source:?} ({source_class}), which has {outputs} outputs"
+    );
+    Some(("link_to_missing_output", message))
 }
 
 /// The `invalid_workflow` answer for `problems`: the first one as the message, all of them
@@ -344,6 +359,34 @@ mod tests {
         assert_eq!(
             found[3].message,
             "node \"4\" (SaveImage): input \"images\" links to node \"99\", which does not exist"
+        );
+    }
+
+    #[test]
+    fn classes_and_outputs_are_checked_against_the_catalogue() {
+        let catalog: NodeCatalog = [("EmptyImage".to_owned(), 1), ("SaveImage".to_owned(), 0)]
+            .into_iter()
+            .collect();
+        let graph = graph(json!({
+            "1": {"class_type": "EmptyImage", "inputs": {}},
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 3]}},
+            "3": {"class_type": "Imaginary", "inputs": {}},
+        }));
+        let found = problems(&graph, Some(&catalog));
+        assert_eq!(
+            reasons(&found),
+            vec![
+                ("2", "images", "link_to_missing_output"),
+                ("3", "class_type", "unknown_class_type"),
+            ]
+        );
+        assert_eq!(
+            found[1].message,
+            "node \"3\": class_type \"Imaginary\" is not known to any backend"
+        );
+        assert!(
+            problems(&graph, None).is_empty(),
+            "without a catalogue only shape is checked"
         );
     }
 

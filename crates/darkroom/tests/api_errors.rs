@@ -308,3 +308,27 @@ async fn unknown_routes_and_methods_answer_in_the_envelope() {
     assert_eq!(error_of(&body).0, "method_not_allowed");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_and_echoes_the_clients() {
+    let server = TestServer::start().await;
+    let generated = server
+        .http
+        .get(server.url("/api/v2/nothing"))
+        .send()
+        .await
+        .unwrap();
+    let id = generated.headers()["x-request-id"].to_str().unwrap();
+    assert_eq!(id.len(), 36, "a uuid: {id}");
+
+    let given = server
+        .http
+        .get(server.url("/api/v2/jobs"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.status(), StatusCode::OK);
+    assert_eq!(given.headers()["x-request-id"], "trace-me-42");
+    server.stop().await;
+}

@@ -1,0 +1,240 @@
+//! A `darkroom serve` process for tests that must kill it (SIGKILL) and start it again on
+//! the same data folder, plus small helpers to drive the v2 API over HTTP.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// A running `darkroom serve`, killed when dropped.
+pub struct DarkroomProcess {
+    child: Child,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl DarkroomProcess {
+    /// Starts `darkroom serve` on a free port with `data_dir` and one backend, and waits
+    /// for the line saying it listens.
+    pub async fn start(data_dir: &Path, backend: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_darkroom"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--backend", backend])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("RUST_LOG", "info,darkroom=debug")
+            .env_remove("DARKROOM_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start darkroom");
+        let stderr = child.stderr.take().unwrap();
+        let log_path = data_dir.join(format!("darkroom-{}.log", child.id().unwrap_or(0)));
+        let (address_tx, address_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(copy_log_and_find_address(stderr, log_path, address_tx));
+        let address = tokio::time::timeout(WAIT, address_rx)
+            .await
+            .expect("darkroom did not start listening in time")
+            .expect("darkroom exited before listening");
+        Self {
+            child,
+            base: format!("http://{address}"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Ends the process with SIGKILL: no shutdown code runs.
+    pub async fn kill_hard(mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+    }
+
+    pub async fn submit(&self, workflow: Value) -> Value {
+        let response = self
+            .http
+            .post(format!("{}/api/v2/jobs", self.base))
+            .json(&json!({ "workflow": workflow }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{:?}", response.text().await);
+        response.json().await.unwrap()
+    }
+
+    pub async fn job(&self, id: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}/api/v2/jobs/{id}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// Follows the job's event stream until `done` holds for the job as
+    /// `GET /api/v2/jobs/{id}` shows it; every event is a reason to look again.
+    pub async fn wait_job(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let job = self.job(id).await;
+            if done(&job) {
+                return job;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {id} never {what}: {job}"
+            );
+            let mut events = self.events(id).await;
+            while tokio::time::timeout_at(deadline, events.next_event())
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+            {
+                let job = self.job(id).await;
+                if done(&job) {
+                    return job;
+                }
+            }
+        }
+    }
+
+    /// The job's SSE stream.
+    pub async fn events(&self, id: &str) -> EventStream {
+        let response = self
+            .http
+            .get(format!("{}/api/v2/jobs/{id}/events", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        EventStream {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    pub async fn wait_final(&self, id: &str) -> Value {
+        self.wait_job(id, "ended", is_final).await
+    }
+
+    /// Downloads every output of the job, asserting each matches its advertised size.
+    pub async fn download_outputs(&self, job: &Value) -> Vec<Vec<u8>> {
+        let mut files = Vec::new();
+        for output in job["outputs"].as_array().unwrap() {
+            let url = output["url"].as_str().unwrap();
+            let url = if url.starts_with('/') {
+                format!("{}{url}", self.base)
+            } else {
+                url.to_owned()
+            };
+            let response = self.http.get(url).send().await.unwrap();
+            assert_eq!(response.status(), 200, "output {output} not readable");
+            let bytes = response.bytes().await.unwrap().to_vec();
+            assert_eq!(bytes.len() as u64, output["size_bytes"].as_u64().unwrap());
+            files.push(bytes);
+        }
+        files
+    }
+}
+
+pub fn is_final(job: &Value) -> bool {
+    matches!(
+        job["status"].as_str(),
+        Some("succeeded" | "failed" | "canceled" | "expired")
+    )
+}
+
+async fn copy_log_and_find_address(
+    stderr: tokio::process::ChildStderr,
+    log_path: PathBuf,
+    address_tx: tokio::sync::oneshot::Sender<String>,
+) {
+    let mut lines = BufReader::new(stderr).lines();
+    let mut log = tokio::fs::File::create(&log_path).await.ok();
+    let mut address_tx = Some(address_tx);
+    while let Ok(Some(line)) = lines.next_line().await {
+        let line = strip_ansi(&line);
+        if let Some(log) = log.as_mut() {
+            use tokio::io::AsyncWriteExt;
+            let _ = log.write_all(format!("{line}\n").as_bytes()).await;
+        }
+        if line.contains("listening")
+            && let Some(address) = line.split("address=").nth(1)
+            && let Some(sender) = address_tx.take()
+        {
+            let address = address.split_whitespace().next().unwrap_or_default();
+            let _ = sender.send(address.to_owned());
+        }
+    }
+}
+
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for next in chars.by_ref() {
+                if next.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `DarkroomSteps` running `steps` steps of `step_ms`, its image saved.
+pub fn steps_graph(steps: u32, step_ms: u32, color: u32) -> Value {
+    json!({
+        "1": {"class_type": "DarkroomSteps", "inputs": {
+            "steps": steps, "step_ms": step_ms, "preview": true, "preview_format": "JPEG",
+            "progress_text": false, "size": 16, "color": color, "always_run": true}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "darkroom/steps"}}
+    })
+}
+
+/// A minimal reader of `text/event-stream` frames.
+pub struct EventStream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl EventStream {
+    /// The next `(event, data)`; `None` when the stream ended.
+    pub async fn next_event(&mut self) -> Option<(String, Value)> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let frame: String = self.buffer.drain(..end + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in frame.lines() {
+                    if let Some(value) = line.strip_prefix("event:") {
+                        name = value.trim().to_owned();
+                    } else if let Some(value) = line.strip_prefix("data:") {
+                        data.push_str(value.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return Some((
+                    name,
+                    serde_json::from_str(&data).unwrap_or(Value::String(data)),
+                ));
+            }
+            let chunk = self.response.chunk().await.ok()??;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}

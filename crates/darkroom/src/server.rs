@@ -79,6 +79,7 @@ pub async fn serve(
         blobs.clone(),
     ));
 
+    let stopping = tokio_util::sync::CancellationToken::new();
     let state = AppState {
         config: Arc::new(config),
         store,
@@ -87,9 +88,15 @@ pub async fn serve(
         scheduler: scheduler.handle.clone(),
         backends: Arc::new(backends),
         node_classes: Arc::default(),
+        stopping: stopping.clone(),
     };
     let address = listener.local_addr()?;
     tracing::info!(%address, "listening");
+    // Open event streams end when stopping starts; graceful shutdown waits for them.
+    let shutdown = async move {
+        shutdown.await;
+        stopping.cancel();
+    };
     let served = axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown)
         .await;

@@ -199,3 +199,16 @@ async fn a_waiting_job_hears_its_queue_position_move() {
     server.cancel(behind_id).await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn stopping_the_server_ends_open_streams() {
+    let server = TestServer::start().await;
+    let job = server.submit(&until_interrupted()).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    server.wait_for_status(&id, "running").await;
+    let mut events = server.events(&id, None).await;
+    events.next().await.unwrap();
+
+    server.stop().await;
+    while events.next().await.is_some() {}
+}

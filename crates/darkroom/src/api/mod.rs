@@ -23,6 +23,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
+use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -46,6 +47,9 @@ pub struct AppState {
     pub backends: Arc<Vec<BackendSpec>>,
     /// The node classes the backends know, for checking submitted graphs.
     pub node_classes: Arc<NodeClassCache>,
+    /// Cancelled when the server starts to stop: responses that would otherwise last
+    /// forever (event streams) end, so the graceful shutdown can finish.
+    pub stopping: CancellationToken,
 }
 
 /// Every route Darkroom serves, with its layers and fallbacks.

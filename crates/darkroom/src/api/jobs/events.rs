@@ -190,6 +190,11 @@ impl Follower {
                 self.push_preview();
                 return Ok(());
             }
+            // The client reconnects with its last id to whichever server comes up next.
+            () = self.state.stopping.cancelled() => {
+                self.finished = true;
+                return Ok(());
+            }
         };
         match notice {
             Ok(Notice::Event(event)) if event.job_id == self.job_id => self.on_event(event).await,

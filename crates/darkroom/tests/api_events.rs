@@ -128,6 +128,19 @@ async fn a_stream_resumed_past_the_end_still_says_how_the_job_ended() {
 }
 
 #[tokio::test]
+async fn a_last_event_id_the_job_never_had_replays_from_the_start() {
+    let server = TestServer::start().await;
+    let job = server.submit(&steps_then_save(1, 1)).await;
+    let id = job["id"].as_str().unwrap();
+    let all = server.events_to_end(id).await;
+
+    let resumed = server.events(id, Some(999)).await.collect_to_end().await;
+    let ids = |events: &[SseEvent]| events.iter().map(|event| event.id).collect::<Vec<_>>();
+    assert_eq!(ids(&resumed), ids(&all));
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_stream_cut_mid_run_resumes_without_gaps_or_repeats() {
     let server = TestServer::start().await;
     let job = server.submit(&steps_then_save(20, 15)).await;

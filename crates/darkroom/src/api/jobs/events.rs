@@ -139,6 +139,10 @@ impl Follower {
     /// Replays what is stored, then makes sure a final job's stream ends with its status.
     async fn start(&mut self) -> Result<(), StoreError> {
         self.caught_up = true;
+        if !self.resume_point_exists().await? {
+            // An id this job never had would hide every later event: start over instead.
+            self.last_seq = 0;
+        }
         self.catch_up().await?;
         if self.finished {
             return Ok(());
@@ -159,6 +163,20 @@ impl Follower {
                 Ok(())
             }
         }
+    }
+
+    /// Whether the `Last-Event-ID` the client resumes after is an event of this job.
+    async fn resume_point_exists(&self) -> Result<bool, StoreError> {
+        if self.last_seq == 0 {
+            return Ok(true);
+        }
+        let store = &self.state.store;
+        let events = store
+            .events_after(self.job_id, self.last_seq - 1, 1)
+            .await?;
+        Ok(events
+            .first()
+            .is_some_and(|event| event.seq == self.last_seq))
     }
 
     /// Sends every stored event after `last_seq`.

@@ -24,12 +24,19 @@ pub async fn resolve(
             continue;
         };
         for (input, value) in inputs.iter_mut() {
-            let Some(asset_id) = asset_reference(value) else { continue };
-            let name = upload(context, client, &asset_id).await.map_err(|(code, message)| {
-                let mut error = super::run::job_error(code, format!("input {input:?} of node {node_id}: {message}"));
-                error.node_id = Some(node_id.clone());
-                error
-            })?;
+            let Some(asset_id) = asset_reference(value) else {
+                continue;
+            };
+            let name = upload(context, client, &asset_id)
+                .await
+                .map_err(|(code, message)| {
+                    let mut error = super::run::job_error(
+                        code,
+                        format!("input {input:?} of node {node_id}: {message}"),
+                    );
+                    error.node_id = Some(node_id.clone());
+                    error
+                })?;
             *value = Value::String(name);
         }
     }
@@ -41,7 +48,13 @@ fn asset_reference(value: &Value) -> Option<String> {
     if value.get("__type").and_then(Value::as_str) != Some("core/ASSET") {
         return None;
     }
-    Some(value.pointer("/info/id").and_then(Value::as_str).unwrap_or_default().to_owned())
+    Some(
+        value
+            .pointer("/info/id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    )
 }
 
 async fn upload(
@@ -49,11 +62,24 @@ async fn upload(
     client: &ComfyUiClient,
     asset_id: &str,
 ) -> Result<String, (&'static str, String)> {
-    let missing = || ("missing_asset", format!("asset {asset_id:?} does not exist"));
+    let missing = || {
+        (
+            "missing_asset",
+            format!("asset {asset_id:?} does not exist"),
+        )
+    };
     let id: AssetId = asset_id.parse().map_err(|_| missing())?;
-    let asset = context.store.asset(id).await.map_err(|error| ("missing_asset", error.to_string()))?;
+    let asset = context
+        .store
+        .asset(id)
+        .await
+        .map_err(|error| ("missing_asset", error.to_string()))?;
     let asset = asset.ok_or_else(missing)?;
-    let blob = context.blobs.open(&asset.hash).await.map_err(|_| missing())?;
+    let blob = context
+        .blobs
+        .open(&asset.hash)
+        .await
+        .map_err(|_| missing())?;
 
     // ComfyUI names inputs by file name; the hash keeps equal bytes under one name.
     let extension = asset
@@ -61,7 +87,9 @@ async fn upload(
         .as_deref()
         .and_then(|path| path.rsplit_once('.'))
         .map(|(_, extension)| extension.to_ascii_lowercase())
-        .filter(|extension| extension.chars().all(|c| c.is_ascii_alphanumeric()) && extension.len() <= 8)
+        .filter(|extension| {
+            extension.chars().all(|c| c.is_ascii_alphanumeric()) && extension.len() <= 8
+        })
         .unwrap_or_else(|| "png".to_owned());
     let filename = format!("darkroom-{}.{extension}", &asset.hash.hex()[..32]);
     let body = reqwest::Body::wrap_stream(blob.into_stream().map_err(std::io::Error::other));
@@ -72,7 +100,10 @@ async fn upload(
         subfolder: String::new(),
         overwrite: false,
     };
-    let stored = client.upload_image(upload).await.map_err(|error| ("upload_failed", error.to_string()))?;
+    let stored = client
+        .upload_image(upload)
+        .await
+        .map_err(|error| ("upload_failed", error.to_string()))?;
     Ok(if stored.subfolder.is_empty() {
         stored.filename
     } else {

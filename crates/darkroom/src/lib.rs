@@ -8,3 +8,4 @@ pub mod retention;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod thumbnails;

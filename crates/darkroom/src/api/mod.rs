@@ -8,13 +8,17 @@
 //! echoed back).
 
 mod assets;
+mod backends;
 mod body;
 mod error;
 mod health;
+mod history;
 mod jobs;
 mod links;
 pub mod node_classes;
 mod openapi;
+mod page;
+mod thumbnails;
 
 use std::sync::Arc;
 
@@ -94,6 +98,12 @@ fn routes() -> Vec<Route> {
         Route::get("/api/v2/assets/{id}", assets::get),
         Route::delete("/api/v2/assets/{id}", assets::delete),
         Route::get("/api/v2/assets/{id}/content", assets::content),
+        Route::get("/api/v2/assets/{id}/thumbnail", thumbnails::thumbnail),
+        Route::get("/api/backends", backends::list),
+        Route::get("/api/history", history::list),
+        Route::get("/api/history/{id}", history::get),
+        Route::get("/", page::index),
+        Route::get("/ui/{file}", page::file),
     ]
 }
 

@@ -1,0 +1,89 @@
+// Generate: pick a template, fill the form its schema describes, submit, and watch the
+// job beside the form.
+
+import { api, parameterSchema } from './api.js';
+import { buildForm, parameterErrors } from './form.js';
+import { h, replace } from './dom.js';
+import { watchJob } from './watch.js';
+
+/** Values handed over by "edit and run again" on a job page, used once. */
+const PREFILL_KEY = 'darkroom.prefill';
+
+export function prefill(template, params) {
+  sessionStorage.setItem(PREFILL_KEY, JSON.stringify({ template, params }));
+}
+
+function takePrefill(template) {
+  const stored = JSON.parse(sessionStorage.getItem(PREFILL_KEY) || 'null');
+  sessionStorage.removeItem(PREFILL_KEY);
+  return stored && stored.template === template ? stored.params || {} : {};
+}
+
+export async function renderGenerate(main, chosen) {
+  let stopWatching = () => {};
+  const picker = h('select', { id: 'template', name: 'template' });
+  const description = h('p', { class: 'description' });
+  const formSlot = h('div', { class: 'form-slot' });
+  const watchSlot = h('div', { class: 'watch-slot' },
+    h('p', { class: 'placeholder' }, 'Your picture develops here.'));
+  replace(main,
+    h('h1', {}, 'Generate'),
+    h('div', { class: 'generate' },
+      h('div', { class: 'panel' },
+        h('div', { class: 'field' }, h('label', { for: 'template' }, 'Template'), picker),
+        description, formSlot),
+      h('div', { class: 'panel' }, watchSlot)));
+
+  let templates;
+  try {
+    templates = await api.templates();
+  } catch (error) {
+    replace(formSlot, h('p', { class: 'job-error', role: 'alert' }, `Templates could not be loaded: ${error.message}`));
+    return () => {};
+  }
+  if (templates.length === 0) {
+    replace(formSlot, h('p', {}, 'This Darkroom has no templates yet.'));
+    return () => {};
+  }
+  const usable = templates.filter((template) => !template.error);
+  const initial = templates.find((template) => template.name === chosen)
+    ?? usable.find((template) => template.name.startsWith('txt2img')) ?? usable[0] ?? templates[0];
+  replace(picker, templates.map((template) =>
+    h('option', { value: template.name, disabled: Boolean(template.error) },
+      template.title ? `${template.title} (${template.name})` : template.name)));
+  picker.value = initial.name;
+
+  const show = async (name) => {
+    if (location.hash !== `#/generate/${name}`) history.replaceState(null, '', `#/generate/${name}`);
+    replace(formSlot, h('p', { class: 'placeholder' }, 'Loading…'));
+    let template;
+    try {
+      template = await api.template(name);
+    } catch (error) {
+      replace(formSlot, h('p', { class: 'job-error', role: 'alert' }, error.message));
+      return;
+    }
+    description.textContent = template.description || '';
+    const form = buildForm(parameterSchema(template), takePrefill(name), () => submit(name, form));
+    replace(formSlot, form.element);
+  };
+
+  const submit = async (name, form) => {
+    form.clearErrors();
+    form.submit.disabled = true;
+    try {
+      await form.settled();
+      const job = await api.run(name, form.read());
+      stopWatching();
+      stopWatching = watchJob(job.id, watchSlot);
+    } catch (error) {
+      form.showErrors(error.message, parameterErrors(error));
+    } finally {
+      form.submit.disabled = false;
+    }
+  };
+
+  picker.addEventListener('change', () => show(picker.value));
+  await show(initial.name);
+  return () => stopWatching();
+}

@@ -35,10 +35,10 @@ pub async fn submit(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, [(header::HeaderName, String); 1], Json<JobView>), ApiError> {
     let idempotency_key = idempotency_key(&headers)?;
-    let graph = parse(body)?;
+    let (graph, keep_previews) = parse(body)?;
     check(&state, &graph).await?;
 
-    let job = create(&state, graph, idempotency_key).await?;
+    let job = create(&state, graph, idempotency_key, keep_previews).await?;
     state.scheduler.wake();
     tracing::info!(job.id = %job.id, "job accepted");
 
@@ -51,9 +51,9 @@ pub async fn submit(
     ))
 }
 
-/// The request body down to its graph; every other field is checked and refused or
-/// dropped as the contract says.
-fn parse(body: Result<Bytes, BytesRejection>) -> Result<Graph, ApiError> {
+/// The request body down to its graph and Darkroom's `keep_previews` flag; every other
+/// field is checked and refused or dropped as the contract says.
+fn parse(body: Result<Bytes, BytesRejection>) -> Result<(Graph, bool), ApiError> {
     let value: Value = body::json(body, "invalid_workflow")?;
     let Value::Object(mut fields) = value else {
         return Err(ApiError::invalid_workflow(
@@ -63,11 +63,21 @@ fn parse(body: Result<Bytes, BytesRejection>) -> Result<Graph, ApiError> {
     // A UI export posted as the whole body deserves the UI answer, not "no workflow".
     validate::refuse_ui_format(&fields)?;
     check_fields(&fields)?;
+    let keep_previews = match fields.get("keep_previews") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(keep)) => *keep,
+        Some(other) => {
+            return Err(ApiError::invalid_request(format!(
+                "\"keep_previews\" must be a boolean, got {}",
+                json_kind(other)
+            )));
+        }
+    };
 
     match fields.remove("workflow") {
         Some(Value::Object(graph)) => {
             validate::refuse_ui_format(&graph)?;
-            Ok(graph)
+            Ok((graph, keep_previews))
         }
         Some(other) => Err(ApiError::invalid_workflow(format!(
             "\"workflow\" must be an object of nodes keyed by node id, got {}",
@@ -84,9 +94,10 @@ fn check_fields(fields: &Map<String, Value>) -> Result<(), ApiError> {
                 "field {name:?} is reserved for a later version of the API and not accepted yet"
             )));
         }
-        if !matches!(name.as_str(), "workflow" | "extra_data") {
+        // `keep_previews` is Darkroom's own: also store `temp` (PreviewImage) outputs.
+        if !matches!(name.as_str(), "workflow" | "extra_data" | "keep_previews") {
             return Err(ApiError::invalid_request(format!(
-                "unknown field {name:?}; a job takes \"workflow\" and \"extra_data\""
+                "unknown field {name:?}; a job takes \"workflow\", \"extra_data\" and \"keep_previews\""
             )));
         }
     }
@@ -153,12 +164,14 @@ async fn create(
     state: &AppState,
     graph: Graph,
     idempotency_key: Option<String>,
+    keep_previews: bool,
 ) -> Result<Job, ApiError> {
     let now = OffsetDateTime::now_utc();
     let retention =
         time::Duration::try_from(state.config.retention).unwrap_or(time::Duration::days(7));
     let mut job = NewJob::api(Value::Object(graph), now, now + retention);
     job.idempotency_key = idempotency_key;
+    job.keep_previews = keep_previews;
     job.max_queued = Some(u64::from(state.config.queue_limit));
     let created = state.store.create_job(job).await?;
     state.bus.publish(created.event);

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::client::{self, EXIT_STATUS_HELP};
 use crate::config::{BackendConfig, Overrides};
 
 /// Darkroom: a gateway in front of ComfyUI. Named workflows in, stored outputs out.
@@ -25,6 +26,15 @@ pub enum Command {
     Serve(ServerFlags),
     /// Print the effective configuration, with secrets hidden.
     Config(ServerFlags),
+    /// Run a template on a Darkroom server, show its progress and write its outputs.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Run(client::RunArgs),
+    /// List, show, wait for or cancel jobs on a Darkroom server.
+    #[command(subcommand, after_help = EXIT_STATUS_HELP)]
+    Jobs(client::JobsCommand),
+    /// List or show the templates a Darkroom server offers.
+    #[command(subcommand, after_help = EXIT_STATUS_HELP)]
+    Templates(client::TemplatesCommand),
 }
 
 /// Flags that override the configuration file and environment.

@@ -2,6 +2,7 @@
 pub mod api;
 pub mod artifacts;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod jobs;
 pub mod retention;

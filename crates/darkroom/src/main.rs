@@ -32,6 +32,12 @@ async fn main() -> anyhow::Result<()> {
                 print!("{}", config.to_redacted_toml());
             }
         }
+        // Client commands end with a status that says whose fault a failure was.
+        Command::Run(args) => std::process::exit(darkroom::client::run(args).await),
+        Command::Jobs(command) => std::process::exit(darkroom::client::jobs(command).await),
+        Command::Templates(command) => {
+            std::process::exit(darkroom::client::templates(command).await)
+        }
     }
     Ok(())
 }

@@ -9,4 +9,5 @@ pub mod retention;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod templates;
 pub mod thumbnails;

@@ -37,10 +37,10 @@ struct Tally {
 
 #[tokio::test]
 async fn real_workflows_convert_into_graphs_comfyui_accepts() {
-    let corpora = fetch_corpora();
     let Some(server) = RealComfyUi::shared() else {
         return;
     };
+    let corpora = fetch_corpora();
     let client = ComfyUiClient::new(&server.base_url()).expect("comfyui url");
     let info = client.object_info().await.expect("object_info");
 

@@ -32,7 +32,7 @@ pub(crate) enum Role {
 }
 
 /// Types the editor draws that never reach the backend and carry no value.
-const EDITOR_ONLY_TYPES: [&str; 3] = ["Note", "MarkdownNote", "Label (rgthree)"];
+const EDITOR_ONLY_TYPES: [&str; 2] = ["Note", "MarkdownNote"];
 
 /// The workflow and the backend's schemas: what every step of conversion reads.
 #[derive(Debug, Clone, Copy)]

@@ -28,6 +28,10 @@ pub struct Config {
     pub retention: Duration,
     /// The ComfyUI servers jobs run on.
     pub backends: Vec<BackendConfig>,
+    /// Folder of workflow templates (`NAME.json` with an optional `NAME.toml`); empty
+    /// means the source tree's shipped `templates/` when it exists, else
+    /// `<data_dir>/templates`.
+    pub templates_dir: PathBuf,
 }
 
 /// One ComfyUI server.
@@ -49,6 +53,7 @@ impl Default for Config {
                 name: "local".to_owned(),
                 url: "http://127.0.0.1:8188".to_owned(),
             }],
+            templates_dir: PathBuf::new(),
         }
     }
 }
@@ -64,6 +69,8 @@ pub struct Overrides {
     pub database_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backends: Option<Vec<BackendConfig>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub templates_dir: Option<PathBuf>,
 }
 
 /// A configuration that cannot be loaded.
@@ -109,8 +116,23 @@ impl Config {
             config.database_url =
                 format!("sqlite://{}", config.data_dir.join("darkroom.db").display());
         }
+        config.templates_dir = config.templates_folder();
         config.check()?;
         Ok(config)
+    }
+
+    /// The template folder: `templates_dir`, or when it is empty the templates shipped in
+    /// the source tree this binary was built from (a development checkout), else
+    /// `<data_dir>/templates`.
+    pub fn templates_folder(&self) -> PathBuf {
+        if !self.templates_dir.as_os_str().is_empty() {
+            return self.templates_dir.clone();
+        }
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
+        match shipped.canonicalize() {
+            Ok(shipped) if shipped.is_dir() => shipped,
+            _ => self.data_dir.join("templates"),
+        }
     }
 
     fn check(&self) -> Result<(), ConfigError> {

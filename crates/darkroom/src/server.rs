@@ -1,9 +1,10 @@
 //! Building the application and serving it on a listener the caller bound, until the
 //! caller's shutdown future resolves. Tests bind port 0; `main` binds the configured one.
 //!
-//! Start-up order: store (with migrations), blob store, scheduler (which reconciles every
-//! unfinished job before taking new work), retention sweep, then the HTTP server. Shutdown
-//! runs it backwards: stop taking requests, let drivers finish what they are storing.
+//! Start-up order: store (with migrations), blob store, templates, scheduler (which
+//! reconciles every unfinished job before taking new work), retention sweep, then the HTTP
+//! server. Shutdown runs it backwards: stop taking requests, let drivers finish what they
+//! are storing.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use crate::config::Config;
 use crate::jobs::bus::JobBus;
 use crate::jobs::model::BackendId;
 use crate::scheduler::{BackendSpec, Context, Scheduler, Settings};
+use crate::templates::Library;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,8 @@ pub enum ServeError {
     Store(#[from] crate::store::StoreError),
     #[error("cannot open the blob store: {0}")]
     Blobs(#[from] crate::artifacts::ArtifactError),
+    #[error("cannot load templates: {0}")]
+    Templates(#[from] crate::templates::TemplateError),
     #[error("http server failed")]
     Http(#[from] std::io::Error),
 }
@@ -47,6 +51,9 @@ pub async fn serve(
     let store = crate::store::open(&config.database_url).await?;
     tracing::info!(database = %redacted(&config.database_url), "store open");
     let blobs = LocalBlobStore::create(config.data_dir.join("blobs")).await?;
+    // Loaded without /object_info, so start-up never waits on a backend; each template is
+    // checked again with it on first use.
+    let templates = Library::open(config.templates_folder(), None).await?;
 
     let mut backends = Vec::new();
     for backend in &config.backends {
@@ -88,6 +95,7 @@ pub async fn serve(
         scheduler: scheduler.handle.clone(),
         backends: Arc::new(backends),
         node_classes: Arc::default(),
+        templates: Arc::new(templates),
         stopping: stopping.clone(),
     };
     let address = listener.local_addr()?;

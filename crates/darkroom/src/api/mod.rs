@@ -18,6 +18,7 @@ mod links;
 pub mod node_classes;
 mod openapi;
 mod page;
+mod templates;
 mod thumbnails;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use crate::config::Config;
 use crate::jobs::bus::JobBus;
 use crate::scheduler::{BackendSpec, SchedulerHandle};
 use crate::store::Store;
+use crate::templates::Library;
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -51,6 +53,8 @@ pub struct AppState {
     pub backends: Arc<Vec<BackendSpec>>,
     /// The node classes the backends know, for checking submitted graphs.
     pub node_classes: Arc<NodeClassCache>,
+    /// The workflow templates.
+    pub templates: Arc<Library>,
     /// Cancelled when the server starts to stop: responses that would otherwise last
     /// forever (event streams) end, so the graceful shutdown can finish.
     pub stopping: CancellationToken,
@@ -102,6 +106,11 @@ fn routes() -> Vec<Route> {
         Route::get("/api/backends", backends::list),
         Route::get("/api/history", history::list),
         Route::get("/api/history/{id}", history::get),
+        Route::get("/api/templates", templates::list),
+        Route::post("/api/templates", templates::create),
+        Route::post("/api/templates/reload", templates::reload),
+        Route::get("/api/templates/{name}", templates::get),
+        Route::post("/api/templates/{name}/jobs", templates::run),
         Route::get("/", page::index),
         Route::get("/ui/{file}", page::file),
     ]

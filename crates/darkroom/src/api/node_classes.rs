@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use comfy::server_info::ObjectInfo;
 use futures_util::future::join_all;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -27,6 +28,9 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Default)]
 pub struct NodeCatalog {
     outputs: HashMap<String, usize>,
+    /// The backends' `/object_info` merged, the first backend to describe a class winning:
+    /// templates read input types, bounds and choices from it.
+    info: ObjectInfo,
 }
 
 impl NodeCatalog {
@@ -38,6 +42,10 @@ impl NodeCatalog {
     pub fn output_count(&self, class_type: &str) -> Option<usize> {
         self.outputs.get(class_type).copied()
     }
+
+    pub fn object_info(&self) -> &ObjectInfo {
+        &self.info
+    }
 }
 
 /// Class names with their output counts.
@@ -45,6 +53,7 @@ impl FromIterator<(String, usize)> for NodeCatalog {
     fn from_iter<T: IntoIterator<Item = (String, usize)>>(classes: T) -> Self {
         Self {
             outputs: classes.into_iter().collect(),
+            info: ObjectInfo::new(),
         }
     }
 }
@@ -110,10 +119,13 @@ async fn fetch(backends: &[BackendSpec]) -> Option<NodeCatalog> {
     if answered.is_empty() {
         return None;
     }
-    let classes = answered.into_iter().flatten();
-    Some(
-        classes
-            .map(|(class_type, schema)| (class_type, schema.output.len()))
-            .collect(),
-    )
+    let mut info = ObjectInfo::new();
+    for (class_type, schema) in answered.into_iter().flatten() {
+        info.entry(class_type).or_insert(schema);
+    }
+    let outputs = info
+        .iter()
+        .map(|(class_type, schema)| (class_type.clone(), schema.output.len()))
+        .collect();
+    Some(NodeCatalog { outputs, info })
 }

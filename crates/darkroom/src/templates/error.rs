@@ -11,7 +11,7 @@ pub enum TemplateError {
     NotFound { name: String },
     #[error(
         "template name {name:?} must be 1 to 64 characters of a-z, 0-9, '-', '_' and '.', \
-         starting with a letter or digit"
+         starting with a letter or digit, and not \"reload\""
     )]
     InvalidName { name: String },
     #[error("template {name:?} already exists")]

@@ -240,7 +240,12 @@ fn build(name: &str, source: Result<Arc<Source>, String>, info: Option<&ObjectIn
     }
 }
 
-/// Template names are file names too: no separators, no leading dot.
+/// Template names are file names too: no separators, no leading dot. `reload` is taken by
+/// the API's `POST /api/templates/reload`.
+///
+/// # Errors
+///
+/// [`TemplateError::InvalidName`].
 pub fn check_name(name: &str) -> Result<(), TemplateError> {
     let mut chars = name.chars();
     let first_ok = chars
@@ -248,7 +253,7 @@ pub fn check_name(name: &str) -> Result<(), TemplateError> {
         .is_some_and(|first| first.is_ascii_lowercase() || first.is_ascii_digit());
     let rest_ok =
         chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
-    if first_ok && rest_ok && name.len() <= 64 {
+    if first_ok && rest_ok && name.len() <= 64 && name != "reload" {
         Ok(())
     } else {
         Err(TemplateError::InvalidName {
@@ -321,6 +326,29 @@ async fn read_source(name: &str, json_path: &Path) -> Result<Source, String> {
         }
     };
     Ok(Source { workflow, manifest })
+}
+
+/// Reads one workflow file and the manifest beside it, and compiles them; the template is
+/// named after the file. For `darkroom template show`.
+///
+/// # Errors
+///
+/// The file cannot be read or the template does not load.
+pub async fn compile_file(
+    path: &Path,
+    info: Option<&ObjectInfo>,
+) -> Result<Template, TemplateError> {
+    let name = path
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .unwrap_or("template");
+    let source = read_source(name, path)
+        .await
+        .map_err(|detail| TemplateError::Unusable {
+            name: name.to_owned(),
+            detail,
+        })?;
+    compile::compile(name, &source.workflow, &source.manifest, info)
 }
 
 /// Writes through a temporary file and a rename, so a reader sees the old file or the new

@@ -30,7 +30,7 @@ pub use error::{ParameterError, TemplateError};
 pub use format::WorkflowFormat;
 pub use graph::Graph;
 pub use inject::Instance;
-pub use library::{Library, Loaded, check_name};
+pub use library::{Library, Loaded, check_name, compile_file};
 pub use manifest::{Bind, Manifest, ParameterManifest};
 pub use params::{Binding, Origin, Parameter, ParameterSpec, ParameterType};
 

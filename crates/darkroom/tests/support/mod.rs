@@ -29,6 +29,10 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 pub struct Options {
     pub queue_limit: u32,
     pub knobs: Knobs,
+    /// A ComfyUI to run jobs on instead of the simulator (which still starts).
+    pub backend: Option<String>,
+    /// The template folder; by default an empty one in the data folder.
+    pub templates_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -36,6 +40,8 @@ impl Default for Options {
         Self {
             queue_limit: 100,
             knobs: Knobs::default(),
+            backend: None,
+            templates_dir: None,
         }
     }
 }
@@ -71,8 +77,11 @@ impl TestServer {
             retention: Duration::from_secs(3600),
             backends: vec![BackendConfig {
                 name: "sim".to_owned(),
-                url: sim.base_url(),
+                url: options.backend.unwrap_or_else(|| sim.base_url()),
             }],
+            templates_dir: options
+                .templates_dir
+                .unwrap_or_else(|| data.path().join("templates")),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

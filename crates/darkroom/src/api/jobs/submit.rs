@@ -14,7 +14,6 @@ use super::validate::{self, Graph};
 use super::view::{self, JobView};
 use crate::api::links::Origin;
 use crate::api::{ApiError, AppState, body};
-use crate::jobs::model::Job;
 use crate::store::NewJob;
 
 /// Fields the contract reserves for later versions and refuses today.
@@ -22,6 +21,9 @@ const RESERVED_FIELDS: &[&str] = &["webhook_url", "inputs"];
 /// The only `extra_data` key the contract accepts.
 const EXTRA_DATA_KEYS: &[&str] = &["api_key_comfy_org"];
 const IDEMPOTENCY_KEY_MAX_LEN: usize = 255;
+
+/// The answer to a created job: `201` with its `Location` and the contract's `Job`.
+pub type Created = (StatusCode, [(header::HeaderName, String); 1], Json<JobView>);
 
 /// Submits a workflow.
 ///
@@ -33,16 +35,44 @@ pub async fn submit(
     origin: Origin,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, [(header::HeaderName, String); 1], Json<JobView>), ApiError> {
+) -> Result<Created, ApiError> {
     let idempotency_key = idempotency_key(&headers)?;
     let (graph, keep_previews) = parse(body)?;
     check(&state, &graph).await?;
 
-    let job = create(&state, graph, idempotency_key, keep_previews).await?;
+    let mut job = new_job(&state, Value::Object(graph));
+    job.idempotency_key = idempotency_key;
+    job.keep_previews = keep_previews;
+    accept(&state, job, &origin).await
+}
+
+/// A job to run `workflow`, created now and kept for the configured retention.
+pub fn new_job(state: &AppState, workflow: Value) -> NewJob {
+    let now = OffsetDateTime::now_utc();
+    let retention =
+        time::Duration::try_from(state.config.retention).unwrap_or(time::Duration::days(7));
+    NewJob::api(workflow, now, now + retention)
+}
+
+/// Records `job` durably, wakes the scheduler and answers `201`: every route that creates
+/// a job goes through here, so each answers alike.
+///
+/// # Errors
+///
+/// `queue_full`, `idempotency_key_reuse`, store faults.
+pub async fn accept(
+    state: &AppState,
+    mut job: NewJob,
+    origin: &Origin,
+) -> Result<Created, ApiError> {
+    job.max_queued = Some(u64::from(state.config.queue_limit));
+    let created = state.store.create_job(job).await?;
+    state.bus.publish(created.event);
+    let job = created.job;
     state.scheduler.wake();
     tracing::info!(job.id = %job.id, "job accepted");
 
-    let view = view::render(&state, &job, &origin).await?;
+    let view = view::render(state, &job, origin).await?;
     let location = view.urls.self_.clone();
     Ok((
         StatusCode::CREATED,
@@ -130,7 +160,7 @@ fn check_extra_data(extra: &Map<String, Value>) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -158,24 +188,6 @@ async fn check(state: &AppState, graph: &Graph) -> Result<(), ApiError> {
         return Err(validate::invalid_workflow(&problems));
     }
     validate::check_assets(state.store.as_ref(), graph).await
-}
-
-async fn create(
-    state: &AppState,
-    graph: Graph,
-    idempotency_key: Option<String>,
-    keep_previews: bool,
-) -> Result<Job, ApiError> {
-    let now = OffsetDateTime::now_utc();
-    let retention =
-        time::Duration::try_from(state.config.retention).unwrap_or(time::Duration::days(7));
-    let mut job = NewJob::api(Value::Object(graph), now, now + retention);
-    job.idempotency_key = idempotency_key;
-    job.keep_previews = keep_previews;
-    job.max_queued = Some(u64::from(state.config.queue_limit));
-    let created = state.store.create_job(job).await?;
-    state.bus.publish(created.event);
-    Ok(created.job)
 }
 
 fn json_kind(value: &Value) -> &'static str {

@@ -296,7 +296,12 @@ pub async fn check_assets(store: &dyn Store, graph: &Graph) -> Result<(), ApiErr
     .with_details(json!({"missing_assets": details})))
 }
 
-async fn asset_exists(
+/// Whether `id` names an asset that exists and has not expired.
+///
+/// # Errors
+///
+/// Store faults.
+pub async fn asset_exists(
     store: &dyn Store,
     id: Option<&str>,
     now: OffsetDateTime,

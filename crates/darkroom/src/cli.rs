@@ -35,6 +35,26 @@ pub enum Command {
     /// List or show the templates a Darkroom server offers.
     #[command(subcommand, after_help = EXIT_STATUS_HELP)]
     Templates(client::TemplatesCommand),
+    /// Inspect workflow templates.
+    #[command(subcommand)]
+    Template(TemplateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// Print what Darkroom makes of a workflow: each parameter, where it is bound, its
+    /// type, default and bounds.
+    Show(ShowFlags),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ShowFlags {
+    /// The workflow (API or UI format); its manifest is the .toml beside it, if any.
+    pub file: PathBuf,
+    /// A ComfyUI to ask for /object_info: exact input types, bounds and choices, and the
+    /// conversion of UI-format workflows.
+    #[arg(long, value_name = "URL")]
+    pub backend: Option<url::Url>,
 }
 
 /// Flags that override the configuration file and environment.
@@ -52,6 +72,10 @@ pub struct ServerFlags {
     /// A ComfyUI server to run jobs on (repeatable); replaces the configured backends.
     #[arg(long = "backend", value_name = "URL")]
     pub backends: Vec<url::Url>,
+    /// Folder of workflow templates [default: the shipped templates/, else
+    /// <data_dir>/templates].
+    #[arg(long)]
+    pub templates_dir: Option<PathBuf>,
 }
 
 impl ServerFlags {
@@ -72,6 +96,7 @@ impl ServerFlags {
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),
             backends,
+            templates_dir: self.templates_dir.clone(),
         }
     }
 }

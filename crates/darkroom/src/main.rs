@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use darkroom::cli::{Cli, Command};
+use darkroom::cli::{Cli, Command, ShowFlags, TemplateCommand};
 use darkroom::config::Config;
 use tracing_subscriber::EnvFilter;
 
@@ -38,8 +38,30 @@ async fn main() -> anyhow::Result<()> {
         Command::Templates(command) => {
             std::process::exit(darkroom::client::templates(command).await)
         }
+        Command::Template(TemplateCommand::Show(flags)) => {
+            let report = template_report(&flags).await?;
+            #[allow(clippy::print_stdout, reason = "printing the report is the command")]
+            {
+                print!("{report}");
+            }
+        }
     }
     Ok(())
+}
+
+/// What `darkroom template show` prints, with the backend's `/object_info` when one is
+/// named.
+async fn template_report(flags: &ShowFlags) -> anyhow::Result<String> {
+    let info = match &flags.backend {
+        Some(url) => {
+            let client = comfy::ComfyUiClient::new(url.as_str())?;
+            let info = client.object_info().await;
+            Some(info.with_context(|| format!("cannot read /object_info from {url}"))?)
+        }
+        None => None,
+    };
+    let template = darkroom::templates::compile_file(&flags.file, info.as_ref()).await?;
+    Ok(template.report(&template.specs(info.as_ref())))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

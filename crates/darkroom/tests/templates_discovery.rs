@@ -340,6 +340,10 @@ fn bindings_that_cannot_land_are_refused_naming_the_binding() {
             "[parameters.nothing]\nmax = 3\n",
             "parameter \"nothing\" is in the manifest without `bind`",
         ),
+        (
+            "[parameters.steps]\ndefault = \"many\"\n",
+            "parameter \"steps\" has a default it cannot take",
+        ),
     ];
     for (manifest, expected) in cases {
         let error = with_manifest(&default_graph(), manifest)
@@ -440,4 +444,40 @@ fn every_shipped_template_loads() {
         }
     }
     assert!(count >= 8, "only {count} shipped templates");
+}
+
+#[test]
+fn template_show_prints_each_parameter_and_where_it_lands() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_darkroom"))
+        .args(["template", "show"])
+        .arg(shipped_dir().join("txt2img-sd15.json"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        report.starts_with("txt2img-sd15: Text to image (Stable Diffusion 1.5)"),
+        "{report}"
+    );
+    assert!(report.contains("prompt           text"), "{report}");
+    assert!(
+        report.contains("bound to  text of node 6 (CLIPTextEncode \"Positive prompt\")"),
+        "{report}"
+    );
+    assert!(
+        report.contains("discovery: text encoder 6 feeding sampler 3's positive input"),
+        "{report}"
+    );
+    assert!(
+        report.contains("steps            integer  default 20  at most 150"),
+        "{report}"
+    );
+    assert!(
+        report.contains("hidden (the graph keeps its value):\n  denoise"),
+        "{report}"
+    );
 }

@@ -9,7 +9,7 @@ use super::error::TemplateError;
 use super::graph::{self, Graph};
 use super::manifest::{Manifest, ParameterManifest};
 use super::params::{Origin, Parameter};
-use super::{Template, bind, discover};
+use super::{Template, bind, discover, inject};
 
 /// Compiles the template `name`.
 ///
@@ -47,6 +47,7 @@ pub fn compile(
     }
     for parameter in &parameters {
         check_bindings(name, &graph, parameter, info)?;
+        check_default(name, &graph, parameter)?;
     }
 
     Ok(Template {
@@ -223,4 +224,24 @@ fn check_bindings(
         })?;
     }
     Ok(())
+}
+
+/// A manifest default must suit its own parameter. Only the manifest's bounds and choices
+/// apply here: a default the backend lacks (a checkpoint not installed) is the backend's
+/// matter, reported when a job would use it.
+fn check_default(name: &str, graph: &Graph, parameter: &Parameter) -> Result<(), TemplateError> {
+    if parameter.default.is_none() {
+        return Ok(());
+    }
+    let spec = parameter.resolve(graph, None);
+    let Some(default) = &spec.default else {
+        return Ok(());
+    };
+    inject::check(&spec, default)
+        .map(drop)
+        .map_err(|error| TemplateError::Parameter {
+            name: name.to_owned(),
+            parameter: parameter.name.clone(),
+            problem: format!("has a default it cannot take: {error}"),
+        })
 }

@@ -82,15 +82,11 @@ fn parameter(
         Some(default) => line.push_str(&format!(" default {}", short(default))),
         None => line.push_str(" required"),
     }
-    if spec.min.is_some() || spec.max.is_some() {
-        let bound = |value: &Option<serde_json::Number>| {
-            value.as_ref().map_or("..".to_owned(), ToString::to_string)
-        };
-        line.push_str(&format!(
-            "  range {} to {}",
-            bound(&spec.min),
-            bound(&spec.max)
-        ));
+    match (&spec.min, &spec.max) {
+        (Some(min), Some(max)) => line.push_str(&format!("  from {min} to {max}")),
+        (Some(min), None) => line.push_str(&format!("  at least {min}")),
+        (None, Some(max)) => line.push_str(&format!("  at most {max}")),
+        (None, None) => {}
     }
     if let Some(choices) = &spec.choices {
         let shown: Vec<String> = choices.iter().take(CHOICES_SHOWN).map(short).collect();

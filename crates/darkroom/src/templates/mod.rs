@@ -12,6 +12,7 @@ mod compile;
 pub mod convert;
 mod discover;
 mod error;
+mod folder;
 mod format;
 mod graph;
 mod inject;
@@ -27,10 +28,11 @@ use serde_json::{Map, Value};
 
 pub use check::Violation;
 pub use error::{ParameterError, TemplateError};
+pub use folder::{check_name, compile_file};
 pub use format::WorkflowFormat;
 pub use graph::Graph;
 pub use inject::Instance;
-pub use library::{Library, Loaded, check_name, compile_file};
+pub use library::{Library, Loaded};
 pub use manifest::{Bind, Manifest, ParameterManifest};
 pub use params::{Binding, Origin, Parameter, ParameterSpec, ParameterType};
 

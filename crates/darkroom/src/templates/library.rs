@@ -28,6 +28,8 @@ struct Entry {
     /// `None` when the files themselves could not be read.
     source: Option<Arc<Source>>,
     compiled: Result<Arc<Template>, String>,
+    /// It failed only for want of `/object_info`: a client may retry once a backend answers.
+    needs_object_info: bool,
     with_object_info: bool,
 }
 
@@ -158,9 +160,13 @@ impl Library {
             }
             _ => entry,
         };
-        entry.compiled.map_err(|detail| TemplateError::Unusable {
-            name: name.to_owned(),
-            detail,
+        let name = name.to_owned();
+        entry.compiled.map_err(|detail| {
+            if entry.needs_object_info {
+                TemplateError::NeedsObjectInfo { name }
+            } else {
+                TemplateError::Unusable { name, detail }
+            }
         })
     }
 
@@ -202,6 +208,7 @@ impl Library {
         let entry = Entry {
             source: Some(Arc::new(Source { workflow, manifest })),
             compiled: Ok(Arc::clone(&template)),
+            needs_object_info: false,
             with_object_info: info.is_some(),
         };
         self.entries
@@ -222,14 +229,19 @@ impl Library {
 }
 
 fn build(name: &str, source: Result<Arc<Source>, String>, info: Option<&ObjectInfo>) -> Entry {
+    let mut needs_object_info = false;
     let compiled = source.as_ref().map_err(Clone::clone).and_then(|source| {
         compile::compile(name, &source.workflow, &source.manifest, info)
             .map(Arc::new)
-            .map_err(|error| error.to_string())
+            .map_err(|error| {
+                needs_object_info = matches!(error, TemplateError::NeedsObjectInfo { .. });
+                error.to_string()
+            })
     });
     Entry {
         source: source.ok(),
         compiled,
+        needs_object_info,
         with_object_info: info.is_some(),
     }
 }

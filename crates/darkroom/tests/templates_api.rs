@@ -365,6 +365,31 @@ async fn model_free_templates_run_on_the_cpu_with_uploaded_images() {
 }
 
 #[tokio::test]
+async fn image_to_image_redraws_an_uploaded_picture() {
+    let templates = shipped_copy();
+    let Some(server) = server(templates.path()).await else {
+        return;
+    };
+    let (card, _) =
+        run_to_outputs(&server, "solid-color", json!({"width": 64, "height": 64})).await;
+    let picture = card["outputs"][0]["id"].as_str().unwrap();
+    let params = json!({"image": picture, "prompt": "in watercolour", "steps": 2, "seed": 7});
+    let (_, files) = run_to_outputs(&server, "img2img-sd15", params).await;
+    assert_eq!(png_size(&files[0]), (64, 64));
+
+    let embedded: Value = serde_json::from_str(&png_text(&files[0], "prompt").unwrap()).unwrap();
+    assert_eq!(embedded["6"]["inputs"]["text"], "in watercolour");
+    assert_eq!(embedded["3"]["inputs"]["seed"], 7);
+    // The asset reached ComfyUI as an uploaded input file.
+    let loaded = embedded["10"]["inputs"]["image"].as_str().unwrap();
+    assert!(
+        loaded.starts_with("darkroom-") && loaded.ends_with(".png"),
+        "{loaded}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn templates_are_listed_and_described_with_their_schema() {
     let templates = shipped_copy();
     let Some(server) = server(templates.path()).await else {

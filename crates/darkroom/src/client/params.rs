@@ -107,7 +107,7 @@ fn choice(raw: &str, property: &Value) -> Value {
         .into_iter()
         .find(|choice| match choice {
             Value::String(text) => text == raw,
-            other => other.to_string() == raw,
+            other => *raw == other.to_string(),
         })
         .cloned()
         .unwrap_or_else(|| Value::from(raw))

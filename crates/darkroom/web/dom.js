@@ -58,7 +58,9 @@ export function describeJobError(error, titles = {}) {
     const kind = title && error.class_type ? ` (${error.class_type})` : '';
     parts.push(`Node ${error.node_id}, ${name}${kind}, failed: `);
   }
-  parts.push(error.exception_type ? `${error.exception_type}: ${error.message}` : error.message);
+  const kind = error.exception_type && !String(error.message).includes(error.exception_type)
+    ? `${error.exception_type}: ` : '';
+  parts.push(`${kind}${error.message}`);
   return parts.join('');
 }
 

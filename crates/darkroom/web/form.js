@@ -104,7 +104,7 @@ function buildField(name, property, isRequired, given) {
   const errorId = `${id}-error`;
   const value = given !== undefined ? given : property.default;
   const { min, max } = bounds(property);
-  const hintText = [property.description, ['integer', 'number', 'seed'].includes(kind) ? rangeHint(min, max) : '']
+  const hintText = [property.description, ['integer', 'number'].includes(kind) ? rangeHint(min, max) : '']
     .filter(Boolean)
     .join(' — ');
   const describedBy = `${hintId} ${errorId}`;

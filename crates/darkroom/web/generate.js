@@ -76,6 +76,8 @@ export async function renderGenerate(main, chosen) {
       const job = await api.run(name, form.read());
       stopWatching();
       stopWatching = watchJob(job.id, watchSlot);
+      // On a narrow screen the watch sits under the form: bring it into view.
+      if (window.matchMedia('(max-width: 800px)').matches) watchSlot.scrollIntoView({ block: 'start' });
     } catch (error) {
       form.showErrors(error.message, parameterErrors(error));
     } finally {

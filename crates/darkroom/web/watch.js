@@ -224,6 +224,7 @@ function showFinal(view, state, job) {
   if (job.status === 'succeeded') {
     view.overall.value = 1;
     view.overallText.textContent = '100%';
+    view.step.value = 1;
     view.node.textContent = '';
     view.preview.hidden = true;
     replace(view.results, job.outputs.map(outputFigure));

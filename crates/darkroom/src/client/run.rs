@@ -143,8 +143,10 @@ pub fn failure(job: &Value) -> String {
         (Some(node), None) => format!(" at node {node}"),
         _ => String::new(),
     };
+    // ComfyUI's message often names the exception already.
     let exception = error["exception_type"]
         .as_str()
+        .filter(|kind| !message.contains(kind))
         .map(|kind| format!("{kind}: "))
         .unwrap_or_default();
     format!("job {id} {status}{node}: {exception}{message}")

@@ -7,10 +7,13 @@
 #   simulator         the ComfyUI stand-in and the client against it (faults on demand)
 #   real ComfyUI      the client and scenarios against ComfyUI 0.3.75 on the CPU, installed
 #                     by scripts/install-comfyui.sh into ~/.cache/darkroom/comfyui
+#   browser and CLI   the page in Debian's headless chromium (playwright-core from npm, pinned
+#                     in testing/browser) and the darkroom CLI, against that ComfyUI
 #
-# Needs: a Rust toolchain (rustup), python3.11 with venv and pip, gcc, curl; network access
-# to crates.io and PyPI the first time. DARKROOM_SKIP_REAL_COMFYUI=1 skips the real-ComfyUI
-# tier, and says so.
+# Needs: a Rust toolchain (rustup), python3.11 with venv and pip, gcc, curl, Node.js with npm,
+# root for apt-get; network access to crates.io, PyPI, Debian and npm the first time.
+# DARKROOM_SKIP_REAL_COMFYUI=1 skips the real-ComfyUI tier (browser and CLI tests included),
+# and says so.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -30,6 +33,16 @@ if [ "${DARKROOM_SKIP_REAL_COMFYUI:-}" = 1 ]; then
 else
   step "real ComfyUI (installed once; instant when already there)"
   scripts/install-comfyui.sh
+
+  step "browser test: Debian's chromium and the pinned playwright-core (installed once)"
+  if [ ! -x /usr/bin/chromium ]; then
+    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+  fi
+  # npm ci only when node_modules does not hold the locked version already.
+  node -e 'const lock = require("./testing/browser/package-lock.json");
+    const installed = require("./testing/browser/node_modules/playwright-core/package.json");
+    process.exit(installed.version === lock.packages["node_modules/playwright-core"].version ? 0 : 1)' \
+    2>/dev/null || (cd testing/browser && npm ci --no-audit --no-fund)
 fi
 
 step "format"

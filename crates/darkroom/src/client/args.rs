@@ -30,7 +30,8 @@ pub struct ServerArgs {
 /// How results are printed.
 #[derive(Debug, Clone, Args)]
 pub struct OutputArgs {
-    /// Print one JSON document on stdout instead of text (no progress bar).
+    /// Print one JSON document on stdout instead of text, and no progress bar: the result
+    /// (for run and jobs wait: {"job", "files"}, whatever the job's end), or {"error"}.
     #[arg(long)]
     pub json: bool,
 }

@@ -106,7 +106,8 @@ fn finish(result: Result<(), ClientError>, json: bool) -> i32 {
     {
         eprintln!("details: {details}");
     }
-    if json {
+    // With --json stdout holds one document: a finished job's outcome was printed already.
+    if json && !matches!(error, ClientError::JobFailed(_)) {
         let details = match &error {
             ClientError::InvalidInput { details, .. } => details.clone(),
             _ => None,

@@ -139,6 +139,7 @@ pub fn failure(job: &Value) -> String {
         return format!("job {id} {status}");
     };
     let node = match (error["node_id"].as_str(), error["class_type"].as_str()) {
+        (Some(node), _) if message.contains(&format!("node {node}")) => String::new(),
         (Some(node), Some(class)) => format!(" at node {node} ({class})"),
         (Some(node), None) => format!(" at node {node}"),
         _ => String::new(),

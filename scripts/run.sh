@@ -55,6 +55,7 @@ url="http://$listen/"
     curl -fsS "${url}api/v2/health" >/dev/null 2>&1 && break
     sleep 0.1
   done
-  log "open $url"
+  log "ready: open $url, type a prompt and press Generate"
+  log "(the tiny test checkpoint draws noise; README.md says how to use real models)"
   command -v xdg-open >/dev/null 2>&1 && xdg-open "$url" >/dev/null 2>&1 || true ) &
 target/release/darkroom serve --listen "$listen" --backend "http://127.0.0.1:$comfy_port" "$@"

@@ -18,7 +18,7 @@ import { after, before, test } from 'node:test';
 
 import { chromium } from 'playwright-core';
 
-import { decodePng } from './png.mjs';
+import { decodePng, solidPng } from './png.mjs';
 
 const BASE = process.env.DARKROOM_URL?.replace(/\/$/, '');
 const ARTIFACTS = process.env.DARKROOM_ARTIFACTS || join(process.cwd(), 'artifacts');
@@ -162,6 +162,27 @@ test('a prompt becomes a picture, shown only once the job succeeded, pixel for p
   await screenshot('full-size');
   await page.keyboard.press('Escape');
   await viewer.waitFor({ state: 'hidden' });
+});
+
+test('an uploaded image is previewed, then used by the job', async () => {
+  await openTemplate('invert-image');
+  await page.locator('#param-image').setInputFiles({ name: 'green.png', mimeType: 'image/png',
+    buffer: solidPng(8, 8, [10, 200, 30]) });
+  await page.locator('.field[data-param="image"] .upload-status', { hasText: 'uploaded' }).waitFor();
+  await page.waitForFunction(() => {
+    const preview = document.querySelector('.field[data-param="image"] img.upload-preview');
+    return preview && !preview.hidden && preview.complete && preview.naturalWidth === 8;
+  });
+  await screenshot('image-uploaded');
+  await page.getByRole('button', { name: 'Generate' }).click();
+  const jobId = await watchedJob();
+  await page.locator('.results img.output').waitFor();
+  const job = await (await api(`/api/v2/jobs/${jobId}`)).json();
+  const stored = Buffer.from(await (await api(`/api/v2/assets/${job.outputs[0].id}/content`)).arrayBuffer());
+  const inverted = decodePng(stored);
+  // ComfyUI computes in floats and truncates to bytes: one step of rounding is allowed.
+  [245, 55, 225].forEach((want, channel) => assert.ok(Math.abs(inverted.rgba[channel] - want) <= 1, `${inverted.rgba.subarray(0, 4)}`));
+  await screenshot('image-inverted');
 });
 
 test('a long job shows its node, then is canceled', async () => {

@@ -1,6 +1,7 @@
 // Darkroom's page in Debian's headless Chromium, against a `darkroom serve` with a real
 // ComfyUI behind it (crates/darkroom/tests/browser.rs sets the stage and runs this file
-// with node's test runner).
+// with node's test runner). A network drop is Chromium's offline emulation; a server
+// restart is asked of the Rust side through DARKROOM_CONTROL.
 //
 // Environment: DARKROOM_URL (the server), DARKROOM_ARTIFACTS (where screenshots go),
 // DARKROOM_CONTROL (optional: POST /restart there restarts darkroom on the same port),
@@ -312,6 +313,21 @@ test('the page fits a phone and works from the keyboard', async () => {
   await waitForStatus('succeeded');
   await screenshot('phone-keyboard-result');
   await page.setViewportSize({ width: 1280, height: 900 });
+});
+
+test('the watch reconnects after a network drop and catches up', async () => {
+  await openTemplate('slow-steps');
+  await fill({ steps: 30, step_ms: 200 });
+  await page.getByRole('button', { name: 'Generate' }).click();
+  await watchedJob();
+  await page.locator('.watch .count', { hasText: /^[1-9]\d* \/ 30$/ }).waitFor();
+  await context.setOffline(true);
+  await page.locator('.watch .connection', { hasText: 'reconnecting' }).waitFor();
+  await screenshot('network-dropped');
+  await context.setOffline(false);
+  await waitForStatus('succeeded');
+  await page.locator('.results img.output').waitFor();
+  assert.equal(await page.locator('.watch .connection').textContent(), '');
 });
 
 test('the watch reconnects after a server restart and catches up', { skip: !CONTROL && 'DARKROOM_CONTROL not set' }, async () => {

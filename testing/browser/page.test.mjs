@@ -186,11 +186,18 @@ test('an uploaded image is previewed, then used by the job', async () => {
   await screenshot('image-inverted');
 });
 
-test('a long job shows its node, then is canceled', async () => {
+test('a job waits with its queue position, runs showing its node, then is canceled', async () => {
+  // A job ahead of it holds the only backend.
+  const blocker = await (await api('/api/templates/slow-steps/jobs', { method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ params: { steps: 600, step_ms: 500 } }) })).json();
   await openTemplate('slow-steps');
   await fill({ steps: 600, step_ms: 500 });
   await page.getByRole('button', { name: 'Generate' }).click();
   const jobId = await watchedJob();
+  await page.locator('.watch .status', { hasText: /queue — next in line/ }).waitFor();
+  await screenshot('queued');
+  await api(`/api/v2/jobs/${blocker.id}/cancel`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
   await waitForStatus('running');
   await page.locator('.watch .node', { hasText: 'Slow steps' }).waitFor();
   await page.locator('.watch .count', { hasText: /^[1-9]\d* \/ 600$/ }).waitFor();

@@ -1,8 +1,9 @@
 //! The web page in a real headless Chromium (Debian's `chromium`, driven by Playwright's
 //! `playwright-core` from `testing/browser`), against `darkroom serve` in front of a real
-//! ComfyUI: a prompt becomes a picture whose pixels are the stored output's, a long job is
-//! canceled, a refused parameter and a failed node are named, history, backends, a phone
-//! screen, the keyboard, and a reconnect across a server restart.
+//! ComfyUI: a prompt becomes a picture whose pixels are the stored output's, an uploaded
+//! image is used, a queued then running job is canceled, a refused parameter and a failed
+//! node are named, history, backends, a phone screen, the keyboard, and reconnects across
+//! a network drop and a server restart.
 //!
 //! The checks live in `testing/browser/page.test.mjs`, run by node's test runner; this
 //! test sets the stage and serves `POST /restart` on a control port, so the page test can

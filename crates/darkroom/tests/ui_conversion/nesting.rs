@@ -182,3 +182,33 @@ fn a_group_node_is_expanded_into_its_inner_nodes() {
     assert_eq!(graph["7"]["inputs"]["clip"], json!(["30:0", 1]));
     assert_eq!(graph["8"]["inputs"]["vae"], json!(["30:0", 2]));
 }
+
+#[test]
+fn a_subgraph_bomb_is_refused_before_it_eats_the_memory() {
+    // Level k holds ten instances of level k+1; eight levels would be 10^8 nodes from a few
+    // kilobytes of JSON. The innermost level is the prompt subgraph.
+    let level_id = |level: usize| format!("5f0c2c0e-0000-4000-8000-0000000001{level:02}");
+    let mut definitions = vec![prompt_subgraph()];
+    for level in 0..8 {
+        let inner = if level == 7 {
+            PROMPT_SUBGRAPH.to_owned()
+        } else {
+            level_id(level + 1)
+        };
+        let nodes: Vec<Value> = (1..=10)
+            .map(|id| json!({"id": id, "type": inner, "mode": 0, "inputs": [], "outputs": [], "widgets_values": []}))
+            .collect();
+        definitions.push(json!({
+            "id": level_id(level), "name": format!("level {level}"), "version": 1,
+            "inputs": [{"name": "clip", "type": "CLIP", "linkIds": []}],
+            "outputs": [{"name": "CONDITIONING", "type": "CONDITIONING", "linkIds": []}],
+            "nodes": nodes, "links": []
+        }));
+    }
+    let workflow = with_prompt_instance(&level_id(0), definitions);
+
+    let error = convert::ui_to_api(&workflow, &object_info()).expect_err("too large");
+
+    assert!(matches!(error, ConvertError::TooLarge { .. }), "{error}");
+    assert!(error.to_string().contains("more than"), "{error}");
+}

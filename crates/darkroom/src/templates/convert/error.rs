@@ -51,6 +51,10 @@ pub enum ConvertError {
     #[error("node {node} nests subgraph {subgraph:?} inside itself")]
     RecursiveSubgraph { node: String, subgraph: String },
 
+    /// Subgraph instances nest so deeply or widely that the workflow expands past the cap.
+    #[error("the workflow expands to more than {limit} nodes through its subgraphs")]
+    TooLarge { limit: usize },
+
     /// Following a link through reroutes, bypassed nodes and subgraph borders came back to
     /// where it started.
     #[error("the links feeding input {input:?} of node {node} form a cycle")]

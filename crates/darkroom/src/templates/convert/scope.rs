@@ -106,9 +106,15 @@ pub(crate) fn build(context: Context<'_>) -> Result<Vec<Scope>, ConvertError> {
         graph: context.workflow.root.clone(),
         ..Scope::default()
     }];
-    expand(context, &mut scopes, 0, &mut Vec::new())?;
+    let mut expanded = scopes[0].graph.nodes.len();
+    expand(context, &mut scopes, 0, &mut Vec::new(), &mut expanded)?;
     Ok(scopes)
 }
+
+/// The most nodes a workflow may expand to. Subgraphs nest instances of other subgraphs,
+/// so a few kilobytes of JSON can describe billions of nodes; real workflows stay far
+/// below this (the largest in ComfyUI's own template corpus expands to a few hundred).
+pub(crate) const MAX_EXPANDED_NODES: usize = 20_000;
 
 /// Adds a scope for every instance node in scope `index`, depth first. `open` holds the
 /// subgraph and group names being expanded, to refuse one that contains itself.
@@ -117,6 +123,7 @@ fn expand(
     scopes: &mut Vec<Scope>,
     index: usize,
     open: &mut Vec<String>,
+    expanded: &mut usize,
 ) -> Result<(), ConvertError> {
     let nodes = scopes[index].graph.nodes.clone();
     for node in &nodes {
@@ -135,6 +142,12 @@ fn expand(
                 subgraph: definition.clone(),
             });
         }
+        *expanded += child.graph.nodes.len();
+        if *expanded > MAX_EXPANDED_NODES {
+            return Err(ConvertError::TooLarge {
+                limit: MAX_EXPANDED_NODES,
+            });
+        }
         let child_index = scopes.len();
         scopes.push(Scope {
             parent: Some((index, node.id.clone())),
@@ -143,7 +156,7 @@ fn expand(
         scopes[index].children.insert(node.id.clone(), child_index);
 
         open.push(definition.clone());
-        expand(context, scopes, child_index, open)?;
+        expand(context, scopes, child_index, open, expanded)?;
         open.pop();
     }
     Ok(())

@@ -26,6 +26,10 @@ pub struct Config {
     /// How long finished jobs and their outputs are kept.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// How long a backend may stay unreachable before its running jobs are given up and
+    /// queued again (or failed after their last attempt).
+    #[serde(with = "humantime_serde")]
+    pub backend_lost_after: Duration,
     /// The ComfyUI servers jobs run on.
     pub backends: Vec<BackendConfig>,
     /// Folder of workflow templates (`NAME.json` with an optional `NAME.toml`); empty
@@ -49,6 +53,7 @@ impl Default for Config {
             database_url: String::new(),
             queue_limit: 1000,
             retention: Duration::from_secs(7 * 24 * 3600),
+            backend_lost_after: Duration::from_secs(60),
             backends: vec![BackendConfig {
                 name: "local".to_owned(),
                 url: "http://127.0.0.1:8188".to_owned(),

@@ -70,6 +70,7 @@ pub async fn serve(
     }
     let settings = Settings {
         retention: time::Duration::try_from(config.retention).unwrap_or(time::Duration::days(7)),
+        backend_lost_after: config.backend_lost_after,
         ..Settings::default()
     };
     let bus = Arc::new(JobBus::default());

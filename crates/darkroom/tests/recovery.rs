@@ -165,3 +165,46 @@ async fn a_backend_restart_mid_run_redispatches_the_job_once() {
     assert_ne!(posted[0], posted[1]);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_backend_down_past_the_limit_gives_up_its_run_and_takes_work_again_when_back() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let first = comfy_sim::Simulator::builder()
+        .listener(listener)
+        .start()
+        .await
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let darkroom = DarkroomProcess::start_with(
+        data.path(),
+        &first.base_url(),
+        &[("DARKROOM_BACKEND_LOST_AFTER", "1s")],
+    )
+    .await;
+    let job_id = id(&darkroom.submit(steps_graph(200, 50, 4)).await);
+    darkroom
+        .wait_job(&job_id, "running", |job| job["state"] == "running")
+        .await;
+
+    first.shutdown().await;
+    // Given up after the limit: back in the queue for its second attempt.
+    darkroom
+        .wait_job(&job_id, "requeued", |job| {
+            job["state"] == "queued" && job["attempt"] == 1
+        })
+        .await;
+
+    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+    let second = comfy_sim::Simulator::builder()
+        .listener(listener)
+        .start()
+        .await
+        .unwrap();
+    second.set_knobs(|knobs| knobs.time_scale = 0.05);
+    let job = darkroom.wait_final(&job_id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let later = id(&darkroom.submit(steps_graph(2, 10, 5)).await);
+    assert_eq!(darkroom.wait_final(&later).await["status"], "succeeded");
+    second.shutdown().await;
+}

@@ -37,8 +37,6 @@ pub struct BackendSpec {
 /// How soon `/history` is asked again after an end hint found it empty (ComfyUI sends
 /// `execution_success` before it writes the history entry).
 const HINT_RETRY: Duration = Duration::from_millis(50);
-/// How long a backend may be unreachable before its runs are given up.
-const UNREACHABLE_LIMIT: Duration = Duration::from_secs(60);
 /// Prompts posted to one ComfyUI at a time.
 const IN_FLIGHT: usize = 1;
 
@@ -139,6 +137,9 @@ impl Driver {
     async fn on_socket(&mut self, event: SocketEvent) {
         match event {
             SocketEvent::Connected { client_id } => {
+                // A socket that opens is a backend that answers: without this, a backend
+                // whose runs were all given up would never be offered work again.
+                self.unreachable_since = None;
                 self.client_id = Some(client_id);
                 if std::mem::replace(&mut self.connected_before, true) {
                     // Messages sent while we were away are gone: look at every run.
@@ -300,7 +301,7 @@ impl Driver {
     async fn give_up_if_unreachable_too_long(&mut self) {
         let too_long = self
             .unreachable_since
-            .is_some_and(|since| since.elapsed() > UNREACHABLE_LIMIT);
+            .is_some_and(|since| since.elapsed() > self.context.settings.backend_lost_after);
         if too_long {
             let prompt_ids: Vec<PromptId> = self.runs.keys().cloned().collect();
             for prompt_id in prompt_ids {

@@ -41,6 +41,9 @@ pub struct Settings {
     /// How long a posted prompt may be missing from both `/queue` and `/history` before
     /// it counts as lost (a prompt is briefly in neither while ComfyUI moves it).
     pub lost_grace: Duration,
+    /// How long a backend may stay unreachable before its runs are given up (queued again
+    /// for another backend or attempt).
+    pub backend_lost_after: Duration,
 }
 
 impl Default for Settings {
@@ -50,6 +53,7 @@ impl Default for Settings {
             max_attempts: 2,
             poll_interval: Duration::from_secs(1),
             lost_grace: Duration::from_secs(3),
+            backend_lost_after: Duration::from_secs(60),
         }
     }
 }

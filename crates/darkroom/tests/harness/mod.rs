@@ -24,12 +24,18 @@ impl DarkroomProcess {
     /// Starts `darkroom serve` on a free port with `data_dir` and one backend, and waits
     /// for the line saying it listens.
     pub async fn start(data_dir: &Path, backend: &str) -> Self {
+        Self::start_with(data_dir, backend, &[]).await
+    }
+
+    /// Like [`Self::start`], with extra environment variables (`DARKROOM_*` settings).
+    pub async fn start_with(data_dir: &Path, backend: &str, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_darkroom"))
             .args(["serve", "--listen", "127.0.0.1:0", "--backend", backend])
             .arg("--data-dir")
             .arg(data_dir)
             .env("RUST_LOG", "info,darkroom=debug")
             .env_remove("DARKROOM_CONFIG")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

@@ -75,6 +75,7 @@ impl TestServer {
             database_url: format!("sqlite://{}", data.path().join("darkroom.db").display()),
             queue_limit: options.queue_limit,
             retention: Duration::from_secs(3600),
+            backend_lost_after: Duration::from_secs(60),
             backends: vec![BackendConfig {
                 name: "sim".to_owned(),
                 url: options.backend.unwrap_or_else(|| sim.base_url()),

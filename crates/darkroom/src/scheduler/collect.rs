@@ -141,7 +141,7 @@ async fn store_file(
         job_id: job.id,
         asset_id: AssetId::new(),
         node_id: file.node_id.as_str().to_owned(),
-        name: file.file.filename.clone(),
+        name: display_name(&file.file.filename, file.node_id.as_str()),
         output_type: output_type(file.media),
         content_type: file.mime_type().to_owned(),
         size_bytes: blob.size,
@@ -176,6 +176,27 @@ async fn store_text(
     })
 }
 
+/// The name clients see for a file ComfyUI named: its last path part, without control or
+/// bidirectional-override characters, never empty. ComfyUI (or a custom node) may name a
+/// file anything; the name is echoed in JSON and download headers, never used as a path.
+pub fn display_name(filename: &str, node_id: &str) -> String {
+    let last = filename.rsplit(['/', '\\']).next().unwrap_or(filename);
+    let cleaned: String = last
+        .chars()
+        .filter(|character| !character.is_control() && !is_bidi_control(*character))
+        .collect();
+    let cleaned = cleaned.trim();
+    if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
+        format!("node-{node_id}-output")
+    } else {
+        cleaned.to_owned()
+    }
+}
+
+fn is_bidi_control(character: char) -> bool {
+    matches!(character, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 fn output_type(media: MediaKind) -> OutputType {
     match media {
         MediaKind::Image => OutputType::Image,
@@ -183,5 +204,28 @@ fn output_type(media: MediaKind) -> OutputType {
         MediaKind::Audio => OutputType::Audio,
         MediaKind::Latent => OutputType::Latent,
         MediaKind::Model3d | MediaKind::Other => OutputType::File,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::display_name;
+
+    #[test]
+    fn names_from_comfyui_cannot_carry_paths_or_controls() {
+        assert_eq!(
+            display_name("ComfyUI_00001_.png", "9"),
+            "ComfyUI_00001_.png"
+        );
+        assert_eq!(display_name("../../../../tmp/esc/pwn.png", "9"), "pwn.png");
+        assert_eq!(display_name("/etc/passwd", "9"), "passwd");
+        assert_eq!(
+            display_name("a\r\nX-Evil: 1\r\n.png", "9"),
+            "aX-Evil: 1.png"
+        );
+        assert_eq!(display_name("\u{202e}gnp.exe", "9"), "gnp.exe");
+        assert_eq!(display_name("nul\u{0}.png", "9"), "nul.png");
+        assert_eq!(display_name("", "9"), "node-9-output");
+        assert_eq!(display_name("dir\\..", "3"), "node-3-output");
     }
 }

@@ -81,6 +81,12 @@ fn describe(headers: &mut HeaderMap, asset: &Asset, length: u64) {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Assets are served from the page's own origin: whatever a file holds (an SVG with a
+    // script, say) must not run with the page's rights when opened directly.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'; img-src 'self'; media-src 'self'"),
+    );
     let name = asset.file_path.as_deref().unwrap_or("asset");
     let name = name.rsplit('/').next().unwrap_or(name);
     headers.insert(
@@ -144,9 +150,11 @@ fn wanted(range: Option<&str>, size: u64) -> Wanted {
 /// `inline` for what a browser shows safely, `attachment` for the rest, with the name as
 /// plain ASCII and, when it is not, also UTF-8 encoded (RFC 6266).
 fn disposition(content_type: &str, name: &str) -> String {
+    // SVG is an image that can carry script: offered as a download, never inline.
     let shown = ["image/", "video/", "audio/", "text/plain"]
         .iter()
-        .any(|prefix| content_type.starts_with(prefix));
+        .any(|prefix| content_type.starts_with(prefix))
+        && !content_type.starts_with("image/svg");
     let kind = if shown { "inline" } else { "attachment" };
     let ascii: String = name
         .chars()
@@ -204,5 +212,10 @@ mod tests {
         assert!(
             disposition("image/png", "été.png").ends_with("filename*=UTF-8''%C3%A9t%C3%A9.png")
         );
+    }
+
+    #[test]
+    fn svg_is_never_shown_inline() {
+        assert!(disposition("image/svg+xml", "x.svg").starts_with("attachment;"));
     }
 }

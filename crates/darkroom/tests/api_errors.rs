@@ -137,6 +137,50 @@ async fn a_link_to_a_missing_node_and_malformed_nodes_are_named() {
 }
 
 #[tokio::test]
+async fn a_graph_that_loops_is_refused_naming_the_input() {
+    let server = TestServer::start().await;
+    let workflow = json!({
+        "3": {"class_type": "ImageInvert", "inputs": {"image": ["4", 0]}},
+        "4": {"class_type": "ImageInvert", "inputs": {"image": ["3", 0]}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "loop"}}
+    });
+    let (status, body) = server.try_submit(&workflow).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (code, message) = error_of(&body);
+    assert_eq!(code, "invalid_workflow");
+    assert!(
+        message.contains("input \"image\"") && message.contains("loop"),
+        "{message}"
+    );
+    let errors = body["error"]["details"]["node_errors"].as_object().unwrap();
+    assert!(
+        errors
+            .values()
+            .any(|problems| problems[0]["reason"] == "cycle"),
+        "{body}"
+    );
+
+    // A long chain is no loop, and walking it must not overflow anything.
+    let mut chain = serde_json::Map::new();
+    chain.insert("0".into(), json!({"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}}));
+    for index in 1..20_000 {
+        chain.insert(
+            index.to_string(),
+            json!({"class_type": "ImageInvert", "inputs": {"image": [(index - 1).to_string(), 0]}}),
+        );
+    }
+    let (status, body) = server.try_submit(&Value::Object(chain)).await;
+    assert!(
+        !body["error"]["details"]["node_errors"]
+            .to_string()
+            .contains("cycle"),
+        "{status} {body}"
+    );
+    assert_still_serving(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_ui_format_graph_is_refused_pointing_at_templates() {
     let server = TestServer::start().await;
     let ui = json!({"last_node_id": 2, "nodes": [{"id": 1, "type": "EmptyImage"}], "links": [], "version": 0.4});

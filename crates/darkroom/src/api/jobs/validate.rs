@@ -53,7 +53,72 @@ pub fn problems(graph: &Graph, catalog: Option<&NodeCatalog>) -> Vec<NodeProblem
     for (node_id, node) in graph {
         check_node(graph, node_id, node, catalog, &mut found);
     }
+    if found.is_empty()
+        && let Some((node_id, input)) = first_cycle(graph)
+    {
+        let message = format!(
+            "node {node_id:?}: input {input:?} is fed, through its links, by the node's own output; \
+             a graph must not loop"
+        );
+        found.push(NodeProblem::new(&node_id, &input, "cycle", message));
+    }
     found
+}
+
+/// The first input found whose links lead back to its own node, by a depth-first walk
+/// from every node (ComfyUI refuses such graphs only after queueing them). Iterative, so a
+/// long chain of nodes cannot overflow the stack.
+fn first_cycle(graph: &Graph) -> Option<(String, String)> {
+    use std::collections::HashMap;
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Open,
+        Done,
+    }
+    let links = |node_id: &str| -> Vec<(String, String)> {
+        let inputs = graph
+            .get(node_id)
+            .and_then(|node| node.get("inputs"))
+            .and_then(Value::as_object);
+        inputs
+            .into_iter()
+            .flatten()
+            .filter_map(|(input, value)| match value.as_array().map(Vec::as_slice) {
+                Some([Value::String(source), Value::Number(_)]) if graph.contains_key(source) => {
+                    Some((input.clone(), source.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+
+    let mut marks: HashMap<String, Mark> = HashMap::new();
+    for start in graph.keys() {
+        if marks.contains_key(start) {
+            continue;
+        }
+        // Each frame: a node and the links of it still to follow.
+        let mut stack = vec![(start.clone(), links(start))];
+        marks.insert(start.clone(), Mark::Open);
+        while let Some((node_id, pending)) = stack.last_mut() {
+            let Some((input, source)) = pending.pop() else {
+                marks.insert(node_id.clone(), Mark::Done);
+                stack.pop();
+                continue;
+            };
+            match marks.get(&source) {
+                Some(Mark::Open) => return Some((node_id.clone(), input)),
+                Some(Mark::Done) => {}
+                None => {
+                    marks.insert(source.clone(), Mark::Open);
+                    let next = links(&source);
+                    stack.push((source, next));
+                }
+            }
+        }
+    }
+    None
 }
 
 impl NodeProblem {

@@ -64,11 +64,12 @@ async function api(path, options) {
   return response;
 }
 
-/** Opens the Generate view on `template` through the template picker. */
+/** Opens the Generate view on `template` through the template picker, and waits for that
+ * template's form (the initial template's may still be loading). */
 async function openTemplate(template) {
   await page.goto(`${BASE}/#/generate`);
   await page.getByLabel('Template').selectOption(template);
-  await page.locator('form.params').waitFor();
+  await page.locator(`form.params[data-template="${template}"]`).waitFor();
   await page.waitForFunction((name) => location.hash === `#/generate/${name}`, template);
 }
 
@@ -298,7 +299,7 @@ test('the page fits a phone and works from the keyboard', async () => {
 
   // A fresh load, so the first Tab starts at the top of the page.
   await page.goto(`${BASE}/?from=keyboard#/generate/txt2img-sd15`);
-  await page.locator('form.params').waitFor();
+  await page.locator('form.params[data-template="txt2img-sd15"]').waitFor();
   await page.keyboard.press('Tab');
   assert.equal(await page.evaluate(() => document.activeElement?.className), 'skip');
   // Keyboard only: Tab through the form, typing small values on the way, to Generate.

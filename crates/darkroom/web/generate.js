@@ -53,18 +53,25 @@ export async function renderGenerate(main, chosen) {
       template.title ? `${template.title} (${template.name})` : template.name)));
   picker.value = initial.name;
 
+  // A template can be chosen while another still loads (the initial one, on a slow
+  // server): answers come back in any order, and only the last choice may fill the form.
+  let latestChoice = 0;
   const show = async (name) => {
+    const choice = ++latestChoice;
     if (location.hash !== `#/generate/${name}`) history.replaceState(null, '', `#/generate/${name}`);
     replace(formSlot, h('p', { class: 'placeholder' }, 'Loading…'));
     let template;
     try {
       template = await api.template(name);
     } catch (error) {
-      replace(formSlot, h('p', { class: 'job-error', role: 'alert' }, error.message));
+      if (choice === latestChoice) replace(formSlot, h('p', { class: 'job-error', role: 'alert' }, error.message));
       return;
     }
+    if (choice !== latestChoice) return;
+
     description.textContent = template.description || '';
     const form = buildForm(parameterSchema(template), takePrefill(name), () => submit(name, form));
+    form.element.dataset.template = name;
     replace(formSlot, form.element);
   };
 

@@ -52,10 +52,14 @@ log "building darkroom (release)"
 cargo build --release -p darkroom
 url="http://$listen/"
 ( for _ in $(seq 1 300); do
-    curl -fsS "${url}api/v2/health" >/dev/null 2>&1 && break
+    if curl -fsS "${url}api/v2/health" >/dev/null 2>&1; then
+      log "ready: open $url, type a prompt and press Generate"
+      log "(the tiny test checkpoint draws noise; README.md says how to use real models)"
+      command -v xdg-open >/dev/null 2>&1 && xdg-open "$url" >/dev/null 2>&1
+      exit 0
+    fi
     sleep 0.1
   done
-  log "ready: open $url, type a prompt and press Generate"
-  log "(the tiny test checkpoint draws noise; README.md says how to use real models)"
-  command -v xdg-open >/dev/null 2>&1 && xdg-open "$url" >/dev/null 2>&1 || true ) &
-target/release/darkroom serve --listen "$listen" --backend "http://127.0.0.1:$comfy_port" "$@"
+  log "darkroom did not answer on $url; see its log above" ) &
+"${CARGO_TARGET_DIR:-target}/release/darkroom" serve --listen "$listen" \
+  --backend "http://127.0.0.1:$comfy_port" "$@"

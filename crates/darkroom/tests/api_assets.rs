@@ -25,14 +25,7 @@ fn form(bytes: &[u8], file_path: &str) -> Form {
 }
 
 async fn upload(server: &TestServer, form: Form) -> (StatusCode, Value) {
-    let response = server
-        .http
-        .post(server.url("/api/v2/assets"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    support::read_json(response).await
+    server.upload_form(form).await
 }
 
 async fn head_by_hash(server: &TestServer, hash: &str) -> StatusCode {

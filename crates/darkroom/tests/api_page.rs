@@ -9,7 +9,6 @@
 mod support;
 
 use reqwest::StatusCode;
-use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 use support::{TestServer, save_image, until_interrupted};
 
@@ -80,14 +79,18 @@ async fn a_large_picture_is_scaled_down_and_text_has_no_thumbnail() {
     image::RgbImage::from_pixel(600, 300, image::Rgb([1, 2, 3]))
         .write_to(&mut png, image::ImageFormat::Png)
         .unwrap();
-    let picture = upload(&server, png.into_inner(), "image/png", "wide.png").await;
+    let picture = server
+        .upload_asset(png.into_inner(), "image/png", "wide.png")
+        .await;
     let path = format!("/api/v2/assets/{picture}/thumbnail?size=256");
     let response = server.http.get(server.url(&path)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let thumbnail = image::load_from_memory(&response.bytes().await.unwrap()).unwrap();
     assert_eq!((thumbnail.width(), thumbnail.height()), (256, 128));
 
-    let text = upload(&server, b"not a picture".to_vec(), "text/plain", "a.txt").await;
+    let text = server
+        .upload_asset(b"not a picture".to_vec(), "text/plain", "a.txt")
+        .await;
     let (status, body) = server
         .get(&format!("/api/v2/assets/{text}/thumbnail"))
         .await;
@@ -97,23 +100,6 @@ async fn a_large_picture_is_scaled_down_and_text_has_no_thumbnail() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     server.stop().await;
-}
-
-async fn upload(server: &TestServer, bytes: Vec<u8>, content_type: &str, name: &str) -> String {
-    let form = Form::new()
-        .text("content_type", content_type.to_owned())
-        .text("file_path", name.to_owned())
-        .part("file", Part::bytes(bytes).file_name(name.to_owned()));
-    let response = server
-        .http
-        .post(server.url("/api/v2/assets"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let (status, asset) = support::read_json(response).await;
-    assert!(status.is_success(), "{asset}");
-    asset["id"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]

@@ -16,7 +16,6 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use reqwest::StatusCode;
-use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use support::{Options, TestServer};
 
@@ -72,21 +71,7 @@ async fn run_to_outputs(
 }
 
 async fn upload_png(server: &TestServer, bytes: Vec<u8>) -> String {
-    let form = Form::new()
-        .text("content_type", "image/png")
-        .text("file_path", "input.png")
-        .part("file", Part::bytes(bytes).file_name("input.png"));
-    let response = server
-        .http
-        .post(server.url("/api/v2/assets"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let (status, asset) = support::read_json(response).await;
-    // 200 when the bytes are already stored (an output uploaded back), 201 when new.
-    assert!(status.is_success(), "{asset}");
-    asset["id"].as_str().unwrap().to_owned()
+    server.upload_asset(bytes, "image/png", "input.png").await
 }
 
 /// The PNG's chunks as `(type, data)`.

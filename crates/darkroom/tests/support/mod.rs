@@ -135,6 +135,33 @@ impl TestServer {
     }
 
     /// Submits `workflow` and returns the answer, whatever its status.
+    /// `POST /api/v2/assets` with `form`, as it answers.
+    pub async fn upload_form(&self, form: reqwest::multipart::Form) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.url("/api/v2/assets"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        read_json(response).await
+    }
+
+    /// Uploads `bytes` as an asset named `name` and returns its id (new or deduplicated).
+    pub async fn upload_asset(&self, bytes: Vec<u8>, content_type: &str, name: &str) -> String {
+        let form = reqwest::multipart::Form::new()
+            .text("content_type", content_type.to_owned())
+            .text("file_path", name.to_owned())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+            );
+        let (status, asset) = self.upload_form(form).await;
+        // 200 when the bytes are already stored, 201 when new.
+        assert!(status.is_success(), "{asset}");
+        asset["id"].as_str().unwrap().to_owned()
+    }
+
     pub async fn try_submit(&self, workflow: &Value) -> (StatusCode, Value) {
         self.post("/api/v2/jobs", &json!({"workflow": workflow}))
             .await

@@ -12,7 +12,7 @@ use comfy::server_info::ObjectInfo;
 use serde_json::Value;
 
 use super::graph::{self, Graph};
-use super::spec::{self, InputSpec, ValueKind, compare};
+use super::spec::{self, InputSpec, ValueKind, out_of_bounds};
 
 /// One input (or node) the backend would refuse.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,15 +170,8 @@ fn value_problem(value: &Value, spec: &InputSpec) -> Option<String> {
         return Some(format!("must be {}, got {value}", kind_name(&spec.kind)));
     }
     let number = value.as_number()?;
-    let below = spec
-        .min
-        .as_ref()
-        .is_some_and(|min| compare(number, min).is_lt());
-    let above = spec
-        .max
-        .as_ref()
-        .is_some_and(|max| compare(number, max).is_gt());
-    if !(below || above) {
+    let outside = out_of_bounds(number, spec.min.as_ref(), spec.max.as_ref());
+    if !outside {
         return None;
     }
     let min = spec

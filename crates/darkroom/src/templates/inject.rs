@@ -8,7 +8,7 @@ use serde_json::{Map, Number, Value, json};
 use super::error::ParameterError;
 use super::graph::Graph;
 use super::params::{ParameterSpec, ParameterType, RANDOM_SEED_MAX};
-use super::spec::{as_integer, compare};
+use super::spec::{as_integer, out_of_bounds};
 use crate::jobs::model::AssetId;
 
 /// How many choices an error message lists before pointing at the schema.
@@ -210,15 +210,8 @@ fn within_bounds(spec: &ParameterSpec, value: &Value) -> Result<(), ParameterErr
     let Some(number) = value.as_number() else {
         return Ok(());
     };
-    let below = spec
-        .min
-        .as_ref()
-        .is_some_and(|min| compare(number, min).is_lt());
-    let above = spec
-        .max
-        .as_ref()
-        .is_some_and(|max| compare(number, max).is_gt());
-    if below || above {
+    let outside = out_of_bounds(number, spec.min.as_ref(), spec.max.as_ref());
+    if outside {
         return Err(ParameterError::OutOfBounds {
             parameter: spec.name.clone(),
             expected: describe(spec),

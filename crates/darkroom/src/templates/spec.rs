@@ -100,6 +100,12 @@ fn kind_named(name: &str, options: Option<&Value>) -> (ValueKind, Vec<Value>) {
 
 /// Orders two JSON numbers exactly: as integers when both are (seeds reach 2^64 - 1, past
 /// what a float holds exactly), as floats otherwise.
+/// Whether `number` lies below `min` or above `max` (either bound may be absent).
+pub fn out_of_bounds(number: &Number, min: Option<&Number>, max: Option<&Number>) -> bool {
+    min.is_some_and(|min| compare(number, min).is_lt())
+        || max.is_some_and(|max| compare(number, max).is_gt())
+}
+
 pub fn compare(left: &Number, right: &Number) -> Ordering {
     match (as_integer(left), as_integer(right)) {
         (Some(left), Some(right)) => left.cmp(&right),

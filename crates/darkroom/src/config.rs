@@ -171,7 +171,8 @@ impl Config {
     }
 }
 
-fn redact_url(text: &str) -> String {
+/// `text` with the password of a URL replaced by `****`; anything else unchanged.
+pub fn redact_url(text: &str) -> String {
     match url::Url::parse(text) {
         Ok(mut url) if url.password().is_some() => {
             let _ = url.set_password(Some("****"));

@@ -49,7 +49,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     tokio::fs::create_dir_all(&config.data_dir).await?;
     let store = crate::store::open(&config.database_url).await?;
-    tracing::info!(database = %redacted(&config.database_url), "store open");
+    tracing::info!(database = %crate::config::redact_url(&config.database_url), "store open");
     let blobs = LocalBlobStore::create(config.data_dir.join("blobs")).await?;
     // Loaded without /object_info, so start-up never waits on a backend; each template is
     // checked again with it on first use.
@@ -115,14 +115,4 @@ pub async fn serve(
     scheduler.shutdown().await;
     served?;
     Ok(())
-}
-
-fn redacted(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("****"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
 }

@@ -85,10 +85,7 @@ impl ServerFlags {
             self.backends
                 .iter()
                 .enumerate()
-                .map(|(index, url)| BackendConfig {
-                    name: format!("backend-{index}"),
-                    url: url.to_string(),
-                })
+                .map(|(index, url)| BackendConfig::at_url(format!("backend-{index}"), url.as_str()))
                 .collect()
         });
         Overrides {

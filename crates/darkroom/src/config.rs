@@ -4,6 +4,7 @@
 //! The layering is figment's; this module owns the keys, their defaults, and how secrets
 //! are hidden when the effective configuration is printed.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +31,13 @@ pub struct Config {
     /// queued again (or failed after their last attempt).
     #[serde(with = "humantime_serde")]
     pub backend_lost_after: Duration,
+    /// How many times a job may be handed to a backend before it fails (a backend that
+    /// dies or restarts mid-run costs an attempt).
+    pub max_attempts: u32,
+    /// Prompts Darkroom keeps inside each ComfyUI at once (one running, the rest waiting),
+    /// so a GPU never idles for a round trip between jobs; a backend's `max_prompts`
+    /// overrides it.
+    pub prompts_per_backend: u32,
     /// The ComfyUI servers jobs run on.
     pub backends: Vec<BackendConfig>,
     /// Folder of workflow templates (`NAME.json` with an optional `NAME.toml`); empty
@@ -38,11 +46,74 @@ pub struct Config {
     pub templates_dir: PathBuf,
 }
 
-/// One ComfyUI server.
+/// One ComfyUI server: reached at `url`, or a process Darkroom starts (`managed`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BackendConfig {
+    /// Names the backend in the API, metrics and logs, and its folder under `data_dir`.
     pub name: String,
+    /// The server's base URL; empty for a managed backend (Darkroom knows its port).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
+    /// Share of the work among backends that can all run a job: a backend of weight 2
+    /// is given twice the prompts of one of weight 1 before either waits.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Free labels shown in `/api/backends` and the metrics.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Prompts kept inside this ComfyUI at once; default `prompts_per_backend`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_prompts: Option<u32>,
+    /// A ComfyUI process Darkroom starts, supervises and stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedConfig>,
+}
+
+impl BackendConfig {
+    /// A backend reached at `url`, with every other setting at its default.
+    pub fn at_url(name: impl Into<String>, url: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            url: url.into(),
+            weight: default_weight(),
+            tags: Vec::new(),
+            max_prompts: None,
+            managed: None,
+        }
+    }
+}
+
+/// How Darkroom starts one ComfyUI: `PYTHON COMFYUI_DIR/main.py --listen 127.0.0.1
+/// --port PORT --output-directory ... --temp-directory ... --input-directory ...
+/// --user-directory ... ARGS`, with its own folders under `<data_dir>/backends/NAME`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagedConfig {
+    /// The Python interpreter of ComfyUI's environment.
+    pub python: PathBuf,
+    /// ComfyUI's folder, holding `main.py`.
+    pub comfyui_dir: PathBuf,
+    /// Further arguments, e.g. `["--cpu"]` or `["--base-directory", "/models"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Environment of the process, e.g. `{ CUDA_VISIBLE_DEVICES = "1" }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// The loopback port; 0 picks a free one at start-up (kept across restarts).
+    #[serde(default)]
+    pub port: u16,
+    /// How long a start may take before the process is killed and started again.
+    #[serde(default = "default_ready_timeout", with = "humantime_serde")]
+    pub ready_timeout: Duration,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+fn default_ready_timeout() -> Duration {
+    Duration::from_secs(300)
 }
 
 impl Default for Config {
@@ -54,10 +125,9 @@ impl Default for Config {
             queue_limit: 1000,
             retention: Duration::from_secs(7 * 24 * 3600),
             backend_lost_after: Duration::from_secs(60),
-            backends: vec![BackendConfig {
-                name: "local".to_owned(),
-                url: "http://127.0.0.1:8188".to_owned(),
-            }],
+            max_attempts: 3,
+            prompts_per_backend: 2,
+            backends: vec![BackendConfig::at_url("local", "http://127.0.0.1:8188")],
             templates_dir: PathBuf::new(),
         }
     }
@@ -107,10 +177,7 @@ impl Config {
                 .split("__"),
         );
         if let Ok(url) = std::env::var("DARKROOM_BACKEND_URL") {
-            let backend = BackendConfig {
-                name: "local".to_owned(),
-                url,
-            };
+            let backend = BackendConfig::at_url("local", url);
             figment = figment.merge(Serialized::default("backends", vec![backend]));
         }
         let mut config: Config = figment
@@ -146,16 +213,26 @@ impl Config {
                 "at least one backend is needed in `backends`".to_owned(),
             ));
         }
+        let mut names = std::collections::HashSet::new();
         for backend in &self.backends {
-            url::Url::parse(&backend.url).map_err(|error| {
-                ConfigError(format!(
-                    "backend {:?} has an invalid url {:?}: {error}",
-                    backend.name, backend.url
-                ))
-            })?;
+            backend.check()?;
+            if !names.insert(backend.name.as_str()) {
+                return Err(ConfigError(format!(
+                    "backend name {:?} is used twice",
+                    backend.name
+                )));
+            }
         }
         if self.queue_limit == 0 {
             return Err(ConfigError("`queue_limit` must be at least 1".to_owned()));
+        }
+        if self.max_attempts == 0 {
+            return Err(ConfigError("`max_attempts` must be at least 1".to_owned()));
+        }
+        if self.prompts_per_backend == 0 {
+            return Err(ConfigError(
+                "`prompts_per_backend` must be at least 1".to_owned(),
+            ));
         }
         Ok(())
     }
@@ -166,8 +243,62 @@ impl Config {
         shown.database_url = redact_url(&shown.database_url);
         for backend in &mut shown.backends {
             backend.url = redact_url(&backend.url);
+            for (key, value) in backend.managed.iter_mut().flat_map(|managed| &mut managed.env) {
+                if looks_secret(key) {
+                    *value = "****".to_owned();
+                }
+            }
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|error| format!("# cannot print: {error}\n"))
+    }
+}
+
+/// Environment names that usually hold credentials.
+fn looks_secret(key: &str) -> bool {
+    let key = key.to_ascii_uppercase();
+    ["KEY", "TOKEN", "SECRET", "PASSWORD"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+impl BackendConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !self.name.starts_with('.');
+        if !name_ok {
+            return Err(ConfigError(format!(
+                "backend name {:?} must be 1 to 64 letters, digits, '-', '_' or '.', \
+                 not starting with '.'",
+                self.name
+            )));
+        }
+        let invalid = |what: String| ConfigError(format!("backend {:?} {what}", self.name));
+        match (&self.managed, self.url.is_empty()) {
+            (Some(_), false) => {
+                return Err(invalid(
+                    "has both `url` and `managed`; a managed backend's url is Darkroom's to choose"
+                        .to_owned(),
+                ));
+            }
+            (None, true) => return Err(invalid("needs a `url` or a `managed` table".to_owned())),
+            (None, false) => {
+                url::Url::parse(&self.url)
+                    .map_err(|error| invalid(format!("has an invalid url {:?}: {error}", self.url)))?;
+            }
+            (Some(_), true) => {}
+        }
+        if self.weight == 0 {
+            return Err(invalid("`weight` must be at least 1".to_owned()));
+        }
+        if self.max_prompts == Some(0) {
+            return Err(invalid("`max_prompts` must be at least 1".to_owned()));
+        }
+        Ok(())
     }
 }
 

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod jobs;
+pub mod metrics;
 pub mod retention;
 pub mod scheduler;
 pub mod server;

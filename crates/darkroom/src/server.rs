@@ -14,6 +14,7 @@ use crate::artifacts::LocalBlobStore;
 use crate::config::Config;
 use crate::jobs::bus::JobBus;
 use crate::jobs::model::BackendId;
+use crate::scheduler::managed::ManagedSpec;
 use crate::scheduler::{BackendSpec, Context, Scheduler, Settings};
 use crate::templates::Library;
 
@@ -25,6 +26,12 @@ pub enum ServeError {
         name: String,
         #[source]
         source: comfy::ComfyError,
+    },
+    #[error("cannot prepare managed backend {name:?}: {source}")]
+    Managed {
+        name: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("cannot open the store: {0}")]
     Store(#[from] crate::store::StoreError),
@@ -55,31 +62,15 @@ pub async fn serve(
     // checked again with it on first use.
     let templates = Library::open(config.templates_folder(), None).await?;
 
-    let mut backends = Vec::new();
-    for backend in &config.backends {
-        let client =
-            comfy::ComfyUiClient::new(&backend.url).map_err(|source| ServeError::Backend {
-                name: backend.name.clone(),
-                source,
-            })?;
-        backends.push(BackendSpec {
-            id: BackendId(backend.name.clone()),
-            client,
-            socket: comfy::SocketConfig::default(),
-        });
-    }
+    let backends = backend_specs(&config)?;
     let settings = Settings {
         retention: time::Duration::try_from(config.retention).unwrap_or(time::Duration::days(7)),
         backend_lost_after: config.backend_lost_after,
+        max_attempts: config.max_attempts,
         ..Settings::default()
     };
     let bus = Arc::new(JobBus::default());
-    let context = Context {
-        store: Arc::clone(&store),
-        blobs: blobs.clone(),
-        bus: Arc::clone(&bus),
-        settings,
-    };
+    let context = Context::new(Arc::clone(&store), blobs.clone(), Arc::clone(&bus), settings);
     let scheduler = Scheduler::start(context, backends.clone()).await?;
     tracing::info!(backends = backends.len(), "scheduler started");
     let sweeper = tokio::spawn(crate::retention::sweep_forever(
@@ -115,4 +106,41 @@ pub async fn serve(
     scheduler.shutdown().await;
     served?;
     Ok(())
+}
+
+/// One spec per configured backend; a managed one gets its port and folder now, so its
+/// URL is known before its process starts.
+fn backend_specs(config: &Config) -> Result<Vec<BackendSpec>, ServeError> {
+    let mut specs = Vec::new();
+    for backend in &config.backends {
+        let managed = match &backend.managed {
+            Some(managed) => Some(
+                ManagedSpec::prepare(&backend.name, managed.clone(), &config.data_dir).map_err(
+                    |source| ServeError::Managed {
+                        name: backend.name.clone(),
+                        source,
+                    },
+                )?,
+            ),
+            None => None,
+        };
+        let url = managed
+            .as_ref()
+            .map_or_else(|| backend.url.clone(), ManagedSpec::url);
+        let client = comfy::ComfyUiClient::new(&url).map_err(|source| ServeError::Backend {
+            name: backend.name.clone(),
+            source,
+        })?;
+        let mut spec = BackendSpec::new(BackendId(backend.name.clone()), client);
+        spec.weight = backend.weight;
+        spec.tags.clone_from(&backend.tags);
+        spec.max_prompts = backend
+            .max_prompts
+            .unwrap_or(config.prompts_per_backend)
+            .try_into()
+            .unwrap_or(usize::MAX);
+        spec.managed = managed;
+        specs.push(spec);
+    }
+    Ok(specs)
 }

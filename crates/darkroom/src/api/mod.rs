@@ -15,6 +15,7 @@ mod health;
 mod history;
 mod jobs;
 mod links;
+mod metrics;
 pub mod node_classes;
 mod openapi;
 mod page;
@@ -104,6 +105,9 @@ fn routes() -> Vec<Route> {
         Route::get("/api/v2/assets/{id}/content", assets::content),
         Route::get("/api/v2/assets/{id}/thumbnail", thumbnails::thumbnail),
         Route::get("/api/backends", backends::list),
+        Route::post("/api/backends/{name}/drain", backends::drain),
+        Route::post("/api/backends/{name}/undrain", backends::undrain),
+        Route::get("/metrics", metrics::metrics),
         Route::get("/api/history", history::list),
         Route::get("/api/history/{id}", history::get),
         Route::get("/api/templates", templates::list),

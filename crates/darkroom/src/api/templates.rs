@@ -32,6 +32,8 @@ pub struct JobRequest {
     params: Map<String, Value>,
     #[serde(default)]
     keep_previews: bool,
+    #[serde(default)]
+    priority: Option<Value>,
 }
 
 /// Body of `POST /api/templates`.
@@ -162,6 +164,7 @@ pub async fn run(
     job.parameters = Some(Value::Object(instance.parameters));
     job.idempotency_key = idempotency_key;
     job.keep_previews = request.keep_previews;
+    job.priority = jobs::priority(request.priority.as_ref())?;
     jobs::accept(&state, job, &origin).await
 }
 

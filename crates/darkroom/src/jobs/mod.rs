@@ -6,3 +6,4 @@
 
 pub mod bus;
 pub mod model;
+pub mod requirements;

@@ -352,6 +352,8 @@ pub struct Job {
     pub prompt_id: Option<PromptId>,
     /// How many times the job was handed to a backend; 0 while never claimed.
     pub attempt: u32,
+    /// Higher runs sooner; 0 by default. Owners share backends fairly within a priority.
+    pub priority: i32,
     /// The API key id that submitted the job.
     pub owner: Option<String>,
     pub idempotency_key: Option<String>,

@@ -94,6 +94,7 @@ pub async fn collect(
             .add_output(&record, OffsetDateTime::now_utc())
             .await?;
         context.bus.publish(event);
+        context.metrics.bytes_stored(record.size_bytes);
         added += 1;
     }
     Ok(added)

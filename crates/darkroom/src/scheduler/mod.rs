@@ -1,17 +1,25 @@
 //! The scheduler: which job runs where, and keeping every job honest about its state.
 //!
-//! One driver task per backend claims queued jobs, posts them to its ComfyUI, follows the
+//! One dispatcher task chooses, for queued jobs, a backend able to run them (priority,
+//! fair sharing between owners, node classes and models, loaded checkpoints; see `plan`)
+//! and claims them. One driver task per backend posts its jobs to its ComfyUI, follows the
 //! runs over that backend's websocket, confirms each end in `/history`, has the outputs
-//! collected, and reconciles after every socket loss. At start-up, before any new work,
-//! every unfinished job is handed back to its backend's driver, which checks it against
-//! `/history` and `/queue`.
+//! collected, probes the backend's health and capabilities, and reconciles after every
+//! socket loss. A managed backend also has a supervisor that runs its ComfyUI process.
+//! At start-up, before any new work, every unfinished job is handed back to its backend's
+//! driver, which checks it against `/history` and `/queue`.
 //!
 //! The scheduler never writes a state without the store's compare-and-set, and publishes
 //! an event only after the store committed it.
 
 mod assets;
+pub mod board;
+pub mod capability;
 mod collect;
+mod dispatcher;
 mod driver;
+pub mod managed;
+mod plan;
 mod run;
 
 use std::collections::HashMap;
@@ -21,13 +29,19 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::artifacts::LocalBlobStore;
 use crate::jobs::bus::JobBus;
 use crate::jobs::model::{BackendId, Job, JobError, JobId, JobState};
+use crate::jobs::requirements::Requirements;
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, Transition};
 
+use board::{BackendStatus, Board};
+use capability::Missing;
 pub use driver::BackendSpec;
+use managed::ProcessEvent;
 
 /// Tunables of job execution.
 #[derive(Debug, Clone)]
@@ -50,7 +64,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             retention: time::Duration::days(7),
-            max_attempts: 2,
+            max_attempts: 3,
             poll_interval: Duration::from_secs(1),
             lost_grace: Duration::from_secs(3),
             backend_lost_after: Duration::from_secs(60),
@@ -65,6 +79,28 @@ pub struct Context {
     pub blobs: LocalBlobStore,
     pub bus: Arc<JobBus>,
     pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    /// The live status of every backend; filled by [`Scheduler::start`].
+    pub board: Arc<Board>,
+}
+
+impl Context {
+    /// A context with fresh metrics and an empty board.
+    pub fn new(
+        store: Arc<dyn Store>,
+        blobs: LocalBlobStore,
+        bus: Arc<JobBus>,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            store,
+            blobs,
+            bus,
+            settings,
+            metrics: Arc::new(Metrics::new()),
+            board: Arc::new(Board::new(Vec::new())),
+        }
+    }
 }
 
 impl Context {
@@ -95,6 +131,10 @@ impl Context {
                 self.bus.publish(committed.event);
                 if to.is_final() {
                     self.bus.forget(job_id);
+                    self.metrics.job_finished(&committed.job);
+                }
+                if to == JobState::Queued {
+                    self.board.poke();
                 }
                 Ok(Some(committed.job))
             }
@@ -104,9 +144,13 @@ impl Context {
     }
 }
 
+/// What a driver is told.
 enum Command {
-    Wake,
+    /// Post this job, claimed for this backend by the dispatcher.
+    Run { job: Box<Job>, front: bool },
     Cancel(JobId),
+    /// News from a managed backend's supervisor.
+    Process(ProcessEvent),
     Shutdown,
 }
 
@@ -120,28 +164,37 @@ pub struct SchedulerHandle {
 impl std::fmt::Debug for Command {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter.write_str(match self {
-            Self::Wake => "Wake",
+            Self::Run { .. } => "Run",
             Self::Cancel(_) => "Cancel",
+            Self::Process(_) => "Process",
             Self::Shutdown => "Shutdown",
         })
     }
 }
 
-/// The running scheduler: its handle and its driver tasks.
+/// The running scheduler: its handle and its tasks.
 #[derive(Debug)]
 pub struct Scheduler {
     pub handle: SchedulerHandle,
     tasks: JoinSet<()>,
+    /// Stops the dispatcher and the supervisors (which kill their processes).
+    stop: CancellationToken,
+    supervisors: JoinSet<()>,
 }
 
 impl Scheduler {
-    /// Starts one driver per backend. Each first reconciles the unfinished jobs it owns,
-    /// then takes new work.
+    /// Starts one driver per backend (and a supervisor per managed backend), then the
+    /// dispatcher. Each driver first reconciles the unfinished jobs it owns.
     ///
     /// # Errors
     ///
     /// Store faults while reading unfinished jobs.
-    pub async fn start(context: Context, backends: Vec<BackendSpec>) -> Result<Self, StoreError> {
+    pub async fn start(
+        mut context: Context,
+        backends: Vec<BackendSpec>,
+    ) -> Result<Self, StoreError> {
+        let statuses = backends.iter().map(BackendSpec::status).collect();
+        context.board = Arc::new(Board::new(statuses));
         let context = Arc::new(context);
         let mut owned: HashMap<BackendId, Vec<Job>> = HashMap::new();
         for job in context.store.unfinished_jobs().await? {
@@ -154,39 +207,124 @@ impl Scheduler {
             }
         }
 
+        let stop = CancellationToken::new();
         let mut drivers = HashMap::new();
         let mut tasks = JoinSet::new();
+        let mut supervisors = JoinSet::new();
         for spec in backends {
             let (sender, receiver) = mpsc::unbounded_channel();
             let adopted = owned.remove(&spec.id).unwrap_or_default();
-            drivers.insert(spec.id.clone(), sender);
+            drivers.insert(spec.id.clone(), sender.clone());
+            if let Some(managed) = spec.managed.clone() {
+                let supervisor = managed::Supervisor {
+                    id: spec.id.clone(),
+                    spec: managed,
+                    client: spec.client.clone(),
+                    driver: sender,
+                    context: Arc::clone(&context),
+                    stop: stop.clone(),
+                };
+                supervisors.spawn(supervisor.run());
+            }
             let driver = driver::Driver::new(spec, Arc::clone(&context), receiver, adopted);
             tasks.spawn(driver.run());
         }
+        let dispatcher = dispatcher::Dispatcher {
+            context: Arc::clone(&context),
+            drivers: drivers.clone(),
+            stop: stop.clone(),
+        };
+        tasks.spawn(dispatcher.run());
         let handle = SchedulerHandle {
             drivers: Arc::new(drivers),
             context,
         };
-        Ok(Self { handle, tasks })
+        Ok(Self {
+            handle,
+            tasks,
+            stop,
+            supervisors,
+        })
     }
 
-    /// Asks every driver to stop after what it is doing (a collection finishes storing)
-    /// and waits for them.
+    /// Stops placing jobs, asks every driver to stop after what it is doing (a collection
+    /// finishes storing), stops the managed processes, and waits for all of it.
     pub async fn shutdown(mut self) {
+        self.stop.cancel();
         for driver in self.handle.drivers.values() {
             let _ = driver.send(Command::Shutdown);
         }
         while self.tasks.join_next().await.is_some() {}
+        while self.supervisors.join_next().await.is_some() {}
         tracing::info!("scheduler stopped");
     }
 }
 
-impl SchedulerHandle {
-    /// Tells the drivers new work is queued.
-    pub fn wake(&self) {
-        for driver in self.drivers.values() {
-            let _ = driver.send(Command::Wake);
+/// Why a job cannot be accepted: every backend was probed and each lacks something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unrunnable {
+    /// Each backend with the first thing it lacks.
+    pub backends: Vec<(BackendId, Missing)>,
+}
+
+impl std::fmt::Display for Unrunnable {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("no backend can run this workflow: ")?;
+        for (index, (backend, missing)) in self.backends.iter().enumerate() {
+            if index > 0 {
+                formatter.write_str("; ")?;
+            }
+            write!(formatter, "backend {:?} lacks {missing}", backend.0)?;
         }
+        Ok(())
+    }
+}
+
+impl SchedulerHandle {
+    /// Tells the dispatcher new work is queued.
+    pub fn wake(&self) {
+        self.context.board.poke();
+    }
+
+    /// Refuses requirements that no configured backend could ever meet: only when every
+    /// backend's capabilities are known (probed at least once) and each lacks something.
+    /// A backend not yet probed might run the job, so then it waits.
+    ///
+    /// # Errors
+    ///
+    /// [`Unrunnable`] naming, for each backend, a node class or model it lacks.
+    pub fn check_runnable(&self, requirements: &Requirements) -> Result<(), Unrunnable> {
+        let mut lacking = Vec::new();
+        for status in self.context.board.snapshot() {
+            let Some(capabilities) = &status.capabilities else {
+                return Ok(());
+            };
+            match capabilities.missing(requirements) {
+                None => return Ok(()),
+                Some(missing) => lacking.push((status.id, missing)),
+            }
+        }
+        if lacking.is_empty() {
+            return Ok(());
+        }
+        Err(Unrunnable { backends: lacking })
+    }
+
+    /// Every backend's live status.
+    pub fn backends(&self) -> Vec<BackendStatus> {
+        self.context.board.snapshot()
+    }
+
+    /// Holds new work back from a backend (`true`) or gives it work again (`false`);
+    /// jobs already on it run to their end. Returns its status, `None` for an unknown name.
+    pub fn set_draining(&self, id: &BackendId, draining: bool) -> Option<BackendStatus> {
+        let status = self.context.board.update(id, |status| {
+            status.draining = draining;
+            status.clone()
+        })?;
+        tracing::info!(backend.id = %id, draining, "backend drain changed");
+        self.context.board.poke();
+        Some(status)
     }
 
     /// Cancels a job: a queued one at once, one on a backend through its driver.

@@ -8,7 +8,8 @@ use comfy::PromptId;
 use comfy::events::ServerMessage;
 use serde_json::Value;
 
-use crate::jobs::model::{JobError, JobId, JobState, Progress};
+use crate::jobs::model::{Job, JobError, JobId, JobState, Progress};
+use crate::jobs::requirements::Requirements;
 
 /// How often at most a run's progress is written while the node stays the same.
 const PROGRESS_EVERY: Duration = Duration::from_millis(150);
@@ -17,6 +18,10 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(150);
 #[derive(Debug)]
 pub struct Run {
     pub job_id: JobId,
+    pub owner: Option<String>,
+    pub priority: i32,
+    /// The model files the job loads, for the backend's "loaded" list once it starts.
+    pub models: Vec<String>,
     pub prompt_id: PromptId,
     pub state: JobState,
     /// When it was posted (or adopted), for the lost-prompt grace.
@@ -36,7 +41,13 @@ pub struct Run {
 }
 
 impl Run {
-    pub fn new(job_id: JobId, prompt_id: PromptId, state: JobState, graph: &Value) -> Self {
+    pub fn new(job: &Job, prompt_id: PromptId, state: JobState) -> Self {
+        let graph = &job.workflow;
+        let models = Requirements::of(graph)
+            .model_files()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         let classes = graph
             .as_object()
             .map(|nodes| {
@@ -50,7 +61,10 @@ impl Run {
             })
             .unwrap_or_default();
         Self {
-            job_id,
+            job_id: job.id,
+            owner: job.owner.clone(),
+            priority: job.priority,
+            models,
             prompt_id,
             state,
             since: Instant::now(),

@@ -21,8 +21,8 @@ use time::OffsetDateTime;
 
 pub use error::StoreError;
 pub use request::{
-    AssetRemoval, Dispatch, JobChange, JobCursor, JobPage, JobQuery, NewEvent, NewJob, Sweep,
-    Transition,
+    AssetRemoval, Dispatch, JobChange, JobCursor, JobPage, JobQuery, NewEvent, NewJob, QueuedJob,
+    Sweep, Transition,
 };
 pub use sqlite::SqliteStore;
 
@@ -70,7 +70,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `StateConflict` when the job is no longer in `from`; `JobNotFound`.
     async fn transition(&self, change: Transition) -> Result<JobChange, StoreError>;
 
-    /// Takes the oldest queued job and moves it to `dispatched` for
+    /// Takes the first queued job (highest priority, then oldest) and moves it to `dispatched` for
     /// `backend_id`, atomically: two claimers never get the same job.
     ///
     /// # Errors
@@ -78,6 +78,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Database faults only; an empty queue is `Ok(None)`.
     async fn claim_next_queued(
         &self,
+        backend_id: &BackendId,
+        at: OffsetDateTime,
+    ) -> Result<Option<JobChange>, StoreError>;
+
+    /// The scheduler's candidates: up to `per_owner` queued jobs of each owner (jobs
+    /// without an owner count as one owner), each owner's taken by priority (highest
+    /// first), then age, then id; the whole list in that same order.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only.
+    async fn queued_candidates(&self, per_owner: u32) -> Result<Vec<QueuedJob>, StoreError>;
+
+    /// Moves the job `id` from `queued` to `dispatched` for `backend_id` (bumping the
+    /// attempt, as any entry into `dispatched` does) and appends the `status` event,
+    /// atomically. `Ok(None)` when the job is no longer queued (canceled, or claimed by
+    /// another) or does not exist.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only.
+    async fn claim_queued(
+        &self,
+        id: JobId,
         backend_id: &BackendId,
         at: OffsetDateTime,
     ) -> Result<Option<JobChange>, StoreError>;

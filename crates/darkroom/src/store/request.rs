@@ -12,6 +12,7 @@ use crate::jobs::model::{
     Asset, AssetId, BackendId, EventKind, Job, JobError, JobEvent, JobId, JobState, PromptId,
     WorkflowFormat,
 };
+use crate::jobs::requirements::Requirements;
 
 /// A job to create. The store never reads the clock: every time comes from
 /// the caller, so tests control it and one request carries one "now".
@@ -27,6 +28,10 @@ pub struct NewJob {
     /// Single use per owner for 24 hours from `created_at`.
     pub idempotency_key: Option<String>,
     pub keep_previews: bool,
+    /// Higher runs sooner; 0 by default.
+    pub priority: i32,
+    /// What a backend needs to run the job; stored for the scheduler.
+    pub requirements: Requirements,
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     /// Refuse with `QueueFull` when this many jobs already wait; checked in
@@ -40,6 +45,8 @@ impl NewJob {
     pub fn api(workflow: Value, created_at: OffsetDateTime, expires_at: OffsetDateTime) -> Self {
         Self {
             id: JobId::new(),
+            requirements: Requirements::of(&workflow),
+            priority: 0,
             original_workflow: workflow.clone(),
             workflow,
             original_format: WorkflowFormat::Api,
@@ -53,6 +60,17 @@ impl NewJob {
             max_queued: None,
         }
     }
+}
+
+/// A queued job as the scheduler weighs it: whose it is, how urgent, how old, and what
+/// it needs. The choice among candidates is made in Rust, not in SQL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedJob {
+    pub id: JobId,
+    pub owner: Option<String>,
+    pub priority: i32,
+    pub created_at: OffsetDateTime,
+    pub requirements: Requirements,
 }
 
 /// A compare-and-set move of one job from `from` to `to`.

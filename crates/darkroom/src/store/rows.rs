@@ -15,7 +15,7 @@ use crate::jobs::model::{
 
 /// The job columns, in `JobRow` order, for every `SELECT` of a whole job.
 pub(crate) const JOB_COLUMNS: &str = "id, state, workflow, original_workflow, original_format, \
-     template, parameters, backend_id, prompt_id, attempt, owner, idempotency_key, \
+     template, parameters, backend_id, prompt_id, attempt, priority, owner, idempotency_key, \
      keep_previews, created_at, dispatched_at, started_at, completed_at, expires_at, \
      progress, error";
 
@@ -66,6 +66,7 @@ pub(crate) struct JobRow {
     backend_id: Option<String>,
     prompt_id: Option<String>,
     attempt: i64,
+    priority: i64,
     owner: Option<String>,
     idempotency_key: Option<String>,
     keep_previews: bool,
@@ -93,6 +94,8 @@ impl TryFrom<JobRow> for Job {
             backend_id: row.backend_id.map(Into::into),
             prompt_id: row.prompt_id.map(Into::into),
             attempt: unsigned("attempt", row.attempt)?,
+            priority: i32::try_from(row.priority)
+                .map_err(|_| StoreError::corrupt("priority", row.priority))?,
             owner: row.owner,
             idempotency_key: row.idempotency_key,
             keep_previews: row.keep_previews,
@@ -198,6 +201,33 @@ impl TryFrom<OutputRow> for OutputRecord {
                 subfolder: row.origin_subfolder,
                 folder: parse::<OriginFolder>("origin folder", &row.origin_folder)?,
             },
+        })
+    }
+}
+
+/// The columns of a scheduling candidate, in `QueuedRow` order.
+pub(crate) const QUEUED_COLUMNS: &str = "id, owner, priority, created_at, requirements";
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct QueuedRow {
+    id: String,
+    owner: Option<String>,
+    priority: i64,
+    created_at: i64,
+    requirements: Option<Json<crate::jobs::requirements::Requirements>>,
+}
+
+impl TryFrom<QueuedRow> for crate::store::QueuedJob {
+    type Error = StoreError;
+
+    fn try_from(row: QueuedRow) -> Result<Self, Self::Error> {
+        Ok(Self {
+            id: parse("job id", &row.id)?,
+            owner: row.owner,
+            priority: i32::try_from(row.priority)
+                .map_err(|_| StoreError::corrupt("priority", row.priority))?,
+            created_at: from_micros(row.created_at)?,
+            requirements: row.requirements.map(|json| json.0).unwrap_or_default(),
         })
     }
 }

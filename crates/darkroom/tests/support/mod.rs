@@ -76,10 +76,12 @@ impl TestServer {
             queue_limit: options.queue_limit,
             retention: Duration::from_secs(3600),
             backend_lost_after: Duration::from_secs(60),
-            backends: vec![BackendConfig {
-                name: "sim".to_owned(),
-                url: options.backend.unwrap_or_else(|| sim.base_url()),
-            }],
+            max_attempts: 3,
+            prompts_per_backend: 2,
+            backends: vec![BackendConfig::at_url(
+                "sim",
+                options.backend.unwrap_or_else(|| sim.base_url()),
+            )],
             templates_dir: options
                 .templates_dir
                 .unwrap_or_else(|| data.path().join("templates")),

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 pub use events::events;
-pub use submit::{Created, accept, idempotency_key, new_job, submit};
+pub use submit::{Created, accept, idempotency_key, new_job, priority, submit};
 pub use validate::asset_exists;
 pub use view::JobView;
 

@@ -21,6 +21,8 @@ const RESERVED_FIELDS: &[&str] = &["webhook_url", "inputs"];
 /// The only `extra_data` key the contract accepts.
 const EXTRA_DATA_KEYS: &[&str] = &["api_key_comfy_org"];
 const IDEMPOTENCY_KEY_MAX_LEN: usize = 255;
+/// The range of Darkroom's `priority` extension field.
+pub const PRIORITY_RANGE: std::ops::RangeInclusive<i64> = -100..=100;
 
 /// The answer to a created job: `201` with its `Location` and the contract's `Job`.
 pub type Created = (StatusCode, [(header::HeaderName, String); 1], Json<JobView>);
@@ -37,12 +39,13 @@ pub async fn submit(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Created, ApiError> {
     let idempotency_key = idempotency_key(&headers)?;
-    let (graph, keep_previews) = parse(body)?;
-    check(&state, &graph).await?;
+    let submission = parse(body)?;
+    check(&state, &submission.graph).await?;
 
-    let mut job = new_job(&state, Value::Object(graph));
+    let mut job = new_job(&state, Value::Object(submission.graph));
     job.idempotency_key = idempotency_key;
-    job.keep_previews = keep_previews;
+    job.keep_previews = submission.keep_previews;
+    job.priority = submission.priority;
     accept(&state, job, &origin).await
 }
 
@@ -66,10 +69,20 @@ pub async fn accept(
     origin: &Origin,
 ) -> Result<Created, ApiError> {
     job.max_queued = Some(u64::from(state.config.queue_limit));
+    if let Err(unrunnable) = state.scheduler.check_runnable(&job.requirements) {
+        let backends: serde_json::Map<String, Value> = unrunnable
+            .backends
+            .iter()
+            .map(|(backend, missing)| (backend.0.clone(), Value::String(missing.to_string())))
+            .collect();
+        return Err(ApiError::invalid_workflow(unrunnable.to_string())
+            .with_details(serde_json::json!({ "backends": backends })));
+    }
     let created = state.store.create_job(job).await?;
     state.bus.publish(created.event);
     let job = created.job;
     state.scheduler.wake();
+    state.scheduler.context().metrics.job_submitted();
     tracing::info!(job.id = %job.id, "job accepted");
 
     let view = view::render(state, &job, origin).await?;
@@ -81,9 +94,16 @@ pub async fn accept(
     ))
 }
 
-/// The request body down to its graph and Darkroom's `keep_previews` flag; every other
-/// field is checked and refused or dropped as the contract says.
-fn parse(body: Result<Bytes, BytesRejection>) -> Result<(Graph, bool), ApiError> {
+/// What a submission asks for, beyond the contract's fields that are only checked.
+struct Submission {
+    graph: Graph,
+    keep_previews: bool,
+    priority: i32,
+}
+
+/// The request body down to its graph and Darkroom's `keep_previews` and `priority`
+/// fields; every other field is checked and refused or dropped as the contract says.
+fn parse(body: Result<Bytes, BytesRejection>) -> Result<Submission, ApiError> {
     let value: Value = body::json(body, "invalid_workflow")?;
     let Value::Object(mut fields) = value else {
         return Err(ApiError::invalid_workflow(
@@ -104,16 +124,48 @@ fn parse(body: Result<Bytes, BytesRejection>) -> Result<(Graph, bool), ApiError>
         }
     };
 
+    let priority = priority(fields.get("priority"))?;
+
     match fields.remove("workflow") {
         Some(Value::Object(graph)) => {
             validate::refuse_ui_format(&graph)?;
-            Ok((graph, keep_previews))
+            Ok(Submission {
+                graph,
+                keep_previews,
+                priority,
+            })
         }
         Some(other) => Err(ApiError::invalid_workflow(format!(
             "\"workflow\" must be an object of nodes keyed by node id, got {}",
             json_kind(&other)
         ))),
         None => Err(ApiError::invalid_workflow("field \"workflow\" is missing")),
+    }
+}
+
+/// Darkroom's `priority` extension: an integer in [`PRIORITY_RANGE`], 0 when absent.
+///
+/// # Errors
+///
+/// `invalid_request` naming the field and the range.
+pub fn priority(value: Option<&Value>) -> Result<i32, ApiError> {
+    let refuse = |got: String| {
+        ApiError::invalid_request(format!(
+            "\"priority\" must be an integer between {} and {}, got {got}",
+            PRIORITY_RANGE.start(),
+            PRIORITY_RANGE.end()
+        ))
+    };
+    match value {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::Number(number)) => {
+            let priority = number
+                .as_i64()
+                .filter(|priority| PRIORITY_RANGE.contains(priority))
+                .ok_or_else(|| refuse(number.to_string()))?;
+            i32::try_from(priority).map_err(|_| refuse(number.to_string()))
+        }
+        Some(other) => Err(refuse(json_kind(other).to_owned())),
     }
 }
 
@@ -124,10 +176,13 @@ fn check_fields(fields: &Map<String, Value>) -> Result<(), ApiError> {
                 "field {name:?} is reserved for a later version of the API and not accepted yet"
             )));
         }
-        // `keep_previews` is Darkroom's own: also store `temp` (PreviewImage) outputs.
-        if !matches!(name.as_str(), "workflow" | "extra_data" | "keep_previews") {
+        // `keep_previews` (also store `temp` outputs) and `priority` are Darkroom's own.
+        if !matches!(
+            name.as_str(),
+            "workflow" | "extra_data" | "keep_previews" | "priority"
+        ) {
             return Err(ApiError::invalid_request(format!(
-                "unknown field {name:?}; a job takes \"workflow\", \"extra_data\" and \"keep_previews\""
+                "unknown field {name:?}; a job takes \"workflow\", \"extra_data\", \"keep_previews\" and \"priority\""
             )));
         }
     }

@@ -41,8 +41,9 @@ pub(super) async fn create(
 async fn insert(connection: &mut SqliteConnection, job: &NewJob) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO jobs (id, state, workflow, original_workflow, original_format, template, \
-         parameters, owner, idempotency_key, keep_previews, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         parameters, owner, idempotency_key, keep_previews, created_at, expires_at, priority, \
+         requirements) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(job.id.to_string())
     .bind(JobState::Queued.as_str())
@@ -56,6 +57,8 @@ async fn insert(connection: &mut SqliteConnection, job: &NewJob) -> Result<(), S
     .bind(job.keep_previews)
     .bind(to_micros(job.created_at))
     .bind(to_micros(job.expires_at))
+    .bind(i64::from(job.priority))
+    .bind(sqlx::types::Json(&job.requirements))
     .execute(&mut *connection)
     .await?;
     Ok(())

@@ -26,8 +26,8 @@ use sqlx::{Sqlite, Transaction};
 use time::OffsetDateTime;
 
 use super::{
-    AssetRemoval, Dispatch, JobChange, JobPage, JobQuery, NewEvent, NewJob, Store, StoreError,
-    Sweep, Transition,
+    AssetRemoval, Dispatch, JobChange, JobPage, JobQuery, NewEvent, NewJob, QueuedJob, Store,
+    StoreError, Sweep, Transition,
 };
 use crate::artifacts::BlobHash;
 use crate::jobs::model::{Asset, AssetId, BackendId, Job, JobEvent, JobId, OutputRecord, Progress};
@@ -160,6 +160,23 @@ impl Store for SqliteStore {
     ) -> Result<Option<JobChange>, StoreError> {
         let mut tx = self.write().await?;
         let claimed = queue::claim_next(&mut tx, backend_id, at).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn queued_candidates(&self, per_owner: u32) -> Result<Vec<QueuedJob>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        queue::candidates(&mut connection, per_owner).await
+    }
+
+    async fn claim_queued(
+        &self,
+        id: JobId,
+        backend_id: &BackendId,
+        at: OffsetDateTime,
+    ) -> Result<Option<JobChange>, StoreError> {
+        let mut tx = self.write().await?;
+        let claimed = queue::claim(&mut tx, id, backend_id, at).await?;
         tx.commit().await?;
         Ok(claimed)
     }

@@ -1,16 +1,18 @@
 //! The queue view of the jobs table: its length, a job's place in it, the
 //! atomic claim of its head, and the jobs start-up must reconcile.
 //!
-//! Queue order is `(created_at, id)` everywhere, so the position a client
-//! sees and the order jobs are claimed in never disagree.
+//! Queue order is `(priority descending, created_at, id)`. The scheduler takes
+//! candidates in that order per owner and shares backends fairly between owners,
+//! so the position a client sees is the order within its priority, an estimate
+//! when several owners wait.
 
 use sqlx::SqliteConnection;
 use time::OffsetDateTime;
 
 use super::jobs;
 use crate::jobs::model::{BackendId, Job, JobId, JobState};
-use crate::store::rows::{JOB_COLUMNS, JobRow, parse};
-use crate::store::{JobChange, StoreError, Transition};
+use crate::store::rows::{JOB_COLUMNS, JobRow, QUEUED_COLUMNS, QueuedRow, parse};
+use crate::store::{JobChange, QueuedJob, StoreError, Transition};
 
 pub(super) async fn count_queued(connection: &mut SqliteConnection) -> Result<u64, StoreError> {
     let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = $1")
@@ -28,8 +30,11 @@ pub(super) async fn position(
     let ahead: Option<i64> = sqlx::query_scalar(
         "SELECT (SELECT COUNT(*) FROM jobs AS earlier \
                  WHERE earlier.state = me.state \
-                   AND (earlier.created_at < me.created_at \
-                        OR (earlier.created_at = me.created_at AND earlier.id < me.id))) \
+                   AND (earlier.priority > me.priority \
+                        OR (earlier.priority = me.priority \
+                            AND (earlier.created_at < me.created_at \
+                                 OR (earlier.created_at = me.created_at \
+                                     AND earlier.id < me.id))))) \
          FROM jobs AS me WHERE me.id = $1 AND me.state = $2",
     )
     .bind(id.to_string())
@@ -48,7 +53,9 @@ pub(super) async fn claim_next(
     at: OffsetDateTime,
 ) -> Result<Option<JobChange>, StoreError> {
     let head: Option<String> =
-        sqlx::query_scalar("SELECT id FROM jobs WHERE state = $1 ORDER BY created_at, id LIMIT 1")
+        sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state = $1 ORDER BY priority DESC, created_at, id LIMIT 1",
+        )
             .bind(JobState::Queued.as_str())
             .fetch_optional(&mut *connection)
             .await?;
@@ -61,6 +68,42 @@ pub(super) async fn claim_next(
     let claimed = jobs::transition(connection, &change, Some(backend_id.0.as_str())).await?;
     tracing::debug!(job.id = %id, backend.id = %backend_id, "claimed queued job");
     Ok(Some(claimed))
+}
+
+/// Up to `per_owner` queued jobs of each owner (anonymous jobs count as one owner), each
+/// owner's in queue order; all of them in queue order.
+pub(super) async fn candidates(
+    connection: &mut SqliteConnection,
+    per_owner: u32,
+) -> Result<Vec<QueuedJob>, StoreError> {
+    let sql = format!(
+        "SELECT {QUEUED_COLUMNS} FROM ( \
+           SELECT {QUEUED_COLUMNS}, ROW_NUMBER() OVER ( \
+             PARTITION BY owner ORDER BY priority DESC, created_at, id) AS place \
+           FROM jobs WHERE state = $1) AS queued \
+         WHERE place <= $2 ORDER BY priority DESC, created_at, id"
+    );
+    let rows: Vec<QueuedRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(JobState::Queued.as_str())
+        .bind(i64::from(per_owner))
+        .fetch_all(&mut *connection)
+        .await?;
+    rows.into_iter().map(QueuedJob::try_from).collect()
+}
+
+/// Moves one chosen job to `dispatched` for `backend_id` if it is still queued.
+pub(super) async fn claim(
+    connection: &mut SqliteConnection,
+    id: JobId,
+    backend_id: &BackendId,
+    at: OffsetDateTime,
+) -> Result<Option<JobChange>, StoreError> {
+    let change = Transition::new(id, JobState::Queued, JobState::Dispatched, at);
+    match jobs::transition(connection, &change, Some(backend_id.0.as_str())).await {
+        Ok(claimed) => Ok(Some(claimed)),
+        Err(StoreError::StateConflict { .. } | StoreError::JobNotFound(_)) => Ok(None),
+        Err(error) => Err(error),
+    }
 }
 
 pub(super) async fn unfinished(connection: &mut SqliteConnection) -> Result<Vec<Job>, StoreError> {

@@ -5,8 +5,14 @@
 //! the periodic poll makes sure it looks at all (lost messages, silent sockets). A prompt
 //! that is in neither `/queue` nor `/history` was lost (the backend restarted): the job
 //! is queued again with a fresh prompt id, up to `max_attempts`, and never called done.
+//!
+//! The driver does not choose its jobs: the dispatcher claims them for it. It keeps the
+//! board up to date (its runs, health, capabilities), so the dispatcher knows its room.
+//! Health, probes and the managed process's news live in `health`.
 
-use std::collections::HashMap;
+mod health;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +26,8 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use super::board::BackendStatus;
+use super::managed::ManagedSpec;
 use super::run::{Run, job_error};
 use super::{Command, Context, assets, collect};
 use crate::jobs::bus::LivePreview;
@@ -32,13 +40,52 @@ pub struct BackendSpec {
     pub id: BackendId,
     pub client: ComfyUiClient,
     pub socket: SocketConfig,
+    pub weight: u32,
+    pub tags: Vec<String>,
+    /// Prompts kept inside its ComfyUI at once.
+    pub max_prompts: usize,
+    /// Set when Darkroom runs the ComfyUI process itself.
+    pub managed: Option<ManagedSpec>,
+}
+
+impl BackendSpec {
+    /// A backend reached through `client`, with the default weight and two prompts.
+    pub fn new(id: BackendId, client: ComfyUiClient) -> Self {
+        Self {
+            id,
+            client,
+            socket: SocketConfig::default(),
+            weight: 1,
+            tags: Vec::new(),
+            max_prompts: 2,
+            managed: None,
+        }
+    }
+
+    /// Its first entry on the board.
+    pub(in crate::scheduler) fn status(&self) -> BackendStatus {
+        let mut status = BackendStatus::new(
+            self.id.clone(),
+            self.weight,
+            self.tags.clone(),
+            self.max_prompts,
+        );
+        status.managed = self.managed.is_some();
+        status.log_file = self.managed.as_ref().map(ManagedSpec::log_file);
+        status
+    }
+}
+
+/// A job handed over by the dispatcher that waits for the socket to be posted.
+struct Unposted {
+    job: Job,
+    front: bool,
+    since: Instant,
 }
 
 /// How soon `/history` is asked again after an end hint found it empty (ComfyUI sends
 /// `execution_success` before it writes the history entry).
 const HINT_RETRY: Duration = Duration::from_millis(50);
-/// Prompts posted to one ComfyUI at a time.
-const IN_FLIGHT: usize = 1;
 
 pub(super) struct Driver {
     id: BackendId,
@@ -53,6 +100,11 @@ pub(super) struct Driver {
     connected_before: bool,
     unreachable_since: Option<Instant>,
     stopping: bool,
+    /// Jobs handed over while the socket was closed.
+    unposted: Vec<Unposted>,
+    /// Jobs received since the board was last written (their "assigned" marks go).
+    taken: HashSet<JobId>,
+    health: health::HealthFacts,
 }
 
 impl Driver {
@@ -65,6 +117,7 @@ impl Driver {
         let mut socket_config = spec.socket;
         socket_config.client_id_prefix = format!("darkroom-{}", spec.id);
         let (socket, socket_events) = spawn_socket(&spec.client, socket_config);
+        let health = health::HealthFacts::new(spec.managed.is_some());
         Self {
             id: spec.id,
             client: spec.client,
@@ -78,6 +131,9 @@ impl Driver {
             connected_before: false,
             unreachable_since: None,
             stopping: false,
+            unposted: Vec::new(),
+            taken: HashSet::new(),
+            health,
         }
     }
 
@@ -98,8 +154,9 @@ impl Driver {
                     _ = poll.tick() => self.poll().await,
                     () = tokio::time::sleep(HINT_RETRY), if hinted => self.check_hinted().await,
                 }
-                self.fill().await;
+                self.sync_board();
             }
+            self.requeue_unposted("darkroom is stopping").await;
             self.socket.shutdown();
             tracing::info!("driver stopped");
         }
@@ -119,7 +176,7 @@ impl Driver {
                 self.settle(&job, JobState::Queued, None).await;
                 continue;
             };
-            let mut run = Run::new(job.id, prompt_id.clone(), job.state, &job.workflow);
+            let mut run = Run::new(&job, prompt_id.clone(), job.state);
             run.cancel_requested = job.state == JobState::Canceling;
             tracing::info!(job.id = %job.id, prompt.id = %prompt_id, job.state = %job.state, "reconciling job");
             self.runs.insert(prompt_id, run);
@@ -128,7 +185,16 @@ impl Driver {
 
     async fn on_command(&mut self, command: Option<Command>) {
         match command {
-            Some(Command::Wake) => {}
+            Some(Command::Run { job, front }) => {
+                self.taken.insert(job.id);
+                self.unposted.push(Unposted {
+                    job: *job,
+                    front,
+                    since: Instant::now(),
+                });
+                self.post_unposted().await;
+            }
+            Some(Command::Process(event)) => self.on_process(event).await,
             Some(Command::Cancel(job_id)) => self.cancel(job_id).await,
             Some(Command::Shutdown) | None => self.stopping = true,
         }
@@ -141,10 +207,13 @@ impl Driver {
                 // whose runs were all given up would never be offered work again.
                 self.unreachable_since = None;
                 self.client_id = Some(client_id);
+                // Whatever came back may be another server: know it before giving it work.
+                self.probe().await;
                 if std::mem::replace(&mut self.connected_before, true) {
                     // Messages sent while we were away are gone: look at every run.
                     self.poll().await;
                 }
+                self.post_unposted().await;
             }
             SocketEvent::Disconnected { .. } => self.client_id = None,
             SocketEvent::Message(message) => self.on_message(message).await,
@@ -164,6 +233,7 @@ impl Driver {
         let job_id = run.job_id;
         let started = matches!(message, ServerMessage::ExecutionStart(_))
             && run.state == JobState::Dispatched;
+        let loaded = started.then(|| run.models.clone());
         if started {
             run.state = JobState::Running;
         }
@@ -171,6 +241,9 @@ impl Driver {
         let progress = write_progress.then(|| run.progress());
         if message.hints_run_ended() {
             run.end_hinted = true;
+        }
+        if let Some(models) = loaded {
+            self.loaded(models);
         }
 
         if started {
@@ -254,7 +327,11 @@ impl Driver {
     }
 
     /// Looks at every run: finished ones are finished, lost ones given up or retried.
+    /// An idle backend gets a light health probe instead.
     async fn poll(&mut self) {
+        if self.runs.is_empty() {
+            self.probe_health().await;
+        }
         let prompt_ids: Vec<PromptId> = self.runs.keys().cloned().collect();
         let mut queue: Option<QueueSnapshot> = None;
         for prompt_id in prompt_ids {
@@ -309,6 +386,31 @@ impl Driver {
                     .await;
             }
         }
+        let lost_after = self.context.settings.backend_lost_after;
+        if self
+            .unposted
+            .iter()
+            .any(|unposted| unposted.since.elapsed() > lost_after)
+        {
+            self.requeue_unposted("the backend has been unreachable too long")
+                .await;
+        }
+    }
+
+    /// Loses every run at once: the process running them is gone.
+    async fn lose_all(&mut self, reason: &str) {
+        let prompt_ids: Vec<PromptId> = self.runs.keys().cloned().collect();
+        for prompt_id in prompt_ids {
+            self.lose(&prompt_id, reason).await;
+        }
+    }
+
+    /// Gives the jobs never posted back to the queue.
+    async fn requeue_unposted(&mut self, reason: &str) {
+        for unposted in std::mem::take(&mut self.unposted) {
+            tracing::info!(job.id = %unposted.job.id, reason, "job handed back unposted");
+            self.settle(&unposted.job, JobState::Queued, None).await;
+        }
     }
 
     /// A run the backend lost: the job goes back to the queue for another attempt, or
@@ -318,10 +420,29 @@ impl Driver {
             return;
         };
         tracing::warn!(job.id = %run.job_id, prompt.id = %prompt_id, reason, "run lost");
+        self.context.metrics.run_lost(&self.id.0);
+        self.context
+            .board
+            .note_error(&self.id, format!("run of job {} lost: {reason}", run.job_id));
         let Some(job) = self.current_job(run.job_id).await else {
             return;
         };
         let retry = job.attempt < self.context.settings.max_attempts;
+        let outcome = if retry && job.state != JobState::Canceling {
+            "queued again"
+        } else {
+            "no attempt left"
+        };
+        self.record_attempt(
+            &job,
+            "warn",
+            format!(
+                "attempt {} on backend {:?} lost: {reason}; {outcome}",
+                job.attempt, self.id.0
+            ),
+            serde_json::json!({"outcome": "lost", "reason": reason}),
+        )
+        .await;
         let (to, error) = match job.state {
             JobState::Canceling => (JobState::Canceled, None),
             JobState::Dispatched | JobState::Running if retry => (JobState::Queued, None),
@@ -448,6 +569,7 @@ impl Driver {
             .iter()
             .find(|(_, run)| run.job_id == job_id)
             .map(|(id, _)| id.clone());
+        self.unposted.retain(|unposted| unposted.job.id != job_id);
         let Some(prompt_id) = found else {
             // Not posted (or already ended): nothing on the backend to stop.
             if job.state == JobState::Canceling {
@@ -516,30 +638,25 @@ impl Driver {
         }
     }
 
-    /// Claims and posts queued jobs while this backend has room.
-    async fn fill(&mut self) {
-        while !self.stopping && self.runs.len() < IN_FLIGHT && self.unreachable_since.is_none() {
+    /// Posts the jobs handed over, once the socket is open (prompts must carry the id of
+    /// the socket that follows them).
+    async fn post_unposted(&mut self) {
+        while !self.stopping {
             let Some(client_id) = self.client_id.clone() else {
                 return;
             };
-            let claimed = match self
-                .context
-                .store
-                .claim_next_queued(&self.id, OffsetDateTime::now_utc())
-                .await
-            {
-                Ok(Some(change)) => change,
-                Ok(None) => return,
-                Err(error) => return tracing::error!(%error, "cannot claim a job"),
-            };
-            self.context.bus.publish(claimed.event);
-            self.dispatch(claimed.job, client_id).await;
+            if self.unposted.is_empty() {
+                return;
+            }
+            let unposted = self.unposted.remove(0);
+            self.dispatch(unposted, client_id).await;
         }
     }
 
     /// Posts a claimed job. Its prompt id is recorded before the post, so a lost response
     /// is resolved by looking the id up rather than by posting twice.
-    async fn dispatch(&mut self, job: Job, client_id: ClientId) {
+    async fn dispatch(&mut self, unposted: Unposted, client_id: ClientId) {
+        let Unposted { job, front, since } = unposted;
         let Some(mut graph) = job.workflow.as_object().cloned() else {
             let error = job_error("invalid_workflow", "the workflow is not an object of nodes");
             return self.settle(&job, JobState::Failed, Some(error)).await;
@@ -557,18 +674,24 @@ impl Driver {
             return tracing::warn!(job.id = %job.id, %error, "dispatch not recorded; job moved on");
         }
         tracing::info!(job.id = %job.id, prompt.id = %prompt_id, attempt = job.attempt, "posting prompt");
-        let run = Run::new(
-            job.id,
-            prompt_id.clone(),
-            JobState::Dispatched,
-            &job.workflow,
-        );
+        let run = Run::new(&job, prompt_id.clone(), JobState::Dispatched);
         self.runs.insert(prompt_id.clone(), run);
 
         let mut request = PromptRequest::new(graph, client_id);
         request.prompt_id = Some(prompt_id.clone());
+        request.front = front;
         match self.client.queue_prompt(&request).await {
             Ok(accepted) => {
+                self.context
+                    .metrics
+                    .prompt_accepted(&self.id.0, since.elapsed().as_secs_f64());
+                self.record_attempt(
+                    &job,
+                    "info",
+                    format!("attempt {} posted to backend {:?}", job.attempt, self.id.0),
+                    serde_json::json!({"outcome": "posted", "prompt_id": accepted.prompt_id.as_str(), "front": front}),
+                )
+                .await;
                 if !accepted.node_errors.is_empty() {
                     tracing::warn!(job.id = %job.id, nodes = ?accepted.node_errors.keys().collect::<Vec<_>>(), "some outputs failed validation and will not run");
                 }
@@ -579,6 +702,9 @@ impl Driver {
             }
             Err(ComfyError::Rejected(rejection)) => {
                 self.runs.remove(&prompt_id);
+                self.context
+                    .board
+                    .note_error(&self.id, format!("prompt refused: {rejection}"));
                 let error = job_error("invalid_workflow", rejection.to_string());
                 self.settle(&job, JobState::Failed, Some(error)).await;
             }
@@ -588,6 +714,9 @@ impl Driver {
             }
             Err(error) => {
                 self.runs.remove(&prompt_id);
+                self.context
+                    .board
+                    .note_error(&self.id, format!("prompt not posted: {error}"));
                 self.settle(
                     &job,
                     JobState::Failed,

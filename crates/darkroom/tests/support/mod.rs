@@ -33,6 +33,9 @@ pub struct Options {
     pub backend: Option<String>,
     /// The template folder; by default an empty one in the data folder.
     pub templates_dir: Option<std::path::PathBuf>,
+    /// Prompts kept inside the backend at once; 1 here, so a running job keeps the next
+    /// one in Darkroom's queue, where tests can see and cancel it.
+    pub prompts_per_backend: u32,
 }
 
 impl Default for Options {
@@ -42,6 +45,7 @@ impl Default for Options {
             knobs: Knobs::default(),
             backend: None,
             templates_dir: None,
+            prompts_per_backend: 1,
         }
     }
 }
@@ -77,7 +81,7 @@ impl TestServer {
             retention: Duration::from_secs(3600),
             backend_lost_after: Duration::from_secs(60),
             max_attempts: 3,
-            prompts_per_backend: 2,
+            prompts_per_backend: options.prompts_per_backend,
             backends: vec![BackendConfig::at_url(
                 "sim",
                 options.backend.unwrap_or_else(|| sim.base_url()),

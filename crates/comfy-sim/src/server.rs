@@ -40,6 +40,7 @@ pub struct SimulatorBuilder {
     listener: Option<TcpListener>,
     base_dir: Option<PathBuf>,
     checkpoints: Option<Vec<String>>,
+    without_classes: Vec<String>,
 }
 
 impl SimulatorBuilder {
@@ -65,6 +66,14 @@ impl SimulatorBuilder {
     /// `CheckpointLoaderSimple`'s choices; default `["tiny-sd15.safetensors"]`.
     pub fn checkpoints(mut self, names: Vec<String>) -> Self {
         self.checkpoints = Some(names);
+        self
+    }
+
+    /// Leaves these node classes out: `/object_info` does not list them and a prompt
+    /// using one is refused, as on a ComfyUI without that custom node. Lets one test run
+    /// backends with different node sets.
+    pub fn without_classes(mut self, names: Vec<String>) -> Self {
+        self.without_classes = names;
         self
     }
 
@@ -114,7 +123,7 @@ impl SimulatorBuilder {
         let shared = Shared::new(
             Arc::new(Mutex::new(self.knobs)),
             dirs,
-            Catalogue::new(&checkpoints),
+            Catalogue::new(&checkpoints).without(&self.without_classes),
         );
         shared.start_worker();
 

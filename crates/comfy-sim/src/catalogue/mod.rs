@@ -131,6 +131,13 @@ impl Catalogue {
         Self { classes }
     }
 
+    /// The catalogue less the classes named.
+    pub fn without(mut self, names: &[String]) -> Self {
+        self.classes
+            .retain(|class| !names.iter().any(|name| name == class.name));
+        self
+    }
+
     pub fn get(&self, name: &str) -> Option<&NodeClass> {
         self.classes.iter().find(|class| class.name == name)
     }

@@ -36,6 +36,8 @@ pub struct Options {
     /// Prompts kept inside the backend at once; 1 here, so a running job keeps the next
     /// one in Darkroom's queue, where tests can see and cancel it.
     pub prompts_per_backend: u32,
+    /// Backends to use instead of the simulator the server starts (which still starts).
+    pub backends: Vec<BackendConfig>,
 }
 
 impl Default for Options {
@@ -46,6 +48,7 @@ impl Default for Options {
             backend: None,
             templates_dir: None,
             prompts_per_backend: 1,
+            backends: Vec::new(),
         }
     }
 }
@@ -57,7 +60,7 @@ pub struct TestServer {
     pub sim: SimHandle,
     shutdown: Option<oneshot::Sender<()>>,
     served: Option<JoinHandle<Result<(), darkroom::server::ServeError>>>,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
 }
 
 impl TestServer {
@@ -82,10 +85,14 @@ impl TestServer {
             backend_lost_after: Duration::from_secs(60),
             max_attempts: 3,
             prompts_per_backend: options.prompts_per_backend,
-            backends: vec![BackendConfig::at_url(
-                "sim",
-                options.backend.unwrap_or_else(|| sim.base_url()),
-            )],
+            backends: if options.backends.is_empty() {
+                vec![BackendConfig::at_url(
+                    "sim",
+                    options.backend.unwrap_or_else(|| sim.base_url()),
+                )]
+            } else {
+                options.backends
+            },
             templates_dir: options
                 .templates_dir
                 .unwrap_or_else(|| data.path().join("templates")),
@@ -102,7 +109,7 @@ impl TestServer {
             sim,
             shutdown: Some(shutdown),
             served: Some(served),
-            _data: data,
+            data,
         }
     }
 
@@ -118,6 +125,11 @@ impl TestServer {
                 .unwrap()
                 .expect("server ends cleanly");
         }
+    }
+
+    /// The server's SQLite database, for tests that set what the API cannot yet (owners).
+    pub fn database_url(&self) -> String {
+        format!("sqlite://{}", self.data.path().join("darkroom.db").display())
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -24,6 +24,8 @@ pub struct JobView {
     pub state: JobState,
     pub backend: Option<BackendId>,
     pub attempt: u32,
+    /// Darkroom's extension: higher runs sooner.
+    pub priority: i32,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -111,6 +113,7 @@ pub async fn render(state: &AppState, job: &Job, origin: &Origin) -> Result<JobV
         state: job.state,
         backend: job.backend_id.clone(),
         attempt: job.attempt,
+        priority: job.priority,
         created_at: job.created_at,
         started_at: job.started_at,
         completed_at: job.completed_at,

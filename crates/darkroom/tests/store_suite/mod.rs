@@ -39,6 +39,8 @@ macro_rules! store_suite {
             queue::racing_claims_never_share_a_job,
             queue::queue_bound_refuses_and_releases_the_idempotency_key,
             queue::unfinished_jobs_are_every_non_final_job,
+            queue::candidates_are_each_owners_first_jobs_by_priority_then_age,
+            queue::a_chosen_job_is_claimed_once_and_only_while_queued,
             assets::outputs_are_stored_with_their_asset_and_event,
             assets::assets_in_use_are_not_deleted_and_shared_blobs_outlive_one_asset,
             assets::sweep_expires_final_jobs_and_reports_orphaned_blobs,

@@ -156,3 +156,67 @@ pub async fn unfinished_jobs_are_every_non_final_job(store: Arc<dyn Store>) {
         6
     );
 }
+
+pub async fn candidates_are_each_owners_first_jobs_by_priority_then_age(store: Arc<dyn Store>) {
+    let owned = |owner: Option<&str>, minutes: i64, priority: i32| {
+        let mut job = new_job(minutes);
+        job.owner = owner.map(str::to_owned);
+        job.priority = priority;
+        job
+    };
+    let flood: Vec<JobId> = {
+        let mut ids = Vec::new();
+        for minutes in 0..5 {
+            ids.push(create(&store, owned(Some("flood"), minutes, 0)).await.job.id);
+        }
+        ids
+    };
+    let anonymous = create(&store, owned(None, 10, 0)).await.job.id;
+    let urgent = create(&store, owned(Some("other"), 20, 3)).await.job.id;
+
+    let candidates = store.queued_candidates(2).await.unwrap();
+    let ids: Vec<JobId> = candidates.iter().map(|job| job.id).collect();
+    assert_eq!(ids, [urgent, flood[0], flood[1], anonymous]);
+    assert_eq!(candidates[0].priority, 3);
+    assert_eq!(candidates[0].owner.as_deref(), Some("other"));
+    assert_eq!(candidates[1].created_at, at(0));
+    assert!(
+        candidates[1].requirements.nodes.contains("KSampler"),
+        "requirements are stored with the job: {:?}",
+        candidates[1].requirements
+    );
+    // A higher priority waits ahead in the position a client sees too.
+    assert_eq!(store.queue_position(urgent).await.unwrap(), Some(0));
+    assert_eq!(store.queue_position(flood[0]).await.unwrap(), Some(1));
+}
+
+pub async fn a_chosen_job_is_claimed_once_and_only_while_queued(store: Arc<dyn Store>) {
+    let job = create(&store, new_job(0)).await.job;
+    let backend = BackendId::from("gpu-1");
+
+    let claims = (0..4).map(|_| {
+        let store = store.clone();
+        let backend = backend.clone();
+        tokio::spawn(async move { store.claim_queued(job.id, &backend, at(5)).await })
+    });
+    let mut won = 0;
+    for claim in claims {
+        if let Some(claimed) = claim.await.unwrap().unwrap() {
+            won += 1;
+            assert_eq!(claimed.job.state, JobState::Dispatched);
+            assert_eq!(claimed.job.backend_id, Some(backend.clone()));
+            assert_eq!(claimed.job.attempt, 1);
+            assert_eq!(claimed.event.payload["state"], "dispatched");
+        }
+    }
+    assert_eq!(won, 1, "exactly one claim wins");
+    assert!(store.queued_candidates(10).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_queued(JobId::new(), &backend, at(6))
+            .await
+            .unwrap()
+            .is_none(),
+        "an unknown job is not claimed"
+    );
+}

@@ -14,7 +14,7 @@ pub mod graphs;
 mod real_comfy;
 pub mod scenarios;
 
-pub use real_comfy::{RealComfyUi, StartOptions, comfyui_home, repo_root};
+pub use real_comfy::{RealComfyUi, StartOptions, comfyui_home, prepare_base_dir, repo_root};
 
 /// Waits until `condition` returns `Some`, polling every `interval`, for at most
 /// `timeout`; for the rare state with no event to wait on (a file on another process's

@@ -199,7 +199,14 @@ impl Drop for RealComfyUi {
     }
 }
 
-fn prepare_base_dir(home: &Path) -> tempfile::TempDir {
+/// A fresh ComfyUI base folder holding the project's test nodes (`custom_nodes/`) and the
+/// tiny checkpoint (`models/checkpoints/`), removed when dropped. For tests that start
+/// ComfyUI another way (Darkroom's managed backends) with `--base-directory`.
+///
+/// # Panics
+///
+/// When the folder cannot be made or the installed checkpoint is missing.
+pub fn prepare_base_dir(home: &Path) -> tempfile::TempDir {
     let base_dir = tempfile::Builder::new()
         .prefix("darkroom-comfyui-")
         .tempdir()

@@ -127,6 +127,11 @@ impl TestServer {
         }
     }
 
+    /// The server's data folder (database, blobs, managed backends' folders).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data.path()
+    }
+
     /// The server's SQLite database, for tests that set what the API cannot yet (owners).
     pub fn database_url(&self) -> String {
         format!("sqlite://{}", self.data.path().join("darkroom.db").display())

@@ -88,3 +88,77 @@ fn bad_values_are_named() {
     assert!(!ok);
     assert!(stderr.contains("/nonexistent/darkroom.toml"), "{stderr}");
 }
+
+#[test]
+fn backends_carry_weight_tags_limits_and_managed_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("darkroom.toml");
+    std::fs::write(
+        &file,
+        r#"
+prompts_per_backend = 3
+max_attempts = 4
+
+[[backends]]
+name = "remote"
+url = "http://127.0.0.1:8188"
+weight = 2
+tags = ["sdxl"]
+max_prompts = 1
+
+[[backends]]
+name = "gpu1"
+[backends.managed]
+python = "/opt/comfyui/venv/bin/python"
+comfyui_dir = "/opt/comfyui"
+args = ["--cpu"]
+env = { CUDA_VISIBLE_DEVICES = "1", HF_TOKEN = "hunter2" }
+"#,
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = darkroom_config(&["--config", file.to_str().unwrap()], &[]);
+    assert!(ok, "{stderr}");
+    for expected in [
+        "prompts_per_backend = 3",
+        "max_attempts = 4",
+        "weight = 2",
+        "max_prompts = 1",
+        "comfyui_dir = \"/opt/comfyui\"",
+        "CUDA_VISIBLE_DEVICES = \"1\"",
+        "ready_timeout = \"5m\"",
+    ] {
+        assert!(stdout.contains(expected), "{expected} missing:\n{stdout}");
+    }
+    assert!(!stdout.contains("hunter2"), "a token is hidden:\n{stdout}");
+}
+
+#[test]
+fn a_backend_needs_exactly_one_of_url_and_managed_and_a_unique_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("[[backends]]\nname = \"a\"\n", "needs a `url` or a `managed` table"),
+        (
+            "[[backends]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\n[backends.managed]\npython = \"p\"\ncomfyui_dir = \"c\"\n",
+            "has both `url` and `managed`",
+        ),
+        (
+            "[[backends]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\n[[backends]]\nname = \"a\"\nurl = \"http://127.0.0.1:2\"\n",
+            "backend name \"a\" is used twice",
+        ),
+        (
+            "[[backends]]\nname = \"../x\"\nurl = \"http://127.0.0.1:1\"\n",
+            "backend name \"../x\" must be",
+        ),
+        (
+            "[[backends]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\nwieght = 2\n",
+            "wieght",
+        ),
+    ];
+    for (index, (toml, message)) in cases.iter().enumerate() {
+        let file = dir.path().join(format!("case-{index}.toml"));
+        std::fs::write(&file, toml).unwrap();
+        let (ok, _, stderr) = darkroom_config(&["--config", file.to_str().unwrap()], &[]);
+        assert!(!ok, "case {index} accepted");
+        assert!(stderr.contains(message), "case {index}: {stderr}");
+    }
+}

@@ -232,6 +232,54 @@ async fn one_owners_flood_does_not_delay_another_owners_single_job() {
 }
 
 #[tokio::test]
+async fn a_higher_priority_job_runs_before_older_ones() {
+    let only = sim(&[]).await;
+    let server = server_with(&[("only", &only)], 1).await;
+    wait_backend(&server, "only", "up").await;
+
+    let long = server.submit(&steps_then_save(20, 20)).await;
+    server
+        .wait_for_status(long["id"].as_str().unwrap(), "running")
+        .await;
+    let mut low = Vec::new();
+    for _ in 0..2 {
+        low.push(server.submit(&steps_then_save(2, 5)).await);
+    }
+    let (status, high) = server
+        .post(
+            "/api/v2/jobs",
+            &json!({"workflow": steps_then_save(2, 5), "priority": 5}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{high}");
+    assert_eq!(high["priority"], 5);
+    assert_eq!(high["queue_position"], 0, "it waits ahead of older jobs");
+
+    let high = server.wait_final(high["id"].as_str().unwrap()).await;
+    for job in &low {
+        let job = server.wait_final(job["id"].as_str().unwrap()).await;
+        assert!(time_of(&high, "started_at") < time_of(&job, "started_at"));
+    }
+
+    for (priority, expected) in [(json!(101), "101"), (json!("high"), "a string")] {
+        let (status, refused) = server
+            .post(
+                "/api/v2/jobs",
+                &json!({"workflow": save_image("p"), "priority": priority}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        let message = refused["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("\"priority\" must be an integer between -100 and 100")
+                && message.contains(expected),
+            "{message}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_backend_restarted_mid_run_has_its_jobs_run_again() {
     let first = sim(&[]).await;
     let second = sim(&[]).await;

@@ -243,7 +243,11 @@ impl Config {
         shown.database_url = redact_url(&shown.database_url);
         for backend in &mut shown.backends {
             backend.url = redact_url(&backend.url);
-            for (key, value) in backend.managed.iter_mut().flat_map(|managed| &mut managed.env) {
+            for (key, value) in backend
+                .managed
+                .iter_mut()
+                .flat_map(|managed| &mut managed.env)
+            {
                 if looks_secret(key) {
                     *value = "****".to_owned();
                 }
@@ -287,8 +291,9 @@ impl BackendConfig {
             }
             (None, true) => return Err(invalid("needs a `url` or a `managed` table".to_owned())),
             (None, false) => {
-                url::Url::parse(&self.url)
-                    .map_err(|error| invalid(format!("has an invalid url {:?}: {error}", self.url)))?;
+                url::Url::parse(&self.url).map_err(|error| {
+                    invalid(format!("has an invalid url {:?}: {error}", self.url))
+                })?;
             }
             (Some(_), true) => {}
         }

@@ -70,7 +70,12 @@ pub async fn serve(
         ..Settings::default()
     };
     let bus = Arc::new(JobBus::default());
-    let context = Context::new(Arc::clone(&store), blobs.clone(), Arc::clone(&bus), settings);
+    let context = Context::new(
+        Arc::clone(&store),
+        blobs.clone(),
+        Arc::clone(&bus),
+        settings,
+    );
     let scheduler = Scheduler::start(context, backends.clone()).await?;
     tracing::info!(backends = backends.len(), "scheduler started");
     let sweeper = tokio::spawn(crate::retention::sweep_forever(

@@ -136,7 +136,10 @@ env = { CUDA_VISIBLE_DEVICES = "1", HF_TOKEN = "hunter2" }
 fn a_backend_needs_exactly_one_of_url_and_managed_and_a_unique_name() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        ("[[backends]]\nname = \"a\"\n", "needs a `url` or a `managed` table"),
+        (
+            "[[backends]]\nname = \"a\"\n",
+            "needs a `url` or a `managed` table",
+        ),
         (
             "[[backends]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\n[backends.managed]\npython = \"p\"\ncomfyui_dir = \"c\"\n",
             "has both `url` and `managed`",

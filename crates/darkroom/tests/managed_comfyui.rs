@@ -65,7 +65,12 @@ fn steps_job(prefix: &str) -> Value {
 }
 
 /// Polls `/api/backends` (backends have no event stream) until `done` holds for `name`.
-async fn wait_backend(server: &TestServer, name: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+async fn wait_backend(
+    server: &TestServer,
+    name: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = tokio::time::Instant::now() + START_PATIENCE;
     loop {
         let (_, list) = server.get("/api/backends").await;
@@ -91,7 +96,9 @@ async fn wait_backend(server: &TestServer, name: &str, what: &str, done: impl Fn
 fn files_named(data_dir: &Path, prefix: &str) -> usize {
     ["one", "two"]
         .iter()
-        .filter_map(|name| std::fs::read_dir(data_dir.join("backends").join(name).join("output")).ok())
+        .filter_map(|name| {
+            std::fs::read_dir(data_dir.join("backends").join(name).join("output")).ok()
+        })
         .flatten()
         .filter_map(Result::ok)
         .filter(|entry| entry.file_name().to_string_lossy().starts_with(prefix))
@@ -163,7 +170,11 @@ async fn a_killed_managed_comfyui_loses_no_job_and_is_started_again() {
             "job {index} ran to its end exactly once"
         );
     }
-    assert_eq!(posted_to.len(), 2, "the burst was spread over both backends");
+    assert_eq!(
+        posted_to.len(),
+        2,
+        "the burst was spread over both backends"
+    );
     let victim_done = server.job(&victim).await;
     assert_eq!(victim_done["attempt"], 2, "{victim_done}");
     let events = server.events_to_end(&victim).await;
@@ -179,11 +190,12 @@ async fn a_killed_managed_comfyui_loses_no_job_and_is_started_again() {
     })
     .await;
     assert_ne!(restarted["managed"]["pid"].as_u64(), Some(first_pid));
-    let log = std::fs::read_to_string(
-        server.data_dir().join("backends/one/comfyui.log"),
-    )
-    .unwrap();
-    assert_eq!(log.matches("--- darkroom started comfyui").count(), 2, "{log}");
+    let log = std::fs::read_to_string(server.data_dir().join("backends/one/comfyui.log")).unwrap();
+    assert_eq!(
+        log.matches("--- darkroom started comfyui").count(),
+        2,
+        "{log}"
+    );
 
     // The restarted process takes work again.
     let after = server.submit(&steps_job("after-")).await;

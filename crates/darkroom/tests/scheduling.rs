@@ -126,7 +126,10 @@ async fn a_job_needing_what_no_single_backend_has_is_refused_naming_each_lack() 
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
     assert_eq!(refused["error"]["code"], "invalid_workflow");
     let lacks = &refused["error"]["details"]["backends"];
-    assert_eq!(lacks["no-steps"], "node class \"DarkroomSteps\"", "{refused}");
+    assert_eq!(
+        lacks["no-steps"], "node class \"DarkroomSteps\"",
+        "{refused}"
+    );
     assert_eq!(lacks["no-save"], "node class \"SaveImage\"", "{refused}");
     server.stop().await;
 }
@@ -172,9 +175,7 @@ async fn a_draining_backend_takes_no_new_job_and_finishes_its_own() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(view["state"], "up", "{view}");
-    let (status, _) = server
-        .post("/api/backends/nobody/drain", &json!({}))
-        .await;
+    let (status, _) = server.post("/api/backends/nobody/drain", &json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     server.stop().await;
 }
@@ -224,7 +225,10 @@ async fn one_owners_flood_does_not_delay_another_owners_single_job() {
         started_between <= 1,
         "{started_between} flood jobs started after the single job arrived and before it"
     );
-    assert!(flood_left > 0, "the flood was still queued: the test proves something");
+    assert!(
+        flood_left > 0,
+        "the flood was still queued: the test proves something"
+    );
     for id in &flood {
         server.cancel(id).await;
     }
@@ -314,7 +318,9 @@ async fn a_backend_restarted_mid_run_has_its_jobs_run_again() {
             retried += 1;
             let events = server.events_to_end(id).await;
             let lost = events.iter().any(|event| {
-                event.name == "log" && event.data["outcome"] == "lost" && event.data["backend"] == "a"
+                event.name == "log"
+                    && event.data["outcome"] == "lost"
+                    && event.data["backend"] == "a"
             });
             assert!(lost, "the lost attempt is recorded: {events:?}");
         } else {
@@ -364,18 +370,38 @@ async fn metrics_parse_and_count_the_jobs_run() {
     let sim = [("backend", "sim")];
     assert_eq!(sample(&metrics, "darkroom_jobs_submitted_total", &[]), 6.0);
     assert_eq!(
-        sample(&metrics, "darkroom_jobs_finished_total", &[("state", "succeeded")]),
+        sample(
+            &metrics,
+            "darkroom_jobs_finished_total",
+            &[("state", "succeeded")]
+        ),
         5.0
     );
     assert_eq!(
-        sample(&metrics, "darkroom_jobs_finished_total", &[("state", "failed")]),
+        sample(
+            &metrics,
+            "darkroom_jobs_finished_total",
+            &[("state", "failed")]
+        ),
         1.0
     );
-    assert_eq!(sample(&metrics, "darkroom_jobs", &[("state", "succeeded")]), 5.0);
-    assert_eq!(sample(&metrics, "darkroom_jobs", &[("state", "queued")]), 0.0);
+    assert_eq!(
+        sample(&metrics, "darkroom_jobs", &[("state", "succeeded")]),
+        5.0
+    );
+    assert_eq!(
+        sample(&metrics, "darkroom_jobs", &[("state", "queued")]),
+        0.0
+    );
     assert_eq!(sample(&metrics, "darkroom_queue_depth", &[]), 0.0);
-    assert_eq!(histogram_count(&metrics, "darkroom_queue_wait_seconds", &[]), 6.0);
-    assert_eq!(histogram_count(&metrics, "darkroom_dispatch_seconds", &sim), 6.0);
+    assert_eq!(
+        histogram_count(&metrics, "darkroom_queue_wait_seconds", &[]),
+        6.0
+    );
+    assert_eq!(
+        histogram_count(&metrics, "darkroom_dispatch_seconds", &sim),
+        6.0
+    );
     assert_eq!(
         histogram_count(
             &metrics,
@@ -386,16 +412,28 @@ async fn metrics_parse_and_count_the_jobs_run() {
     );
     assert_eq!(sample(&metrics, "darkroom_backend_up", &sim), 1.0);
     assert_eq!(
-        sample(&metrics, "darkroom_backend_state", &[("backend", "sim"), ("state", "up")]),
+        sample(
+            &metrics,
+            "darkroom_backend_state",
+            &[("backend", "sim"), ("state", "up")]
+        ),
         1.0
     );
-    assert_eq!(sample(&metrics, "darkroom_backend_restarts_total", &sim), 0.0);
+    assert_eq!(
+        sample(&metrics, "darkroom_backend_restarts_total", &sim),
+        0.0
+    );
     assert!(sample(&metrics, "darkroom_output_bytes_stored_total", &[]) > 0.0);
     server.stop().await;
 }
 
 async fn scrape(server: &TestServer) -> prometheus_parse::Scrape {
-    let response = server.http.get(server.url("/metrics")).send().await.unwrap();
+    let response = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let text = response.text().await.unwrap();
     let lines = text.lines().map(|line| Ok(line.to_owned()));

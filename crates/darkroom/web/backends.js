@@ -33,11 +33,16 @@ function backendCard(backend) {
       job.progress ? `, ${Math.round((job.progress.value || 0) * 100)}%` : '')
     : 'none';
   return h('li', { class: 'backend', 'data-backend': backend.name },
-    h('h2', {}, backend.name, ' ', h('span', { class: `badge ${backend.up ? 'up' : 'down'}` }, backend.up ? 'up' : 'down')),
+    h('h2', {}, backend.name, ' ', h('span', { class: `badge ${backend.up ? 'up' : 'down'}` }, backend.state || (backend.up ? 'up' : 'down'))),
     h('dl', {},
       h('dt', {}, 'Address'), h('dd', {}, backend.url),
       h('dt', {}, 'ComfyUI version'), h('dd', {}, backend.version || '—'),
       h('dt', {}, 'ComfyUI queue'), h('dd', {}, queue),
+      h('dt', {}, 'Darkroom jobs on it'), h('dd', {}, `${backend.prompts ?? 0} of ${backend.max_prompts ?? 1}`),
       h('dt', {}, 'Current job'), h('dd', {}, current),
+      backend.loaded_models && backend.loaded_models.length
+        ? [h('dt', {}, 'Loaded models'), h('dd', {}, backend.loaded_models.join(', '))] : null,
+      backend.managed
+        ? [h('dt', {}, 'Process'), h('dd', {}, `pid ${backend.managed.pid ?? '—'}, restarted ${backend.managed.restarts} times`)] : null,
       backend.error ? [h('dt', {}, 'Problem'), h('dd', {}, backend.error)] : null));
 }

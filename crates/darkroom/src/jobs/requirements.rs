@@ -59,7 +59,11 @@ impl Requirements {
     pub fn of(graph: &Value) -> Self {
         let mut requirements = Self::default();
         let mut models = BTreeSet::new();
-        for node in graph.as_object().into_iter().flat_map(|nodes| nodes.values()) {
+        for node in graph
+            .as_object()
+            .into_iter()
+            .flat_map(|nodes| nodes.values())
+        {
             let Some(class_type) = node.get("class_type").and_then(Value::as_str) else {
                 continue;
             };
@@ -82,20 +86,21 @@ impl Requirements {
     /// The model files, without where they are named: what a backend has loaded after
     /// running the job.
     pub fn model_files(&self) -> BTreeSet<&str> {
-        self.models.iter().map(|model| model.file.as_str()).collect()
+        self.models
+            .iter()
+            .map(|model| model.file.as_str())
+            .collect()
     }
 }
 
 /// Whether a value names a model file by its extension.
 pub fn is_model_file(value: &str) -> bool {
-    value
-        .rsplit_once('.')
-        .is_some_and(|(stem, extension)| {
-            !stem.is_empty()
-                && MODEL_EXTENSIONS
-                    .iter()
-                    .any(|known| extension.eq_ignore_ascii_case(known))
-        })
+    value.rsplit_once('.').is_some_and(|(stem, extension)| {
+        !stem.is_empty()
+            && MODEL_EXTENSIONS
+                .iter()
+                .any(|known| extension.eq_ignore_ascii_case(known))
+    })
 }
 
 #[cfg(test)]
@@ -115,7 +120,12 @@ mod tests {
         let requirements = Requirements::of(&graph);
         assert_eq!(
             requirements.nodes.iter().collect::<Vec<_>>(),
-            ["CheckpointLoaderSimple", "KSampler", "LoadImage", "LoraLoader"]
+            [
+                "CheckpointLoaderSimple",
+                "KSampler",
+                "LoadImage",
+                "LoraLoader"
+            ]
         );
         let files: Vec<_> = requirements.model_files().into_iter().collect();
         assert_eq!(files, ["detail.PT", "sd/v1-5.safetensors"]);

@@ -130,16 +130,27 @@ mod tests {
         }));
         let job = |graph: Value| Requirements::of(&graph);
 
-        let runs = job(json!({"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "b.ckpt"}},
-                              "2": {"class_type": "SaveImage", "inputs": {"filename_prefix": "out.pt"}}}));
+        let runs = job(
+            json!({"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "b.ckpt"}},
+                              "2": {"class_type": "SaveImage", "inputs": {"filename_prefix": "out.pt"}}}),
+        );
         assert_eq!(backend.missing(&runs), None);
 
         let no_class = job(json!({"1": {"class_type": "Upscale", "inputs": {}}}));
-        assert_eq!(backend.missing(&no_class), Some(Missing::Node("Upscale".into())));
+        assert_eq!(
+            backend.missing(&no_class),
+            Some(Missing::Node("Upscale".into()))
+        );
 
-        let no_model = job(json!({"1": {"class_type": "LoraLoader", "inputs": {"lora_name": "y.pt"}}}));
-        let missing = backend.missing(&no_model).map(|missing| missing.to_string());
-        assert_eq!(missing.as_deref(), Some("model \"y.pt\" (LoraLoader.lora_name)"));
+        let no_model =
+            job(json!({"1": {"class_type": "LoraLoader", "inputs": {"lora_name": "y.pt"}}}));
+        let missing = backend
+            .missing(&no_model)
+            .map(|missing| missing.to_string());
+        assert_eq!(
+            missing.as_deref(),
+            Some("model \"y.pt\" (LoraLoader.lora_name)")
+        );
 
         let models = backend.models();
         assert_eq!(models["ckpt_name"].len(), 2);

@@ -192,7 +192,9 @@ impl Supervisor {
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(copy_lines(stderr, self.id.clone(), log));
         }
-        self.context.board.update(&self.id, |status| status.pid = pid);
+        self.context
+            .board
+            .update(&self.id, |status| status.pid = pid);
         self.tell(ProcessEvent::Started { pid });
         Ok(child)
     }
@@ -260,8 +262,7 @@ async fn copy_lines(
     while let Ok(Some(line)) = lines.next_line().await {
         span.in_scope(|| tracing::info!(target: "comfyui", line = %line, "comfyui output"));
         let mut file = log.lock().await;
-        if file.write_all(line.as_bytes()).await.is_err() || file.write_all(b"\n").await.is_err()
-        {
+        if file.write_all(line.as_bytes()).await.is_err() || file.write_all(b"\n").await.is_err() {
             break;
         }
     }

@@ -147,7 +147,10 @@ impl Context {
 /// What a driver is told.
 enum Command {
     /// Post this job, claimed for this backend by the dispatcher.
-    Run { job: Box<Job>, front: bool },
+    Run {
+        job: Box<Job>,
+        front: bool,
+    },
     Cancel(JobId),
     /// News from a managed backend's supervisor.
     Process(ProcessEvent),

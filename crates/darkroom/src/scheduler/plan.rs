@@ -170,7 +170,10 @@ fn choose_place(
                 .all(|(priority, owner)| outranks(job, *priority, owner, in_flight))
     };
 
-    let with_room = capable.iter().copied().filter(|&index| places[index].has_room());
+    let with_room = capable
+        .iter()
+        .copied()
+        .filter(|&index| places[index].has_room());
     if let Some(index) = best(job, places, with_room) {
         return Some((index, outranks_all(&places[index])));
     }

@@ -167,7 +167,12 @@ pub async fn candidates_are_each_owners_first_jobs_by_priority_then_age(store: A
     let flood: Vec<JobId> = {
         let mut ids = Vec::new();
         for minutes in 0..5 {
-            ids.push(create(&store, owned(Some("flood"), minutes, 0)).await.job.id);
+            ids.push(
+                create(&store, owned(Some("flood"), minutes, 0))
+                    .await
+                    .job
+                    .id,
+            );
         }
         ids
     };

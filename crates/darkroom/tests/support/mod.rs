@@ -134,7 +134,10 @@ impl TestServer {
 
     /// The server's SQLite database, for tests that set what the API cannot yet (owners).
     pub fn database_url(&self) -> String {
-        format!("sqlite://{}", self.data.path().join("darkroom.db").display())
+        format!(
+            "sqlite://{}",
+            self.data.path().join("darkroom.db").display()
+        )
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -421,9 +421,10 @@ impl Driver {
         };
         tracing::warn!(job.id = %run.job_id, prompt.id = %prompt_id, reason, "run lost");
         self.context.metrics.run_lost(&self.id.0);
-        self.context
-            .board
-            .note_error(&self.id, format!("run of job {} lost: {reason}", run.job_id));
+        self.context.board.note_error(
+            &self.id,
+            format!("run of job {} lost: {reason}", run.job_id),
+        );
         let Some(job) = self.current_job(run.job_id).await else {
             return;
         };

@@ -52,13 +52,12 @@ pub(super) async fn claim_next(
     backend_id: &BackendId,
     at: OffsetDateTime,
 ) -> Result<Option<JobChange>, StoreError> {
-    let head: Option<String> =
-        sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE state = $1 ORDER BY priority DESC, created_at, id LIMIT 1",
-        )
-            .bind(JobState::Queued.as_str())
-            .fetch_optional(&mut *connection)
-            .await?;
+    let head: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE state = $1 ORDER BY priority DESC, created_at, id LIMIT 1",
+    )
+    .bind(JobState::Queued.as_str())
+    .fetch_optional(&mut *connection)
+    .await?;
     let Some(head) = head else {
         return Ok(None);
     };

@@ -180,8 +180,11 @@ impl std::fmt::Debug for Command {
 pub struct Scheduler {
     pub handle: SchedulerHandle,
     tasks: JoinSet<()>,
-    /// Stops the dispatcher and the supervisors (which kill their processes).
+    /// Stops the dispatcher.
     stop: CancellationToken,
+    /// Stops the supervisors, which kill their processes: only once the drivers are done
+    /// with them (a collection reads outputs from its ComfyUI).
+    stop_processes: CancellationToken,
     supervisors: JoinSet<()>,
 }
 
@@ -211,6 +214,7 @@ impl Scheduler {
         }
 
         let stop = CancellationToken::new();
+        let stop_processes = CancellationToken::new();
         let mut drivers = HashMap::new();
         let mut tasks = JoinSet::new();
         let mut supervisors = JoinSet::new();
@@ -225,7 +229,7 @@ impl Scheduler {
                     client: spec.client.clone(),
                     driver: sender,
                     context: Arc::clone(&context),
-                    stop: stop.clone(),
+                    stop: stop_processes.clone(),
                 };
                 supervisors.spawn(supervisor.run());
             }
@@ -246,6 +250,7 @@ impl Scheduler {
             handle,
             tasks,
             stop,
+            stop_processes,
             supervisors,
         })
     }
@@ -258,6 +263,7 @@ impl Scheduler {
             let _ = driver.send(Command::Shutdown);
         }
         while self.tasks.join_next().await.is_some() {}
+        self.stop_processes.cancel();
         while self.supervisors.join_next().await.is_some() {}
         tracing::info!("scheduler stopped");
     }

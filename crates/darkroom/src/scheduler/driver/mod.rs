@@ -10,6 +10,8 @@
 //! board up to date (its runs, health, capabilities), so the dispatcher knows its room.
 //! Health, probes and the managed process's news live in `health`.
 
+mod cancel;
+mod finish;
 mod health;
 
 use std::collections::{HashMap, HashSet};
@@ -19,8 +21,8 @@ use std::time::{Duration, Instant};
 use comfy::events::ServerMessage;
 use comfy::frames::BinaryFrame;
 use comfy::{
-    ClientId, ComfyError, ComfyUiClient, HistoryEntry, PromptId, PromptRequest, QueueSnapshot,
-    RunOutcome, SocketConfig, SocketEvent, SocketHandle, spawn_socket,
+    ClientId, ComfyError, ComfyUiClient, PromptId, PromptRequest, QueueSnapshot, SocketConfig,
+    SocketEvent, SocketHandle, spawn_socket,
 };
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -29,7 +31,7 @@ use tracing::Instrument;
 use super::board::BackendStatus;
 use super::managed::ManagedSpec;
 use super::run::{Run, job_error};
-use super::{Command, Context, assets, collect};
+use super::{Command, Context, assets};
 use crate::jobs::bus::LivePreview;
 use crate::jobs::model::{self, BackendId, Job, JobError, JobId, JobState};
 use crate::store::{Dispatch, StoreError};
@@ -459,184 +461,6 @@ impl Driver {
             ),
         };
         self.settle(&job, to, error).await;
-    }
-
-    /// Ends a run from its history entry.
-    async fn finish(&mut self, prompt_id: &PromptId, entry: HistoryEntry) {
-        let Some(run) = self.runs.remove(prompt_id) else {
-            return;
-        };
-        if !run.heard
-            && run.state != JobState::Canceling
-            && self.client_id.is_some()
-            && run.since.elapsed() > self.context.settings.lost_grace
-        {
-            // Finished without one message reaching us while "connected": a silent socket.
-            tracing::warn!(prompt.id = %prompt_id, "run finished unheard; reopening the websocket");
-            self.socket.reconnect();
-        }
-        let Some(job) = self.current_job(run.job_id).await else {
-            return;
-        };
-        match entry.outcome {
-            RunOutcome::Success if job.state == JobState::Canceling => {
-                self.settle(&job, JobState::Canceled, None).await;
-            }
-            RunOutcome::Success => self.collect_and_succeed(job, &entry).await,
-            RunOutcome::Failed(error) => {
-                let traceback = (!error.traceback.is_empty()).then(|| error.traceback.concat());
-                let failure = JobError {
-                    code: "node_execution_error".to_owned(),
-                    message: format!(
-                        "node {} ({}) raised {}: {}",
-                        error.node_id,
-                        error.node_type,
-                        error.exception_type,
-                        error.exception_message.trim_end()
-                    ),
-                    node_id: Some(error.node_id.as_str().to_owned()),
-                    class_type: Some(error.node_type.clone()),
-                    exception_type: Some(error.exception_type.clone()),
-                    traceback,
-                };
-                self.settle(&job, JobState::Failed, Some(failure)).await;
-            }
-            RunOutcome::Interrupted(_) if job.state == JobState::Canceling => {
-                self.settle(&job, JobState::Canceled, None).await;
-            }
-            RunOutcome::Interrupted(interrupted) => {
-                let mut failure =
-                    job_error("interrupted", "the run was interrupted on the backend");
-                failure.node_id = interrupted.node_id.map(|node| node.as_str().to_owned());
-                failure.class_type = interrupted.node_type;
-                self.settle(&job, JobState::Failed, Some(failure)).await;
-            }
-            RunOutcome::FailedWithoutDetail => {
-                let failure = job_error(
-                    "execution_failed",
-                    "the backend reported an error without detail",
-                );
-                self.settle(&job, JobState::Failed, Some(failure)).await;
-            }
-        }
-    }
-
-    async fn collect_and_succeed(&mut self, job: Job, entry: &HistoryEntry) {
-        let job = if job.state == JobState::Collecting {
-            job
-        } else {
-            match self
-                .context
-                .transition(job.id, job.state, JobState::Collecting, None)
-                .await
-            {
-                Ok(Some(job)) => job,
-                Ok(None) => return,
-                Err(error) => {
-                    return tracing::error!(job.id = %job.id, %error, "cannot start collecting");
-                }
-            }
-        };
-        let mut last_error = None;
-        for attempt in 0..3u32 {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-            }
-            match collect::collect(&self.context, &self.client, &job, entry).await {
-                Ok(count) => {
-                    tracing::info!(job.id = %job.id, outputs = count, "outputs stored");
-                    self.settle(&job, JobState::Succeeded, None).await;
-                    return;
-                }
-                Err(error) => last_error = Some(error),
-            }
-        }
-        let message = last_error.map_or_else(String::new, |error| error.to_string());
-        tracing::error!(job.id = %job.id, error = %message, "outputs not collected");
-        self.settle(
-            &job,
-            JobState::Failed,
-            Some(job_error("output_lost", message)),
-        )
-        .await;
-    }
-
-    async fn cancel(&mut self, job_id: JobId) {
-        let Some(job) = self.current_job(job_id).await else {
-            return;
-        };
-        let found = self
-            .runs
-            .iter()
-            .find(|(_, run)| run.job_id == job_id)
-            .map(|(id, _)| id.clone());
-        self.unposted.retain(|unposted| unposted.job.id != job_id);
-        let Some(prompt_id) = found else {
-            // Not posted (or already ended): nothing on the backend to stop.
-            if job.state == JobState::Canceling {
-                self.settle(&job, JobState::Canceled, None).await;
-            } else if let Ok(Some(job)) = self
-                .context
-                .transition(job.id, job.state, JobState::Canceling, None)
-                .await
-            {
-                self.settle(&job, JobState::Canceled, None).await;
-            }
-            return;
-        };
-        if job.state != JobState::Canceling {
-            match self
-                .context
-                .transition(job.id, job.state, JobState::Canceling, None)
-                .await
-            {
-                Ok(Some(_)) => {}
-                Ok(None) => return,
-                Err(error) => return tracing::error!(job.id = %job_id, %error, "cannot cancel"),
-            }
-        }
-        if let Some(run) = self.runs.get_mut(&prompt_id) {
-            run.state = JobState::Canceling;
-            run.cancel_requested = true;
-        }
-        self.stop_on_backend(&prompt_id).await;
-    }
-
-    /// Deletes a pending prompt from ComfyUI's queue, or interrupts it when it runs.
-    async fn stop_on_backend(&mut self, prompt_id: &PromptId) {
-        if let Err(error) = self
-            .client
-            .delete_from_queue(std::slice::from_ref(prompt_id))
-            .await
-        {
-            return self.note_unreachable(&error);
-        }
-        let queue = match self.client.queue().await {
-            Ok(queue) => queue,
-            Err(error) => return self.note_unreachable(&error),
-        };
-        if queue
-            .running
-            .iter()
-            .any(|item| &item.prompt_id == prompt_id)
-        {
-            let interrupted = match self.client.interrupt(prompt_id).await {
-                // Before 0.3.57 every interrupt is global; it is ours that runs, checked above.
-                Err(ComfyError::Unsupported { .. }) => self.client.interrupt_whatever_runs().await,
-                other => other,
-            };
-            if let Err(error) = interrupted {
-                self.note_unreachable(&error);
-            }
-        } else if !queue.contains(prompt_id) {
-            // Removed before it ran, or it just ended: history decides.
-            self.check_history(prompt_id).await;
-            if let Some(run) = self.runs.remove(prompt_id)
-                && let Some(job) = self.current_job(run.job_id).await
-            {
-                self.settle(&job, JobState::Canceled, None).await;
-            }
-        }
     }
 
     /// Posts the jobs handed over, once the socket is open (prompts must carry the id of

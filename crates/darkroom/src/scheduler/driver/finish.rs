@@ -1,0 +1,114 @@
+//! Ending a run from its history entry: a success has its outputs collected before the
+//! job is called succeeded; a failure, an interrupt or a missing detail fail it with what
+//! ComfyUI said; a run canceled meanwhile ends canceled.
+
+use std::time::Duration;
+
+use comfy::{HistoryEntry, PromptId, RunOutcome};
+
+use super::Driver;
+use crate::jobs::model::{Job, JobError, JobState};
+use crate::scheduler::collect;
+use crate::scheduler::run::job_error;
+
+impl Driver {
+    /// Ends a run from its history entry.
+    pub(super) async fn finish(&mut self, prompt_id: &PromptId, entry: HistoryEntry) {
+        let Some(run) = self.runs.remove(prompt_id) else {
+            return;
+        };
+        if !run.heard
+            && run.state != JobState::Canceling
+            && self.client_id.is_some()
+            && run.since.elapsed() > self.context.settings.lost_grace
+        {
+            // Finished without one message reaching us while "connected": a silent socket.
+            tracing::warn!(prompt.id = %prompt_id, "run finished unheard; reopening the websocket");
+            self.socket.reconnect();
+        }
+        let Some(job) = self.current_job(run.job_id).await else {
+            return;
+        };
+        match entry.outcome {
+            RunOutcome::Success if job.state == JobState::Canceling => {
+                self.settle(&job, JobState::Canceled, None).await;
+            }
+            RunOutcome::Success => self.collect_and_succeed(job, &entry).await,
+            RunOutcome::Failed(error) => {
+                let traceback = (!error.traceback.is_empty()).then(|| error.traceback.concat());
+                let failure = JobError {
+                    code: "node_execution_error".to_owned(),
+                    message: format!(
+                        "node {} ({}) raised {}: {}",
+                        error.node_id,
+                        error.node_type,
+                        error.exception_type,
+                        error.exception_message.trim_end()
+                    ),
+                    node_id: Some(error.node_id.as_str().to_owned()),
+                    class_type: Some(error.node_type.clone()),
+                    exception_type: Some(error.exception_type.clone()),
+                    traceback,
+                };
+                self.settle(&job, JobState::Failed, Some(failure)).await;
+            }
+            RunOutcome::Interrupted(_) if job.state == JobState::Canceling => {
+                self.settle(&job, JobState::Canceled, None).await;
+            }
+            RunOutcome::Interrupted(interrupted) => {
+                let mut failure =
+                    job_error("interrupted", "the run was interrupted on the backend");
+                failure.node_id = interrupted.node_id.map(|node| node.as_str().to_owned());
+                failure.class_type = interrupted.node_type;
+                self.settle(&job, JobState::Failed, Some(failure)).await;
+            }
+            RunOutcome::FailedWithoutDetail => {
+                let failure = job_error(
+                    "execution_failed",
+                    "the backend reported an error without detail",
+                );
+                self.settle(&job, JobState::Failed, Some(failure)).await;
+            }
+        }
+    }
+
+    async fn collect_and_succeed(&mut self, job: Job, entry: &HistoryEntry) {
+        let job = if job.state == JobState::Collecting {
+            job
+        } else {
+            match self
+                .context
+                .transition(job.id, job.state, JobState::Collecting, None)
+                .await
+            {
+                Ok(Some(job)) => job,
+                Ok(None) => return,
+                Err(error) => {
+                    return tracing::error!(job.id = %job.id, %error, "cannot start collecting");
+                }
+            }
+        };
+        let mut last_error = None;
+        for attempt in 0..3u32 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+            match collect::collect(&self.context, &self.client, &job, entry).await {
+                Ok(count) => {
+                    tracing::info!(job.id = %job.id, outputs = count, "outputs stored");
+                    self.settle(&job, JobState::Succeeded, None).await;
+                    return;
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        let message = last_error.map_or_else(String::new, |error| error.to_string());
+        tracing::error!(job.id = %job.id, error = %message, "outputs not collected");
+        self.settle(
+            &job,
+            JobState::Failed,
+            Some(job_error("output_lost", message)),
+        )
+        .await;
+    }
+}

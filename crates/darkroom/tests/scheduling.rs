@@ -340,6 +340,42 @@ async fn a_backend_restarted_mid_run_has_its_jobs_run_again() {
 }
 
 #[tokio::test]
+async fn a_backend_that_stops_answering_is_down_and_takes_no_work() {
+    let doomed = sim(&[]).await;
+    let alive = sim(&[]).await;
+    let server = server_with(&[("doomed", &doomed), ("alive", &alive)], 2).await;
+    wait_backend(&server, "doomed", "up").await;
+    wait_backend(&server, "alive", "up").await;
+
+    doomed.shutdown().await;
+    let down = wait_backend(&server, "doomed", "down").await;
+    assert_eq!(down["up"], false);
+    assert!(
+        !down["recent_errors"].as_array().unwrap().is_empty(),
+        "{down}"
+    );
+    for index in 0..3 {
+        let job = server.submit(&save_image(&format!("after-{index}"))).await;
+        let done = server.wait_final(job["id"].as_str().unwrap()).await;
+        assert_eq!(done["backend"], "alive", "{done}");
+    }
+    let metrics = scrape(&server).await;
+    assert_eq!(
+        sample(&metrics, "darkroom_backend_up", &[("backend", "doomed")]),
+        0.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "darkroom_backend_state",
+            &[("backend", "doomed"), ("state", "down")]
+        ),
+        1.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn metrics_parse_and_count_the_jobs_run() {
     let server = TestServer::with(Options {
         prompts_per_backend: 2,

@@ -217,7 +217,12 @@ impl Driver {
                 }
                 self.post_unposted().await;
             }
-            SocketEvent::Disconnected { .. } => self.client_id = None,
+            SocketEvent::Disconnected { reason, .. } => {
+                self.client_id = None;
+                self.context
+                    .board
+                    .note_error(&self.id, format!("websocket lost: {reason}"));
+            }
             SocketEvent::Message(message) => self.on_message(message).await,
             SocketEvent::Frame(BinaryFrame::Preview(preview)) => self.on_preview(preview),
             SocketEvent::Frame(frame) => tracing::debug!(?frame, "frame ignored"),
@@ -374,6 +379,9 @@ impl Driver {
         if self.unreachable_since.is_none() {
             tracing::warn!(%error, "backend unreachable");
             self.unreachable_since = Some(Instant::now());
+            self.context
+                .board
+                .note_error(&self.id, format!("unreachable: {error}"));
         }
     }
 

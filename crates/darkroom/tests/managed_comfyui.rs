@@ -129,8 +129,13 @@ async fn a_killed_managed_comfyui_loses_no_job_and_is_started_again() {
     })
     .await;
     let up = |backend: &Value| backend["state"] == "up";
+    let started = std::time::Instant::now();
     let first = wait_backend(&server, "one", "up", up).await;
     wait_backend(&server, "two", "up", up).await;
+    eprintln!(
+        "two managed ComfyUI processes up after {:?}",
+        started.elapsed()
+    );
     let first_pid = first["managed"]["pid"].as_u64().unwrap();
 
     let mut jobs = Vec::new();
@@ -153,6 +158,7 @@ async fn a_killed_managed_comfyui_loses_no_job_and_is_started_again() {
         .status()
         .unwrap();
     assert!(killed.success(), "kill the process Darkroom started");
+    let killed_at = std::time::Instant::now();
 
     let mut posted_to = BTreeSet::new();
     for (index, id) in jobs.iter().enumerate() {
@@ -190,6 +196,10 @@ async fn a_killed_managed_comfyui_loses_no_job_and_is_started_again() {
     })
     .await;
     assert_ne!(restarted["managed"]["pid"].as_u64(), Some(first_pid));
+    eprintln!(
+        "killed ComfyUI up again after {:?}; every job done and restart seen",
+        killed_at.elapsed()
+    );
     let log = std::fs::read_to_string(server.data_dir().join("backends/one/comfyui.log")).unwrap();
     assert_eq!(
         log.matches("--- darkroom started comfyui").count(),

@@ -8,7 +8,9 @@
 
 #![allow(
     clippy::unwrap_used,
-    reason = "helpers outside #[test] fns panic too: that is the failure message we want"
+    clippy::print_stderr,
+    reason = "helpers outside #[test] fns panic too: that is the failure message we want; \
+              figures go to the test's output"
 )]
 
 mod support;
@@ -221,6 +223,10 @@ async fn one_owners_flood_does_not_delay_another_owners_single_job() {
             None => flood_left += 1,
         }
     }
+    eprintln!(
+        "single job behind a flood of 50: waited {} ms, {started_between} flood job(s) started meanwhile",
+        single_done["metrics"]["queue_ms"]
+    );
     assert!(
         started_between <= 1,
         "{started_between} flood jobs started after the single job arrived and before it"

@@ -322,6 +322,20 @@ mod tests {
     }
 
     #[test]
+    fn a_backend_of_weight_two_gets_twice_the_prompts() {
+        let mut heavy = backend("heavy", 4, &["SaveImage"]);
+        heavy.weight = 2;
+        let backends = [backend("light", 4, &["SaveImage"]), heavy];
+        let jobs: Vec<_> = (0..6).map(|second| job(None, second, plain())).collect();
+        let on: Vec<_> = plan(&jobs, &backends)
+            .into_iter()
+            .map(|assignment| assignment.backend.0)
+            .collect();
+        // Load for weight: two prompts on the heavy one weigh as one on the light one.
+        assert_eq!(on, ["heavy", "light", "heavy", "heavy", "light", "heavy"]);
+    }
+
+    #[test]
     fn the_backend_with_the_checkpoint_loaded_is_preferred() {
         let mut warm = backend("z", 2, &["SaveImage"]);
         warm.loaded = vec!["b.safetensors".to_owned()];

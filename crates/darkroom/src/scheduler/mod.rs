@@ -28,6 +28,7 @@ use crate::jobs::model::{BackendId, Job, JobError, JobId, JobState};
 use crate::store::{Store, StoreError, Transition};
 
 pub use driver::BackendSpec;
+pub(crate) use collect::display_name;
 
 /// Tunables of job execution.
 #[derive(Debug, Clone)]

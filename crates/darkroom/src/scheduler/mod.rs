@@ -27,8 +27,8 @@ use crate::jobs::bus::JobBus;
 use crate::jobs::model::{BackendId, Job, JobError, JobId, JobState};
 use crate::store::{Store, StoreError, Transition};
 
-pub use driver::BackendSpec;
 pub(crate) use collect::display_name;
+pub use driver::BackendSpec;
 
 /// Tunables of job execution.
 #[derive(Debug, Clone)]

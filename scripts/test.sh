@@ -9,6 +9,8 @@
 #                     by scripts/install-comfyui.sh into ~/.cache/darkroom/comfyui
 #   browser and CLI   the page in Debian's headless chromium (playwright-core from npm, pinned
 #                     in testing/browser) and the darkroom CLI, against that ComfyUI
+#   fuzzing           every cargo-fuzz target in fuzz/ for DARKROOM_FUZZ_SECONDS (default 30)
+#                     each, seeded from the fixtures (scripts/fuzz.sh; installs cargo-fuzz once)
 #
 # Needs: a Rust toolchain (rustup), python3.11 with venv and pip, gcc, curl, Node.js with npm,
 # root for apt-get; network access to crates.io, PyPI, Debian and npm the first time.
@@ -58,3 +60,6 @@ if [ "${DARKROOM_SKIP_REAL_COMFYUI:-}" != 1 ]; then
   step "smoke test of the installed ComfyUI and the test nodes"
   testing/smoke-real-comfyui.sh
 fi
+
+step "fuzzing: every target for a bounded time"
+scripts/fuzz.sh

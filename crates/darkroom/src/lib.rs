@@ -4,6 +4,8 @@ pub mod artifacts;
 pub mod cli;
 pub mod client;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod jobs;
 pub mod metrics;
 pub mod retention;

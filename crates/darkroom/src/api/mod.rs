@@ -13,7 +13,7 @@ mod body;
 mod error;
 mod health;
 mod history;
-mod jobs;
+pub(crate) mod jobs;
 mod links;
 mod metrics;
 pub mod node_classes;

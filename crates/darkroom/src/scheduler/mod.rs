@@ -40,6 +40,7 @@ use crate::store::{Store, StoreError, Transition};
 
 use board::{BackendStatus, Board};
 use capability::Missing;
+pub(crate) use collect::display_name;
 pub use driver::BackendSpec;
 use managed::ProcessEvent;
 

@@ -3,7 +3,7 @@
 
 mod events;
 mod submit;
-mod validate;
+pub(crate) mod validate;
 mod view;
 
 use std::time::Duration;

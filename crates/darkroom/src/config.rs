@@ -19,7 +19,7 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Folder for the SQLite database and stored outputs.
     pub data_dir: PathBuf,
-    /// `sqlite://...`; empty means `sqlite://<data_dir>/darkroom.db`.
+    /// `sqlite://...` or `postgres://...`; empty means `sqlite://<data_dir>/darkroom.db`.
     pub database_url: String,
     /// How many jobs may wait in Darkroom's queue before new ones get `queue_full`.
     pub queue_limit: u32,

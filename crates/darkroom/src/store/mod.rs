@@ -1,15 +1,21 @@
 //! The store: the only place Darkroom's state lives.
 //!
 //! It owns jobs, their event streams, outputs, assets and idempotency keys,
-//! behind one object-safe [`Store`] trait with one engine per database
-//! (SQLite now; PostgreSQL will implement the same trait). It must not run
-//! jobs, talk to ComfyUI or touch blob files: it says which blobs are no
-//! longer referenced and the caller deletes them.
+//! behind one object-safe [`Store`] trait with one engine per database:
+//! SQLite (one process, the default) and PostgreSQL (several replicas). It
+//! must not run jobs, talk to ComfyUI or touch blob files: it says which
+//! blobs are no longer referenced and the caller deletes them.
 //!
 //! Every change that has an event writes the row and the event in one
 //! transaction, so a published event always describes committed state.
+//!
+//! The queries are written once, in `sql/`, in the SQL both databases accept,
+//! and compiled into each engine's module against its connection type. What
+//! differs between engines stays in the engine: connecting, how a write
+//! transaction starts, and the locks a query asks for (`locks.rs`).
 
 mod error;
+mod postgres;
 mod request;
 mod rows;
 mod sqlite;
@@ -20,6 +26,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 pub use error::StoreError;
+pub use postgres::PostgresStore;
 pub use request::{
     AssetRemoval, Dispatch, JobChange, JobCursor, JobPage, JobQuery, NewEvent, NewJob, Sweep,
     Transition,
@@ -201,8 +208,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn sweep_expired(&self, now: OffsetDateTime, limit: u32) -> Result<Sweep, StoreError>;
 }
 
-/// Opens the store a URL names: `sqlite://path/to/file.db` or
-/// `sqlite::memory:` (PostgreSQL will join here).
+/// Opens the store a URL names: `sqlite://path/to/file.db`,
+/// `sqlite::memory:`, or `postgres://user@host/database` (`postgresql://`
+/// too).
 ///
 /// # Errors
 ///
@@ -211,6 +219,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     let scheme = url.split(':').next().unwrap_or_default();
     match scheme {
         "sqlite" => Ok(Arc::new(SqliteStore::open(url).await?)),
+        "postgres" | "postgresql" => Ok(Arc::new(PostgresStore::open(url).await?)),
         _ => Err(StoreError::UnsupportedUrl {
             scheme: scheme.to_owned(),
         }),

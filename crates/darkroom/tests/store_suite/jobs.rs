@@ -29,6 +29,16 @@ pub async fn created_job_reads_back_with_its_first_event(store: Arc<dyn Store>) 
     assert_eq!(job.original_workflow, new.original_workflow);
     assert_eq!(job.original_format, WorkflowFormat::Save);
     assert_eq!(job.parameters, new.parameters);
+    // What a client submitted is shown back as sent, key order included.
+    for (stored, sent) in [
+        (&job.original_workflow, &new.original_workflow),
+        (
+            &job.parameters.clone().unwrap(),
+            &new.parameters.clone().unwrap(),
+        ),
+    ] {
+        assert_eq!(stored.to_string(), sent.to_string());
+    }
     assert_eq!(
         (job.created_at, job.expires_at),
         (new.created_at, new.expires_at)

@@ -22,7 +22,8 @@ pub struct Harness {
 }
 
 /// Expands one `#[tokio::test]` per suite case, each on a fresh store from
-/// `$open`, an `async fn() -> Harness`.
+/// `$open`, an `async fn(test_name) -> Option<Harness>` (`None`: the engine
+/// is skipped, and `$open` said so).
 #[macro_export]
 macro_rules! store_suite {
     ($open:path) => {
@@ -48,7 +49,9 @@ macro_rules! store_suite {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                let harness = $open().await;
+                let Some(harness) = $open(stringify!($name)).await else {
+                    return;
+                };
                 $crate::store_suite::$case::$name(harness.store.clone()).await;
                 drop(harness);
             }

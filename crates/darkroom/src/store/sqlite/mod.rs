@@ -7,11 +7,19 @@
 //! failing when it upgrades a read. That also makes each compare-and-set and
 //! each claim atomic.
 
+// The queries themselves are shared with the other engines: see `store/sql`.
+#[path = "../sql/assets.rs"]
 mod assets;
+#[path = "../sql/events.rs"]
 mod events;
+#[path = "../sql/jobs.rs"]
 mod jobs;
+#[path = "../sql/listing.rs"]
 mod listing;
+mod locks;
+#[path = "../sql/queue.rs"]
 mod queue;
+#[path = "../sql/running.rs"]
 mod running;
 
 use std::path::Path;
@@ -22,7 +30,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Sqlite, SqliteConnection, Transaction};
 use time::OffsetDateTime;
 
 use super::{
@@ -31,6 +39,10 @@ use super::{
 };
 use crate::artifacts::BlobHash;
 use crate::jobs::model::{Asset, AssetId, BackendId, Job, JobEvent, JobId, OutputRecord, Progress};
+
+/// The database the shared queries are compiled for.
+type Db = Sqlite;
+type Connection = SqliteConnection;
 
 /// How long a connection waits for another's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

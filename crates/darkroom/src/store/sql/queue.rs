@@ -4,15 +4,15 @@
 //! Queue order is `(created_at, id)` everywhere, so the position a client
 //! sees and the order jobs are claimed in never disagree.
 
-use sqlx::SqliteConnection;
+use super::Connection;
 use time::OffsetDateTime;
 
-use super::jobs;
+use super::{jobs, locks};
 use crate::jobs::model::{BackendId, Job, JobId, JobState};
 use crate::store::rows::{JOB_COLUMNS, JobRow, parse};
 use crate::store::{JobChange, StoreError, Transition};
 
-pub(super) async fn count_queued(connection: &mut SqliteConnection) -> Result<u64, StoreError> {
+pub(super) async fn count_queued(connection: &mut Connection) -> Result<u64, StoreError> {
     let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = $1")
         .bind(JobState::Queued.as_str())
         .fetch_one(&mut *connection)
@@ -21,7 +21,7 @@ pub(super) async fn count_queued(connection: &mut SqliteConnection) -> Result<u6
 }
 
 pub(super) async fn position(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     id: JobId,
 ) -> Result<Option<u64>, StoreError> {
     // The outer row exists only while the job itself is queued.
@@ -39,19 +39,23 @@ pub(super) async fn position(
     Ok(ahead.map(|count| u64::try_from(count).unwrap_or_default()))
 }
 
-/// Runs inside a `BEGIN IMMEDIATE` transaction, which already excludes every
-/// other writer; the compare-and-set in `transition` would catch a race
-/// anyway. (PostgreSQL will select with `FOR UPDATE SKIP LOCKED` instead.)
+/// The head is selected with the engine's claim lock: PostgreSQL locks the
+/// row and skips rows other claimers hold, so racing replicas take different
+/// jobs without waiting; SQLite's write transaction already excludes every
+/// other writer. The compare-and-set in `transition` would catch a race anyway.
 pub(super) async fn claim_next(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     backend_id: &BackendId,
     at: OffsetDateTime,
 ) -> Result<Option<JobChange>, StoreError> {
-    let head: Option<String> =
-        sqlx::query_scalar("SELECT id FROM jobs WHERE state = $1 ORDER BY created_at, id LIMIT 1")
-            .bind(JobState::Queued.as_str())
-            .fetch_optional(&mut *connection)
-            .await?;
+    let sql = format!(
+        "SELECT id FROM jobs WHERE state = $1 ORDER BY created_at, id LIMIT 1{}",
+        locks::CLAIM
+    );
+    let head: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(JobState::Queued.as_str())
+        .fetch_optional(&mut *connection)
+        .await?;
     let Some(head) = head else {
         return Ok(None);
     };
@@ -63,7 +67,7 @@ pub(super) async fn claim_next(
     Ok(Some(claimed))
 }
 
-pub(super) async fn unfinished(connection: &mut SqliteConnection) -> Result<Vec<Job>, StoreError> {
+pub(super) async fn unfinished(connection: &mut Connection) -> Result<Vec<Job>, StoreError> {
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE state NOT IN ($1, $2, $3, $4) \
          ORDER BY created_at, id"

@@ -1,7 +1,7 @@
 //! A job while it is on a backend: the dispatch record of its attempt and
 //! its progress snapshots.
 
-use sqlx::SqliteConnection;
+use super::Connection;
 use time::OffsetDateTime;
 
 use super::events;
@@ -10,7 +10,7 @@ use crate::jobs::model::{EventKind, Job, JobEvent, JobId, JobState, Progress};
 use crate::store::{Dispatch, NewEvent, StoreError};
 
 pub(super) async fn record_dispatch(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     id: JobId,
     dispatch: &Dispatch,
 ) -> Result<Job, StoreError> {
@@ -45,7 +45,7 @@ pub(super) async fn record_dispatch(
 }
 
 pub(super) async fn update_progress(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     id: JobId,
     progress: &Progress,
     at: OffsetDateTime,

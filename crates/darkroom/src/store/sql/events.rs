@@ -1,7 +1,7 @@
 //! Job event streams and outputs: appends that number events per job, reads
 //! that resume after a sequence number.
 
-use sqlx::SqliteConnection;
+use super::Connection;
 use sqlx::types::Json;
 use time::OffsetDateTime;
 
@@ -13,7 +13,7 @@ use crate::store::{NewEvent, StoreError};
 /// counter in this transaction, so numbers are gapless per job and two
 /// appends to one job cannot interleave.
 pub(super) async fn append(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     job_id: JobId,
     event: &NewEvent,
 ) -> Result<JobEvent, StoreError> {
@@ -49,7 +49,7 @@ pub(super) async fn append(
 }
 
 pub(super) async fn after(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     job_id: JobId,
     after_seq: u64,
     limit: u32,
@@ -69,7 +69,7 @@ pub(super) async fn after(
 /// The asset row takes its owner and expiry from the job, so an output
 /// cannot outlive its job or belong to someone else.
 pub(super) async fn add_output(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     output: &OutputRecord,
     at: OffsetDateTime,
 ) -> Result<JobEvent, StoreError> {
@@ -102,7 +102,7 @@ pub(super) async fn add_output(
 }
 
 async fn insert_output_row(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     output: &OutputRecord,
     seq: u64,
 ) -> Result<(), StoreError> {
@@ -129,7 +129,7 @@ async fn insert_output_row(
 }
 
 pub(super) async fn outputs(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     job_id: JobId,
 ) -> Result<Vec<OutputRecord>, StoreError> {
     let sql = format!("SELECT {OUTPUT_COLUMNS} FROM job_outputs WHERE job_id = $1 ORDER BY seq");

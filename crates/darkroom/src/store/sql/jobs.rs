@@ -1,22 +1,23 @@
 //! Job rows: create (with idempotency key and queue bound), read, and the
 //! compare-and-set transitions.
 
-use sqlx::SqliteConnection;
+use super::Connection;
 
-use super::{events, queue};
+use super::{events, locks, queue};
 use crate::jobs::model::{EventKind, Job, JobId, JobState};
 use crate::store::request::status_payload;
-use crate::store::rows::{JOB_COLUMNS, JobRow, to_micros};
+use crate::store::rows::{AsSent, JOB_COLUMNS, JobRow, to_micros};
 use crate::store::{IDEMPOTENCY_KEY_LIFETIME, JobChange, NewEvent, NewJob, StoreError, Transition};
 
 /// Requests without an API key share one idempotency namespace.
 const ANONYMOUS_OWNER: &str = "";
 
 pub(super) async fn create(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     job: &NewJob,
 ) -> Result<JobChange, StoreError> {
     if let Some(max_queued) = job.max_queued {
+        locks::queue_bound(connection).await?;
         let queued = queue::count_queued(connection).await?;
         if queued >= max_queued {
             return Err(StoreError::QueueFull { queued });
@@ -38,7 +39,7 @@ pub(super) async fn create(
     Ok(JobChange { job, event })
 }
 
-async fn insert(connection: &mut SqliteConnection, job: &NewJob) -> Result<(), StoreError> {
+async fn insert(connection: &mut Connection, job: &NewJob) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO jobs (id, state, workflow, original_workflow, original_format, template, \
          parameters, owner, idempotency_key, keep_previews, created_at, expires_at) \
@@ -46,11 +47,11 @@ async fn insert(connection: &mut SqliteConnection, job: &NewJob) -> Result<(), S
     )
     .bind(job.id.to_string())
     .bind(JobState::Queued.as_str())
-    .bind(sqlx::types::Json(&job.workflow))
-    .bind(sqlx::types::Json(&job.original_workflow))
+    .bind(AsSent(&job.workflow))
+    .bind(AsSent(&job.original_workflow))
     .bind(job.original_format.as_str())
     .bind(job.template.as_deref())
-    .bind(job.parameters.as_ref().map(sqlx::types::Json))
+    .bind(job.parameters.as_ref().map(AsSent))
     .bind(job.owner.as_deref())
     .bind(job.idempotency_key.as_deref())
     .bind(job.keep_previews)
@@ -63,11 +64,7 @@ async fn insert(connection: &mut SqliteConnection, job: &NewJob) -> Result<(), S
 
 /// Claims a key for 24 hours. A lapsed claim is cleared first, so the
 /// primary key alone decides, atomically, whether the key is still taken.
-async fn claim_key(
-    connection: &mut SqliteConnection,
-    job: &NewJob,
-    key: &str,
-) -> Result<(), StoreError> {
+async fn claim_key(connection: &mut Connection, job: &NewJob, key: &str) -> Result<(), StoreError> {
     let owner = job.owner.as_deref().unwrap_or(ANONYMOUS_OWNER);
     sqlx::query(
         "DELETE FROM idempotency_keys \
@@ -102,7 +99,7 @@ async fn claim_key(
 }
 
 pub(super) async fn find(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     id: JobId,
 ) -> Result<Option<Job>, StoreError> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
@@ -113,7 +110,7 @@ pub(super) async fn find(
     row.map(Job::try_from).transpose()
 }
 
-pub(super) async fn fetch(connection: &mut SqliteConnection, id: JobId) -> Result<Job, StoreError> {
+pub(super) async fn fetch(connection: &mut Connection, id: JobId) -> Result<Job, StoreError> {
     find(connection, id)
         .await?
         .ok_or(StoreError::JobNotFound(id))
@@ -123,7 +120,7 @@ pub(super) async fn fetch(connection: &mut SqliteConnection, id: JobId) -> Resul
 /// matches while the job is still in `from`, so of two racing callers one
 /// changes the row and the other sees zero rows and gets `StateConflict`.
 pub(super) async fn transition(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     change: &Transition,
     backend_id: Option<&str>,
 ) -> Result<JobChange, StoreError> {
@@ -156,7 +153,7 @@ pub(super) async fn transition(
 }
 
 /// Why a compare-and-set matched nothing.
-async fn conflict(connection: &mut SqliteConnection, id: JobId, expected: JobState) -> StoreError {
+async fn conflict(connection: &mut Connection, id: JobId, expected: JobState) -> StoreError {
     match find(connection, id).await {
         Ok(Some(job)) => StoreError::StateConflict {
             job_id: id,
@@ -171,7 +168,7 @@ async fn conflict(connection: &mut SqliteConnection, id: JobId, expected: JobSta
 /// The columns a state owns: timestamps, the attempt count, and on a
 /// requeue the traces of the attempt that was given up.
 async fn apply_effects(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     change: &Transition,
     backend_id: Option<&str>,
 ) -> Result<(), StoreError> {

@@ -32,6 +32,15 @@ pub struct Config {
     pub backend_lost_after: Duration,
     /// The ComfyUI servers jobs run on.
     pub backends: Vec<BackendConfig>,
+    /// This process's name among the replicas sharing a PostgreSQL store; empty means
+    /// `<hostname>-<pid>`, or just the hostname with SQLite, whose one process takes its
+    /// leases back at once after a restart.
+    pub replica_id: String,
+    /// How long a replica's hold on a backend and its jobs lasts unless renewed (every
+    /// third of it): the longest a backend waits for another replica after the one driving
+    /// it died.
+    #[serde(with = "humantime_serde")]
+    pub lease_duration: Duration,
     /// Folder of workflow templates (`NAME.json` with an optional `NAME.toml`); empty
     /// means the source tree's shipped `templates/` when it exists, else
     /// `<data_dir>/templates`.
@@ -59,6 +68,8 @@ impl Default for Config {
                 url: "http://127.0.0.1:8188".to_owned(),
             }],
             templates_dir: PathBuf::new(),
+            replica_id: String::new(),
+            lease_duration: Duration::from_secs(30),
         }
     }
 }
@@ -156,6 +167,12 @@ impl Config {
         }
         if self.queue_limit == 0 {
             return Err(ConfigError("`queue_limit` must be at least 1".to_owned()));
+        }
+        if self.lease_duration < Duration::from_secs(1) {
+            return Err(ConfigError(format!(
+                "`lease_duration` must be at least 1s, got {:?}",
+                self.lease_duration
+            )));
         }
         Ok(())
     }

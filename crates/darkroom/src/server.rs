@@ -13,7 +13,7 @@ use crate::api::{self, AppState};
 use crate::artifacts::LocalBlobStore;
 use crate::config::Config;
 use crate::jobs::bus::JobBus;
-use crate::jobs::model::BackendId;
+use crate::jobs::model::{BackendId, ReplicaId};
 use crate::scheduler::{BackendSpec, Context, Scheduler, Settings};
 use crate::templates::Library;
 
@@ -71,15 +71,17 @@ pub async fn serve(
     let settings = Settings {
         retention: time::Duration::try_from(config.retention).unwrap_or(time::Duration::days(7)),
         backend_lost_after: config.backend_lost_after,
+        replica: replica_id(&config, store.is_shared()),
+        lease_duration: config.lease_duration,
         ..Settings::default()
     };
     let bus = Arc::new(JobBus::default());
-    let context = Context {
-        store: Arc::clone(&store),
-        blobs: blobs.clone(),
-        bus: Arc::clone(&bus),
+    let context = Context::new(
+        Arc::clone(&store),
+        blobs.clone(),
+        Arc::clone(&bus),
         settings,
-    };
+    );
     let scheduler = Scheduler::start(context, backends.clone()).await?;
     tracing::info!(backends = backends.len(), "scheduler started");
     let sweeper = tokio::spawn(crate::retention::sweep_forever(
@@ -115,4 +117,24 @@ pub async fn serve(
     scheduler.shutdown().await;
     served?;
     Ok(())
+}
+
+/// The configured replica id, else `<hostname>-<pid>` on a shared store (unique among
+/// replicas, even several on one host) or the hostname alone on a store one process owns
+/// (the same after a restart, which then takes its leases back without waiting).
+fn replica_id(config: &Config, shared: bool) -> ReplicaId {
+    if !config.replica_id.is_empty() {
+        return ReplicaId(config.replica_id.clone());
+    }
+    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|file| std::fs::read_to_string(file).ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "darkroom".to_owned());
+    if shared {
+        ReplicaId(format!("{host}-{}", std::process::id()))
+    } else {
+        ReplicaId(host)
+    }
 }

@@ -8,14 +8,21 @@
 //!
 //! The scheduler never writes a state without the store's compare-and-set, and publishes
 //! an event only after the store committed it.
+//!
+//! Replicas sharing a store each run a slot per configured backend, but only the holder of
+//! a backend's lease runs its driver (one websocket, one router of its prompts); the others
+//! stand by and take the backend over when the lease lapses, adopting its unfinished jobs.
+//! Every write a driver makes names this replica as the job's holder, so a replica that
+//! lost its lease cannot overwrite its successor's work.
 
 mod assets;
 mod collect;
 mod driver;
 mod run;
+mod slot;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -24,8 +31,8 @@ use tokio::task::JoinSet;
 
 use crate::artifacts::LocalBlobStore;
 use crate::jobs::bus::JobBus;
-use crate::jobs::model::{BackendId, Job, JobError, JobId, JobState};
-use crate::store::{Store, StoreError, Transition};
+use crate::jobs::model::{BackendId, Job, JobError, JobId, JobState, ReplicaId};
+use crate::store::{Lease, Store, StoreError, Transition};
 
 pub use driver::BackendSpec;
 
@@ -44,6 +51,12 @@ pub struct Settings {
     /// How long a backend may stay unreachable before its runs are given up (queued again
     /// for another backend or attempt).
     pub backend_lost_after: Duration,
+    /// This process among the replicas sharing the store.
+    pub replica: ReplicaId,
+    /// How long a lease on a backend and its jobs lasts unless renewed; renewed every
+    /// third of it. Another replica takes a backend over at most this long after its
+    /// holder died.
+    pub lease_duration: Duration,
 }
 
 impl Default for Settings {
@@ -54,7 +67,16 @@ impl Default for Settings {
             poll_interval: Duration::from_secs(1),
             lost_grace: Duration::from_secs(3),
             backend_lost_after: Duration::from_secs(60),
+            replica: ReplicaId("local".to_owned()),
+            lease_duration: Duration::from_secs(30),
         }
+    }
+}
+
+impl Settings {
+    /// How often leases are renewed, and lapsed ones looked for.
+    pub fn heartbeat(&self) -> Duration {
+        self.lease_duration / 3
     }
 }
 
@@ -65,9 +87,49 @@ pub struct Context {
     pub blobs: LocalBlobStore,
     pub bus: Arc<JobBus>,
     pub settings: Settings,
+    /// The backends whose lease this replica holds and whose driver runs here.
+    driving: Mutex<HashSet<BackendId>>,
 }
 
 impl Context {
+    #[must_use]
+    pub fn new(
+        store: Arc<dyn Store>,
+        blobs: LocalBlobStore,
+        bus: Arc<JobBus>,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            store,
+            blobs,
+            bus,
+            settings,
+            driving: Mutex::default(),
+        }
+    }
+
+    /// Whether this replica drives the backend now.
+    pub fn drives(&self, backend: &BackendId) -> bool {
+        self.driving
+            .lock()
+            .is_ok_and(|driving| driving.contains(backend))
+    }
+
+    /// How many backends this replica drives now.
+    fn driven_count(&self) -> usize {
+        self.driving.lock().map_or(0, |driving| driving.len())
+    }
+
+    fn set_driving(&self, backend: &BackendId, driving: bool) {
+        if let Ok(mut driven) = self.driving.lock() {
+            if driving {
+                driven.insert(backend.clone());
+            } else {
+                driven.remove(backend);
+            }
+        }
+    }
+
     /// Moves a job if it is still in `from`, and publishes the event. `Ok(None)` when the
     /// job moved meanwhile (someone else won the compare-and-set).
     ///
@@ -81,6 +143,20 @@ impl Context {
         to: JobState,
         error: Option<JobError>,
     ) -> Result<Option<Job>, StoreError> {
+        let change = self
+            .change(job_id, from, to, error)
+            .held_by(self.settings.replica.clone());
+        self.commit(change).await
+    }
+
+    /// A transition with this replica's retention rules, held by nobody.
+    fn change(
+        &self,
+        job_id: JobId,
+        from: JobState,
+        to: JobState,
+        error: Option<JobError>,
+    ) -> Transition {
         let now = OffsetDateTime::now_utc();
         let mut change = Transition::new(job_id, from, to, now);
         if let Some(error) = error {
@@ -89,6 +165,13 @@ impl Context {
         if to.is_final() {
             change = change.with_expiry(now + self.settings.retention);
         }
+        change
+    }
+
+    /// Stores a transition and publishes its event; `Ok(None)` when it lost the
+    /// compare-and-set or another replica holds the job.
+    async fn commit(&self, change: Transition) -> Result<Option<Job>, StoreError> {
+        let (job_id, to) = (change.job_id, change.to);
         match self.store.transition(change).await {
             Ok(committed) => {
                 tracing::info!(job.id = %job_id, job.state = %to, "job state");
@@ -99,7 +182,19 @@ impl Context {
                 Ok(Some(committed.job))
             }
             Err(StoreError::StateConflict { .. }) => Ok(None),
+            Err(StoreError::LeaseLost { holder, .. }) => {
+                tracing::warn!(job.id = %job_id, replica.holder = %holder, "job taken over by another replica");
+                Ok(None)
+            }
             Err(error) => Err(error),
+        }
+    }
+
+    /// A lease for this replica from now on.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            holder: self.settings.replica.clone(),
+            expires_at: OffsetDateTime::now_utc() + self.settings.lease_duration,
         }
     }
 }
@@ -135,22 +230,19 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Starts one driver per backend. Each first reconciles the unfinished jobs it owns,
-    /// then takes new work.
+    /// Starts one slot per backend, which runs the backend's driver while this replica
+    /// holds its lease. A driver first reconciles the unfinished jobs it adopts, then takes
+    /// new work. Jobs of backends no longer configured are given up first.
     ///
     /// # Errors
     ///
     /// Store faults while reading unfinished jobs.
     pub async fn start(context: Context, backends: Vec<BackendSpec>) -> Result<Self, StoreError> {
         let context = Arc::new(context);
-        let mut owned: HashMap<BackendId, Vec<Job>> = HashMap::new();
         for job in context.store.unfinished_jobs().await? {
-            match (&job.backend_id, job.state) {
-                (_, JobState::Queued) => {}
-                (Some(backend), _) if backends.iter().any(|spec| &spec.id == backend) => {
-                    owned.entry(backend.clone()).or_default().push(job);
-                }
-                _ => requeue_orphan(&context, &job).await?,
+            let known = |backend: &BackendId| backends.iter().any(|spec| &spec.id == backend);
+            if job.state != JobState::Queued && !job.backend_id.as_ref().is_some_and(known) {
+                requeue_orphan(&context, &job).await?;
             }
         }
 
@@ -158,11 +250,10 @@ impl Scheduler {
         let mut tasks = JoinSet::new();
         for spec in backends {
             let (sender, receiver) = mpsc::unbounded_channel();
-            let adopted = owned.remove(&spec.id).unwrap_or_default();
             drivers.insert(spec.id.clone(), sender);
-            let driver = driver::Driver::new(spec, Arc::clone(&context), receiver, adopted);
-            tasks.spawn(driver.run());
+            tasks.spawn(slot::run(spec, Arc::clone(&context), receiver));
         }
+        tracing::info!(replica.id = %context.settings.replica, "scheduler replica");
         let handle = SchedulerHandle {
             drivers: Arc::new(drivers),
             context,
@@ -208,14 +299,21 @@ impl SchedulerHandle {
         let Some(current) = current.filter(|job| !job.state.is_final()) else {
             return Ok(());
         };
-        if let Some(driver) = current
+        let driver = current
             .backend_id
             .as_ref()
-            .and_then(|id| self.drivers.get(id))
-        {
+            .filter(|backend| self.context.drives(backend))
+            .and_then(|backend| self.drivers.get(backend));
+        if let Some(driver) = driver {
             let _ = driver.send(Command::Cancel(current.id));
+            return Ok(());
         }
-        Ok(())
+        // Another replica drives the job's backend: mark the job, and its driver stops the
+        // run when it next looks at the jobs it holds.
+        let change = self
+            .context
+            .change(current.id, current.state, JobState::Canceling, None);
+        self.context.commit(change).await.map(|_| ())
     }
 
     /// The shared context (store, blobs, bus).
@@ -239,8 +337,7 @@ async fn requeue_orphan(context: &Context, job: &Job) -> Result<(), StoreError> 
             )),
         ),
     };
-    context
-        .transition(job.id, job.state, to, error)
-        .await
-        .map(|_| ())
+    // Whoever held it drove a backend this replica does not know: take it regardless.
+    let change = context.change(job.id, job.state, to, error);
+    context.commit(change).await.map(|_| ())
 }

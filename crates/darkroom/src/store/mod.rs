@@ -28,13 +28,15 @@ use time::OffsetDateTime;
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use request::{
-    AssetRemoval, Dispatch, JobChange, JobCursor, JobPage, JobQuery, NewEvent, NewJob, Sweep,
-    Transition,
+    AssetRemoval, Dispatch, JobChange, JobCursor, JobPage, JobQuery, Lease, NewEvent, NewJob,
+    Sweep, Transition,
 };
 pub use sqlite::SqliteStore;
 
 use crate::artifacts::BlobHash;
-use crate::jobs::model::{Asset, AssetId, BackendId, Job, JobEvent, JobId, OutputRecord, Progress};
+use crate::jobs::model::{
+    Asset, AssetId, BackendId, Job, JobEvent, JobId, OutputRecord, Progress, ReplicaId,
+};
 
 /// How long an idempotency key stays claimed after the job it created.
 pub const IDEMPOTENCY_KEY_LIFETIME: time::Duration = time::Duration::hours(24);
@@ -78,7 +80,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn transition(&self, change: Transition) -> Result<JobChange, StoreError>;
 
     /// Takes the oldest queued job and moves it to `dispatched` for
-    /// `backend_id`, atomically: two claimers never get the same job.
+    /// `backend_id`, held under `lease`, atomically: two claimers (in one
+    /// replica or several) never get the same job.
     ///
     /// # Errors
     ///
@@ -86,6 +89,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn claim_next_queued(
         &self,
         backend_id: &BackendId,
+        lease: &Lease,
         at: OffsetDateTime,
     ) -> Result<Option<JobChange>, StoreError>;
 
@@ -94,19 +98,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// # Errors
     ///
     /// `StateConflict` unless the job is `dispatched`; `StaleAttempt` when
-    /// the job has moved on to another attempt; `JobNotFound`.
+    /// the job has moved on to another attempt; `LeaseLost` when another
+    /// replica holds it; `JobNotFound`.
     async fn record_dispatch(&self, id: JobId, dispatch: &Dispatch) -> Result<Job, StoreError>;
 
-    /// Stores the latest progress snapshot and appends it as an event.
+    /// Stores the latest progress snapshot, reported by the replica
+    /// `holder`, and appends it as an event.
     ///
     /// # Errors
     ///
     /// `JobNotActive` unless the job is dispatched, running or collecting;
-    /// `JobNotFound`.
+    /// `LeaseLost` when another replica holds it; `JobNotFound`.
     async fn update_progress(
         &self,
         id: JobId,
         progress: &Progress,
+        holder: &ReplicaId,
         at: OffsetDateTime,
     ) -> Result<JobEvent, StoreError>;
 
@@ -130,15 +137,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: u32,
     ) -> Result<Vec<JobEvent>, StoreError>;
 
-    /// Records a stored output: its asset row (owner and expiry from the
-    /// job), the output row and the `output` event, in one transaction.
+    /// Records an output the replica `holder` stored: its asset row (owner
+    /// and expiry from the job), the output row and the `output` event, in
+    /// one transaction.
     ///
     /// # Errors
     ///
-    /// `JobNotFound`; a database fault when the asset id already exists.
+    /// `LeaseLost` when another replica holds the job; `JobNotFound`; a
+    /// database fault when the asset id already exists.
     async fn add_output(
         &self,
         output: &OutputRecord,
+        holder: &ReplicaId,
         at: OffsetDateTime,
     ) -> Result<JobEvent, StoreError>;
 
@@ -206,6 +216,82 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ///
     /// Database faults only.
     async fn sweep_expired(&self, now: OffsetDateTime, limit: u32) -> Result<Sweep, StoreError>;
+
+    /// Whether several replicas can share this store (PostgreSQL) rather
+    /// than one process owning it (SQLite).
+    fn is_shared(&self) -> bool;
+
+    /// Takes the backend for `lease.holder` when no one holds it, its lease
+    /// lapsed at `at`, or the holder already has it (the deadline moves).
+    /// Only the holder of a backend's lease drives it.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only; a backend another replica holds is `Ok(false)`.
+    async fn acquire_backend_lease(
+        &self,
+        backend_id: &BackendId,
+        lease: &Lease,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Moves the holder's deadline on the backend to `lease.expires_at`.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only; `Ok(false)` when another replica has taken
+    /// the backend: the holder must stop driving it at once.
+    async fn renew_backend_lease(
+        &self,
+        backend_id: &BackendId,
+        lease: &Lease,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives up the backend and the holder's leases on its jobs now, so
+    /// another replica takes them over without waiting for them to lapse.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only; a lease not held is left alone.
+    async fn release_backend_lease(
+        &self,
+        backend_id: &BackendId,
+        holder: &ReplicaId,
+    ) -> Result<(), StoreError>;
+
+    /// Who drives the backend, and until when.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only.
+    async fn backend_lease(&self, backend_id: &BackendId) -> Result<Option<Lease>, StoreError>;
+
+    /// Takes over the unfinished jobs on the backend that are unheld or whose
+    /// holder's lease lapsed at `at`, and returns every job on it that
+    /// `lease.holder` now holds, oldest first: what the driver of a backend
+    /// it just took must reconcile.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only.
+    async fn adopt_jobs(
+        &self,
+        backend_id: &BackendId,
+        lease: &Lease,
+        at: OffsetDateTime,
+    ) -> Result<Vec<Job>, StoreError>;
+
+    /// Moves the deadline of every job `lease.holder` holds on the backend;
+    /// returns how many.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only.
+    async fn renew_job_leases(
+        &self,
+        backend_id: &BackendId,
+        lease: &Lease,
+    ) -> Result<u64, StoreError>;
 }
 
 /// Opens the store a URL names: `sqlite://path/to/file.db`,

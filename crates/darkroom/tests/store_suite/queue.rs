@@ -7,7 +7,7 @@ use std::sync::Arc;
 use darkroom::jobs::model::{BackendId, JobId, JobState};
 use darkroom::store::{JobQuery, Store, StoreError};
 
-use super::{advance, at, create, new_job};
+use super::{advance, at, create, lease, new_job};
 
 pub async fn queue_positions_follow_creation_order_and_claims_take_the_head(store: Arc<dyn Store>) {
     // Created out of order: the queue follows created_at, not insertion.
@@ -22,7 +22,7 @@ pub async fn queue_positions_follow_creation_order_and_claims_take_the_head(stor
 
     let backend = BackendId::from("gpu-0");
     let claimed = store
-        .claim_next_queued(&backend, at(10))
+        .claim_next_queued(&backend, &lease(), at(10))
         .await
         .unwrap()
         .unwrap();
@@ -48,18 +48,18 @@ pub async fn queue_positions_follow_creation_order_and_claims_take_the_head(stor
     assert_eq!(store.count_queued().await.unwrap(), 2);
 
     store
-        .claim_next_queued(&backend, at(11))
+        .claim_next_queued(&backend, &lease(), at(11))
         .await
         .unwrap()
         .unwrap();
     store
-        .claim_next_queued(&backend, at(12))
+        .claim_next_queued(&backend, &lease(), at(12))
         .await
         .unwrap()
         .unwrap();
     assert!(
         store
-            .claim_next_queued(&backend, at(13))
+            .claim_next_queued(&backend, &lease(), at(13))
             .await
             .unwrap()
             .is_none()
@@ -77,7 +77,7 @@ pub async fn racing_claims_never_share_a_job(store: Arc<dyn Store>) {
         let store = store.clone();
         let backend = BackendId(format!("gpu-{worker}"));
         claimers.push(tokio::spawn(async move {
-            store.claim_next_queued(&backend, at(10)).await
+            store.claim_next_queued(&backend, &lease(), at(10)).await
         }));
     }
     let mut claimed = Vec::new();
@@ -112,7 +112,7 @@ pub async fn queue_bound_refuses_and_releases_the_idempotency_key(store: Arc<dyn
 
     // A refused submission holds no key: the retry goes through once there is room.
     store
-        .claim_next_queued(&BackendId::from("gpu-0"), at(4))
+        .claim_next_queued(&BackendId::from("gpu-0"), &lease(), at(4))
         .await
         .unwrap();
     let retried = create(&store, refused).await;

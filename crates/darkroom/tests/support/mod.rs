@@ -100,6 +100,7 @@ impl TestServer {
             templates_dir: options
                 .templates_dir
                 .unwrap_or_else(|| data.path().join("templates")),
+            ..Config::default()
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

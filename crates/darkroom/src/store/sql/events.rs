@@ -5,7 +5,8 @@ use super::Connection;
 use sqlx::types::Json;
 use time::OffsetDateTime;
 
-use crate::jobs::model::{EventKind, JobEvent, JobId, OutputRecord};
+use super::leases;
+use crate::jobs::model::{EventKind, JobEvent, JobId, OutputRecord, ReplicaId};
 use crate::store::rows::{EventRow, OUTPUT_COLUMNS, OutputRow, from_micros, to_micros};
 use crate::store::{NewEvent, StoreError};
 
@@ -71,12 +72,14 @@ pub(super) async fn after(
 pub(super) async fn add_output(
     connection: &mut Connection,
     output: &OutputRecord,
+    holder: &ReplicaId,
     at: OffsetDateTime,
 ) -> Result<JobEvent, StoreError> {
     let inserted = sqlx::query(
         "INSERT INTO assets (id, hash, size_bytes, content_type, file_path, owner, job_id, \
          created_at, expires_at) \
-         SELECT $1, $2, $3, $4, $5, owner, id, $6, expires_at FROM jobs WHERE id = $7",
+         SELECT $1, $2, $3, $4, $5, owner, id, $6, expires_at FROM jobs \
+         WHERE id = $7 AND (lease_holder IS NULL OR lease_holder = $8)",
     )
     .bind(output.asset_id.to_string())
     .bind(output.hash.as_str())
@@ -85,10 +88,11 @@ pub(super) async fn add_output(
     .bind(output.name.as_str())
     .bind(to_micros(at))
     .bind(output.job_id.to_string())
+    .bind(holder.0.as_str())
     .execute(&mut *connection)
     .await?;
     if inserted.rows_affected() == 0 {
-        return Err(StoreError::JobNotFound(output.job_id));
+        return Err(leases::lease_lost(connection, output.job_id).await);
     }
 
     let event = NewEvent {

@@ -3,11 +3,13 @@
 
 use super::Connection;
 
-use super::{events, locks, queue};
-use crate::jobs::model::{EventKind, Job, JobId, JobState};
+use super::{events, leases, locks, queue};
+use crate::jobs::model::{BackendId, EventKind, Job, JobId, JobState};
 use crate::store::request::status_payload;
 use crate::store::rows::{AsSent, JOB_COLUMNS, JobRow, to_micros};
-use crate::store::{IDEMPOTENCY_KEY_LIFETIME, JobChange, NewEvent, NewJob, StoreError, Transition};
+use crate::store::{
+    IDEMPOTENCY_KEY_LIFETIME, JobChange, Lease, NewEvent, NewJob, StoreError, Transition,
+};
 
 /// Requests without an API key share one idempotency namespace.
 const ANONYMOUS_OWNER: &str = "";
@@ -116,13 +118,21 @@ pub(super) async fn fetch(connection: &mut Connection, id: JobId) -> Result<Job,
         .ok_or(StoreError::JobNotFound(id))
 }
 
+/// A claim's part in a move to `dispatched`: the backend and the lease the
+/// claiming replica takes on the job.
+#[derive(Debug)]
+pub(super) struct Claim<'a> {
+    pub(super) backend_id: &'a BackendId,
+    pub(super) lease: &'a Lease,
+}
+
 /// The compare-and-set at the heart of the state machine: the `UPDATE` only
 /// matches while the job is still in `from`, so of two racing callers one
 /// changes the row and the other sees zero rows and gets `StateConflict`.
 pub(super) async fn transition(
     connection: &mut Connection,
     change: &Transition,
-    backend_id: Option<&str>,
+    claim: Option<&Claim<'_>>,
 ) -> Result<JobChange, StoreError> {
     if !change.from.can_transition_to(change.to) {
         return Err(StoreError::IllegalTransition {
@@ -131,17 +141,22 @@ pub(super) async fn transition(
         });
     }
 
-    let moved = sqlx::query("UPDATE jobs SET state = $1 WHERE id = $2 AND state = $3")
-        .bind(change.to.as_str())
-        .bind(change.job_id.to_string())
-        .bind(change.from.as_str())
-        .execute(&mut *connection)
-        .await?;
+    // A holder moves the job only while no other replica holds it.
+    let moved = sqlx::query(
+        "UPDATE jobs SET state = $1 WHERE id = $2 AND state = $3 \
+         AND ($4 IS NULL OR lease_holder IS NULL OR lease_holder = $4)",
+    )
+    .bind(change.to.as_str())
+    .bind(change.job_id.to_string())
+    .bind(change.from.as_str())
+    .bind(change.holder.as_ref().map(|holder| holder.0.as_str()))
+    .execute(&mut *connection)
+    .await?;
     if moved.rows_affected() == 0 {
         return Err(conflict(connection, change.job_id, change.from).await);
     }
 
-    apply_effects(connection, change, backend_id).await?;
+    apply_effects(connection, change, claim).await?;
     let status = NewEvent {
         kind: EventKind::Status,
         payload: status_payload(change.to, change.error.as_ref()),
@@ -155,11 +170,12 @@ pub(super) async fn transition(
 /// Why a compare-and-set matched nothing.
 async fn conflict(connection: &mut Connection, id: JobId, expected: JobState) -> StoreError {
     match find(connection, id).await {
-        Ok(Some(job)) => StoreError::StateConflict {
+        Ok(Some(job)) if job.state != expected => StoreError::StateConflict {
             job_id: id,
             expected,
             actual: job.state,
         },
+        Ok(Some(_)) => leases::lease_lost(connection, id).await,
         Ok(None) => StoreError::JobNotFound(id),
         Err(error) => error,
     }
@@ -170,7 +186,7 @@ async fn conflict(connection: &mut Connection, id: JobId, expected: JobState) ->
 async fn apply_effects(
     connection: &mut Connection,
     change: &Transition,
-    backend_id: Option<&str>,
+    claim: Option<&Claim<'_>>,
 ) -> Result<(), StoreError> {
     let id = change.job_id.to_string();
     let at = to_micros(change.at);
@@ -178,16 +194,19 @@ async fn apply_effects(
         JobState::Dispatched => Some(
             sqlx::query(
                 "UPDATE jobs SET attempt = attempt + 1, dispatched_at = $2, backend_id = $3, \
-                 prompt_id = NULL WHERE id = $1",
+                 prompt_id = NULL, lease_holder = $4, lease_expires_at = $5 WHERE id = $1",
             )
             .bind(&id)
             .bind(at)
-            .bind(backend_id),
+            .bind(claim.map(|claim| claim.backend_id.0.as_str()))
+            .bind(claim.map(|claim| claim.lease.holder.0.as_str()))
+            .bind(claim.map(|claim| to_micros(claim.lease.expires_at))),
         ),
         JobState::Queued => Some(
             sqlx::query(
                 "UPDATE jobs SET backend_id = NULL, prompt_id = NULL, dispatched_at = NULL, \
-             started_at = NULL, progress = NULL WHERE id = $1",
+             started_at = NULL, progress = NULL, lease_holder = NULL, lease_expires_at = NULL \
+             WHERE id = $1",
             )
             .bind(&id),
         ),
@@ -196,10 +215,14 @@ async fn apply_effects(
                 .bind(&id)
                 .bind(at),
         ),
+        // An ended job is nobody's.
         JobState::Succeeded | JobState::Failed | JobState::Canceled => Some(
-            sqlx::query("UPDATE jobs SET completed_at = $2 WHERE id = $1")
-                .bind(&id)
-                .bind(at),
+            sqlx::query(
+                "UPDATE jobs SET completed_at = $2, lease_holder = NULL, lease_expires_at = NULL \
+                 WHERE id = $1",
+            )
+            .bind(&id)
+            .bind(at),
         ),
         JobState::Collecting | JobState::Canceling | JobState::Expired => None,
     };

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use super::{jobs, locks};
 use crate::jobs::model::{BackendId, Job, JobId, JobState};
 use crate::store::rows::{JOB_COLUMNS, JobRow, parse};
-use crate::store::{JobChange, StoreError, Transition};
+use crate::store::{JobChange, Lease, StoreError, Transition};
 
 pub(super) async fn count_queued(connection: &mut Connection) -> Result<u64, StoreError> {
     let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = $1")
@@ -46,6 +46,7 @@ pub(super) async fn position(
 pub(super) async fn claim_next(
     connection: &mut Connection,
     backend_id: &BackendId,
+    lease: &Lease,
     at: OffsetDateTime,
 ) -> Result<Option<JobChange>, StoreError> {
     let sql = format!(
@@ -62,7 +63,8 @@ pub(super) async fn claim_next(
 
     let id: JobId = parse("job id", &head)?;
     let change = Transition::new(id, JobState::Queued, JobState::Dispatched, at);
-    let claimed = jobs::transition(connection, &change, Some(backend_id.0.as_str())).await?;
+    let claim = jobs::Claim { backend_id, lease };
+    let claimed = jobs::transition(connection, &change, Some(&claim)).await?;
     tracing::debug!(job.id = %id, backend.id = %backend_id, "claimed queued job");
     Ok(Some(claimed))
 }

@@ -2,9 +2,9 @@
 //! caller's shutdown future resolves. Tests bind port 0; `main` binds the configured one.
 //!
 //! Start-up order: store (with migrations), blob store, templates, scheduler (which
-//! reconciles every unfinished job before taking new work), retention sweep, then the HTTP
-//! server. Shutdown runs it backwards: stop taking requests, let drivers finish what they
-//! are storing.
+//! reconciles every unfinished job before taking new work), retention sweep, the relay of
+//! other replicas' events (on a shared store), then the HTTP server. Shutdown runs it
+//! backwards: stop taking requests, let drivers finish what they are storing.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -88,6 +88,18 @@ pub async fn serve(
         Arc::clone(&store),
         blobs.clone(),
     ));
+    let relay = match store.event_feed().await? {
+        Some(feed) => {
+            let scheduler = scheduler.handle.clone();
+            Some(tokio::spawn(crate::jobs::relay::relay(
+                Arc::clone(&store),
+                Arc::clone(&bus),
+                feed,
+                move || scheduler.wake(),
+            )))
+        }
+        None => None,
+    };
 
     let stopping = tokio_util::sync::CancellationToken::new();
     let state = AppState {
@@ -114,6 +126,9 @@ pub async fn serve(
     tracing::info!("http server stopped");
 
     sweeper.abort();
+    if let Some(relay) = relay {
+        relay.abort();
+    }
     scheduler.shutdown().await;
     served?;
     Ok(())

@@ -134,6 +134,60 @@ async fn postgres_urls_of_either_scheme_open_the_shared_schema() {
     assert_eq!(second.count_queued().await.unwrap(), 2);
 }
 
+/// Replicas learn of each other's events through the feed: every event committed by any
+/// connection to the schema, in commit order, and nothing from another schema.
+#[tokio::test]
+async fn the_postgres_feed_announces_events_committed_by_another_replica() {
+    let test = "the_postgres_feed_announces_events_committed_by_another_replica";
+    let (Some(schema), Some(elsewhere)) = (
+        postgres::TestSchema::create(test).await,
+        postgres::TestSchema::create(test).await,
+    ) else {
+        return;
+    };
+    let listening = store::open(&schema.url).await.unwrap();
+    let other_replica = store::open(&schema.url).await.unwrap();
+    let other_schema = store::open(&elsewhere.url).await.unwrap();
+    let mut feed = listening
+        .event_feed()
+        .await
+        .unwrap()
+        .expect("postgres has a feed");
+
+    create(&other_schema, new_job(0)).await;
+    let created = create(&other_replica, new_job(1)).await;
+    let dispatched = other_replica
+        .transition(store::Transition::new(
+            created.job.id,
+            JobState::Queued,
+            JobState::Dispatched,
+            at(2),
+        ))
+        .await
+        .unwrap();
+
+    for expected_seq in [created.event.seq, dispatched.event.seq] {
+        let notice = tokio::time::timeout(std::time::Duration::from_secs(10), feed.next())
+            .await
+            .expect("a notice in time")
+            .unwrap();
+        assert_eq!(
+            notice,
+            store::FeedNotice::Committed {
+                job_id: created.job.id,
+                seq: expected_seq
+            }
+        );
+    }
+}
+
+#[tokio::test]
+async fn sqlite_has_no_feed_since_one_process_writes_it() {
+    let store = store::open("sqlite::memory:").await.unwrap();
+    assert!(store.event_feed().await.unwrap().is_none());
+    assert!(!store.is_shared());
+}
+
 #[test]
 fn state_machine_allows_exactly_the_designed_edges() {
     use JobState::{

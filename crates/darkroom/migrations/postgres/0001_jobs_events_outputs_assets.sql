@@ -101,3 +101,17 @@ CREATE TABLE idempotency_keys (
 );
 
 CREATE INDEX idempotency_keys_expires ON idempotency_keys (expires_at);
+
+-- Every event is announced, when its transaction commits, on the channel
+-- `darkroom_events.<schema>` as "<job id> <seq>": replicas listening there read
+-- it back from this table for the clients following the job. (PostgreSQL
+-- only; a SQLite store has one process and its in-memory bus.)
+CREATE FUNCTION announce_job_event() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('darkroom_events.' || TG_TABLE_SCHEMA, NEW.job_id || ' ' || NEW.seq);
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER job_events_announce AFTER INSERT ON job_events
+    FOR EACH ROW EXECUTE FUNCTION announce_job_event();

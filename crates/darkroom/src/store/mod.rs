@@ -292,6 +292,36 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         backend_id: &BackendId,
         lease: &Lease,
     ) -> Result<u64, StoreError>;
+
+    /// A feed of the events committed from now on by every replica sharing the
+    /// store, or `None` when this process is the store's only writer (its own
+    /// bus already carries everything).
+    ///
+    /// # Errors
+    ///
+    /// Database faults while starting to listen.
+    async fn event_feed(&self) -> Result<Option<Box<dyn EventFeed>>, StoreError>;
+}
+
+/// Notices of committed events, from any replica.
+#[async_trait]
+pub trait EventFeed: Send + std::fmt::Debug {
+    /// Waits for the next notice.
+    ///
+    /// # Errors
+    ///
+    /// Database faults that reconnecting did not cure; asking again retries.
+    async fn next(&mut self) -> Result<FeedNotice, StoreError>;
+}
+
+/// One notice of an [`EventFeed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedNotice {
+    /// The event `seq` of the job is committed: read it with `events_after`.
+    Committed { job_id: JobId, seq: u64 },
+    /// The feed lost its connection for a while, and notices may be missing:
+    /// whoever follows a job should read what it missed from the store.
+    Gap,
 }
 
 /// Opens the store a URL names: `sqlite://path/to/file.db`,

@@ -19,6 +19,7 @@ mod assets;
 #[path = "../sql/events.rs"]
 #[expect(clippy::duplicate_mod, reason = "compiled once per engine on purpose")]
 mod events;
+mod feed;
 #[path = "../sql/jobs.rs"]
 #[expect(clippy::duplicate_mod, reason = "compiled once per engine on purpose")]
 mod jobs;
@@ -44,8 +45,8 @@ use sqlx::{PgConnection, Postgres, Transaction};
 use time::OffsetDateTime;
 
 use super::{
-    AssetRemoval, Dispatch, JobChange, JobPage, JobQuery, Lease, NewEvent, NewJob, Store,
-    StoreError, Sweep, Transition,
+    AssetRemoval, Dispatch, EventFeed, JobChange, JobPage, JobQuery, Lease, NewEvent, NewJob,
+    Store, StoreError, Sweep, Transition,
 };
 use crate::artifacts::BlobHash;
 use crate::jobs::model::{
@@ -302,5 +303,10 @@ impl Store for PostgresStore {
         let renewed = leases::renew_jobs(&mut tx, backend_id, lease).await?;
         tx.commit().await?;
         Ok(renewed)
+    }
+
+    async fn event_feed(&self) -> Result<Option<Box<dyn EventFeed>>, StoreError> {
+        let feed = feed::PgEventFeed::listen(&self.pool).await?;
+        Ok(Some(Box::new(feed)))
     }
 }

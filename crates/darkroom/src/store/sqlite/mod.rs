@@ -36,8 +36,8 @@ use sqlx::{Sqlite, SqliteConnection, Transaction};
 use time::OffsetDateTime;
 
 use super::{
-    AssetRemoval, Dispatch, JobChange, JobPage, JobQuery, Lease, NewEvent, NewJob, Store,
-    StoreError, Sweep, Transition,
+    AssetRemoval, Dispatch, EventFeed, JobChange, JobPage, JobQuery, Lease, NewEvent, NewJob,
+    Store, StoreError, Sweep, Transition,
 };
 use crate::artifacts::BlobHash;
 use crate::jobs::model::{
@@ -350,5 +350,9 @@ impl Store for SqliteStore {
         let renewed = leases::renew_jobs(&mut tx, backend_id, lease).await?;
         tx.commit().await?;
         Ok(renewed)
+    }
+
+    async fn event_feed(&self) -> Result<Option<Box<dyn EventFeed>>, StoreError> {
+        Ok(None)
     }
 }

@@ -89,6 +89,9 @@ pub struct Context {
     pub settings: Settings,
     /// The backends whose lease this replica holds and whose driver runs here.
     driving: Mutex<HashSet<BackendId>>,
+    /// Held by a slot deciding whether to take its backend, so two slots of this replica
+    /// never both see it driving nothing.
+    taking: tokio::sync::Mutex<()>,
 }
 
 impl Context {
@@ -105,6 +108,7 @@ impl Context {
             bus,
             settings,
             driving: Mutex::default(),
+            taking: tokio::sync::Mutex::default(),
         }
     }
 

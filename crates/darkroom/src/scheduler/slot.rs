@@ -37,7 +37,6 @@ pub(super) async fn run(
                 continue;
             }
 
-            context.set_driving(&spec.id, true);
             tracing::info!(replica.id = %context.settings.replica, "backend lease taken; driving");
             let ended = Driver::new(spec.clone(), Arc::clone(&context), commands)
                 .run()
@@ -61,7 +60,9 @@ pub(super) async fn run(
 
 /// Whether the backend's lease is ours after this look: taken when free or lapsed, unless
 /// this replica drives another backend and the lease was not yet free a heartbeat ago.
+/// A backend taken counts as driven before the next slot of this replica looks.
 async fn take_now(spec: &BackendSpec, context: &Context, seen_free: &mut bool) -> bool {
+    let _turn = context.taking.lock().await;
     let now = OffsetDateTime::now_utc();
     if context.store.is_shared() && context.driven_count() > 0 && !*seen_free {
         match context.store.backend_lease(&spec.id).await {
@@ -80,6 +81,9 @@ async fn take_now(spec: &BackendSpec, context: &Context, seen_free: &mut bool) -
     {
         Ok(taken) => {
             *seen_free = false;
+            if taken {
+                context.set_driving(&spec.id, true);
+            }
             taken
         }
         Err(error) => {

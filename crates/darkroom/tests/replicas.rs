@@ -2,7 +2,8 @@
 //! fresh database, two simulated backends, 300 jobs, and a replica that drives a backend
 //! killed with SIGKILL midway. Every job must end succeeded with readable outputs, no
 //! prompt may run twice, and a client streaming events from a surviving replica must see
-//! every job it follows to its end, each stored event once, in order, none missing.
+//! every job it follows to its end, each stored event once, in order, none missing. And a
+//! job canceled through a replica that does not drive its backend stops on the backend.
 //!
 //! Outputs go to one local folder the three replicas share (their common data folder):
 //! shared object storage is another part of issue 9 and will replace it here. The
@@ -198,4 +199,49 @@ fn check_stream(job_id: &str, frames: &[Frame]) {
     );
     let unique: BTreeSet<u64> = seqs.iter().copied().collect();
     assert_eq!(unique.len(), seqs.len());
+}
+
+#[tokio::test]
+async fn a_cancel_sent_to_a_replica_that_does_not_drive_the_backend_stops_the_run() {
+    let test = "a_cancel_sent_to_a_replica_that_does_not_drive_the_backend_stops_the_run";
+    let Some(database) = postgres::TestDatabase::create(test).await else {
+        return;
+    };
+    let sim = start_simulator().await;
+    let url = sim.base_url();
+    let data = tempfile::tempdir().unwrap();
+    let start = |replica_id: &'static str| {
+        let env = [
+            ("DARKROOM_DATABASE_URL", database.url.clone()),
+            ("DARKROOM_REPLICA_ID", replica_id.to_owned()),
+            ("DARKROOM_LEASE_DURATION", "3s".to_owned()),
+        ];
+        let (data, url) = (data.path().to_owned(), url.clone());
+        async move {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            DarkroomProcess::start_with_backends(&data, &[&url], &env).await
+        }
+    };
+    let driving = start("replica-0").await;
+    let job = driving.submit(steps_graph(2, 10, 0)).await;
+    driving.wait_final(&id(&job)).await;
+    let standby = start("replica-1").await;
+    assert_eq!(
+        lease_holders(&database.url).await,
+        [("backend-0".to_owned(), "replica-0".to_owned())]
+    );
+
+    // Submitted to, followed on and canceled through the replica that stands by.
+    let long = id(&standby.submit(steps_graph(200, 50, 1)).await);
+    standby
+        .wait_job(&long, "running", |job| job["state"] == "running")
+        .await;
+    let answer = standby.cancel(&long).await;
+    assert_eq!(answer["state"], "canceling", "{answer}");
+    let ended = standby.wait_final(&long).await;
+    assert_eq!(ended["status"], "canceled", "{ended}");
+    assert_eq!(sim.executed_prompts().len(), 2);
+
+    drop((driving, standby));
+    sim.shutdown().await;
 }

@@ -86,6 +86,19 @@ impl DarkroomProcess {
         response.json().await.unwrap()
     }
 
+    /// `POST /api/v2/jobs/{id}/cancel`, which must be answered with 200.
+    pub async fn cancel(&self, id: &str) -> Value {
+        let response = self
+            .http
+            .post(format!("{}/api/v2/jobs/{id}/cancel", self.base))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
+        response.json().await.unwrap()
+    }
+
     pub async fn job(&self, id: &str) -> Value {
         let response = self
             .http

@@ -50,6 +50,10 @@ else
     2>/dev/null || (cd testing/browser && npm ci --no-audit --no-fund)
 fi
 
+if [ "${DARKROOM_SKIP_POSTGRES:-}" = 1 ]; then
+  printf '\n!!! SKIPPING THE POSTGRESQL TESTS (DARKROOM_SKIP_POSTGRES=1) !!!\n\n'
+fi
+
 step "format"
 cargo fmt --all --check
 

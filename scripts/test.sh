@@ -16,6 +16,11 @@
 # root for apt-get; network access to crates.io, PyPI, Debian and npm the first time.
 # DARKROOM_SKIP_REAL_COMFYUI=1 skips the real-ComfyUI tier (browser and CLI tests included),
 # and says so.
+# PostgreSQL: the store and replica tests also run on the PostgreSQL server at
+# DARKROOM_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test), each in a
+# schema or database of its own; they fail when it is unreachable, unless
+# DARKROOM_SKIP_POSTGRES=1, which skips them and says so. DARKROOM_TEST_STORE=postgres runs
+# the in-process API tests on PostgreSQL as well.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -45,6 +50,10 @@ else
     const installed = require("./testing/browser/node_modules/playwright-core/package.json");
     process.exit(installed.version === lock.packages["node_modules/playwright-core"].version ? 0 : 1)' \
     2>/dev/null || (cd testing/browser && npm ci --no-audit --no-fund)
+fi
+
+if [ "${DARKROOM_SKIP_POSTGRES:-}" = 1 ]; then
+  printf '\n!!! SKIPPING THE POSTGRESQL TESTS (DARKROOM_SKIP_POSTGRES=1) !!!\n\n'
 fi
 
 step "format"

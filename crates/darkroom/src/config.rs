@@ -20,7 +20,7 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Folder for the SQLite database and stored outputs.
     pub data_dir: PathBuf,
-    /// `sqlite://...`; empty means `sqlite://<data_dir>/darkroom.db`.
+    /// `sqlite://...` or `postgres://...`; empty means `sqlite://<data_dir>/darkroom.db`.
     pub database_url: String,
     /// How many jobs may wait in Darkroom's queue before new ones get `queue_full`.
     pub queue_limit: u32,
@@ -40,6 +40,15 @@ pub struct Config {
     pub prompts_per_backend: u32,
     /// The ComfyUI servers jobs run on.
     pub backends: Vec<BackendConfig>,
+    /// This process's name among the replicas sharing a PostgreSQL store; empty means
+    /// `<hostname>-<pid>`, or just the hostname with SQLite, whose one process takes its
+    /// leases back at once after a restart.
+    pub replica_id: String,
+    /// How long a replica's hold on a backend and its jobs lasts unless renewed (every
+    /// third of it): the longest a backend waits for another replica after the one driving
+    /// it died.
+    #[serde(with = "humantime_serde")]
+    pub lease_duration: Duration,
     /// Folder of workflow templates (`NAME.json` with an optional `NAME.toml`); empty
     /// means the source tree's shipped `templates/` when it exists, else
     /// `<data_dir>/templates`.
@@ -129,6 +138,8 @@ impl Default for Config {
             prompts_per_backend: 2,
             backends: vec![BackendConfig::at_url("local", "http://127.0.0.1:8188")],
             templates_dir: PathBuf::new(),
+            replica_id: String::new(),
+            lease_duration: Duration::from_secs(30),
         }
     }
 }
@@ -233,6 +244,12 @@ impl Config {
             return Err(ConfigError(
                 "`prompts_per_backend` must be at least 1".to_owned(),
             ));
+        }
+        if self.lease_duration < Duration::from_secs(1) {
+            return Err(ConfigError(format!(
+                "`lease_duration` must be at least 1s, got {:?}",
+                self.lease_duration
+            )));
         }
         Ok(())
     }

@@ -244,7 +244,7 @@ impl Metrics {
             // Touch the counter so a backend that never restarted still shows 0.
             let _ = self.restarts.get_or_create(&label);
             let _ = self.runs_lost.get_or_create(&label);
-            let up = matches!(backend.health, Health::Up);
+            let up = backend.driven && matches!(backend.health, Health::Up);
             self.backend_up.get_or_create(&label).set(i64::from(up));
             self.backend_prompts
                 .get_or_create(&label)

@@ -2,9 +2,9 @@
 //! caller's shutdown future resolves. Tests bind port 0; `main` binds the configured one.
 //!
 //! Start-up order: store (with migrations), blob store, templates, scheduler (which
-//! reconciles every unfinished job before taking new work), retention sweep, then the HTTP
-//! server. Shutdown runs it backwards: stop taking requests, let drivers finish what they
-//! are storing.
+//! reconciles every unfinished job before taking new work), retention sweep, the relay of
+//! other replicas' events (on a shared store), then the HTTP server. Shutdown runs it
+//! backwards: stop taking requests, let drivers finish what they are storing.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use crate::api::{self, AppState};
 use crate::artifacts::LocalBlobStore;
 use crate::config::Config;
 use crate::jobs::bus::JobBus;
-use crate::jobs::model::BackendId;
+use crate::jobs::model::{BackendId, ReplicaId};
 use crate::scheduler::managed::ManagedSpec;
 use crate::scheduler::{BackendSpec, Context, Scheduler, Settings};
 use crate::templates::Library;
@@ -67,6 +67,8 @@ pub async fn serve(
         retention: time::Duration::try_from(config.retention).unwrap_or(time::Duration::days(7)),
         backend_lost_after: config.backend_lost_after,
         max_attempts: config.max_attempts,
+        replica: replica_id(&config, store.is_shared()),
+        lease_duration: config.lease_duration,
         ..Settings::default()
     };
     let bus = Arc::new(JobBus::default());
@@ -82,6 +84,18 @@ pub async fn serve(
         Arc::clone(&store),
         blobs.clone(),
     ));
+    let relay = match store.event_feed().await? {
+        Some(feed) => {
+            let scheduler = scheduler.handle.clone();
+            Some(tokio::spawn(crate::jobs::relay::relay(
+                Arc::clone(&store),
+                Arc::clone(&bus),
+                feed,
+                move || scheduler.wake(),
+            )))
+        }
+        None => None,
+    };
 
     let stopping = tokio_util::sync::CancellationToken::new();
     let state = AppState {
@@ -108,6 +122,9 @@ pub async fn serve(
     tracing::info!("http server stopped");
 
     sweeper.abort();
+    if let Some(relay) = relay {
+        relay.abort();
+    }
     scheduler.shutdown().await;
     served?;
     Ok(())
@@ -148,4 +165,24 @@ fn backend_specs(config: &Config) -> Result<Vec<BackendSpec>, ServeError> {
         specs.push(spec);
     }
     Ok(specs)
+}
+
+/// The configured replica id, else `<hostname>-<pid>` on a shared store (unique among
+/// replicas, even several on one host) or the hostname alone on a store one process owns
+/// (the same after a restart, which then takes its leases back without waiting).
+fn replica_id(config: &Config, shared: bool) -> ReplicaId {
+    if !config.replica_id.is_empty() {
+        return ReplicaId(config.replica_id.clone());
+    }
+    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|file| std::fs::read_to_string(file).ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "darkroom".to_owned());
+    if shared {
+        ReplicaId(format!("{host}-{}", std::process::id()))
+    } else {
+        ReplicaId(host)
+    }
 }

@@ -87,6 +87,13 @@ fn bad_values_are_named() {
     let (ok, _, stderr) = darkroom_config(&["--config", "/nonexistent/darkroom.toml"], &[]);
     assert!(!ok);
     assert!(stderr.contains("/nonexistent/darkroom.toml"), "{stderr}");
+
+    let (ok, _, stderr) = darkroom_config(&[], &[("DARKROOM_LEASE_DURATION", "100ms")]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("`lease_duration` must be at least 1s"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -1,40 +1,55 @@
 //! The store: the engine-neutral suite run against SQLite in memory and on
-//! disk, plus what only a file database can show (durability across reopen)
-//! and the state machine's rules.
+//! disk and against PostgreSQL (a fresh schema per test on the server
+//! `DARKROOM_TEST_POSTGRES_URL` names; `DARKROOM_SKIP_POSTGRES=1` skips it,
+//! loudly), plus what only a file database can show (durability across
+//! reopen) and the state machine's rules.
 
 #![allow(
     clippy::unwrap_used,
     reason = "helpers outside #[test] fns panic too: that is the failure message we want"
 )]
 
+mod postgres;
 mod store_suite;
 
 use std::sync::Arc;
 
 use darkroom::jobs::model::{JobId, JobState, JobStatus, transition_allowed};
-use darkroom::store::{self, SqliteStore, Store, StoreError};
+use darkroom::store::{self, PostgresStore, SqliteStore, Store, StoreError};
 use store_suite::{Harness, at, create, new_job};
 
-async fn sqlite_in_memory() -> Harness {
+async fn sqlite_in_memory(_test: &str) -> Option<Harness> {
     let store = SqliteStore::open("sqlite::memory:")
         .await
         .expect("open in-memory store");
-    Harness {
+    Some(Harness {
         store: Arc::new(store),
         _guard: None,
-    }
+    })
 }
 
 /// A file database, so racing tasks really run on separate connections.
-async fn sqlite_file() -> Harness {
+async fn sqlite_file(_test: &str) -> Option<Harness> {
     let folder = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open_in(folder.path())
         .await
         .expect("open file store");
-    Harness {
+    Some(Harness {
         store: Arc::new(store),
         _guard: Some(Box::new(folder)),
-    }
+    })
+}
+
+/// A fresh schema on the test PostgreSQL server, dropped after the test.
+async fn postgres_schema(test: &str) -> Option<Harness> {
+    let schema = postgres::TestSchema::create(test).await?;
+    let store = PostgresStore::open(&schema.url)
+        .await
+        .expect("open postgres store");
+    Some(Harness {
+        store: Arc::new(store),
+        _guard: Some(Box::new(schema)),
+    })
 }
 
 mod sqlite_memory {
@@ -45,6 +60,11 @@ mod sqlite_memory {
 mod sqlite_on_disk {
     use super::store_suite;
     store_suite!(super::sqlite_file);
+}
+
+mod postgres_engine {
+    use super::store_suite;
+    store_suite!(super::postgres_schema);
 }
 
 #[tokio::test]
@@ -96,6 +116,76 @@ async fn store_urls_choose_the_engine() {
         }
         other => panic!("expected an unsupported url, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn postgres_urls_of_either_scheme_open_the_shared_schema() {
+    let Some(schema) =
+        postgres::TestSchema::create("postgres_urls_of_either_scheme_open_the_shared_schema").await
+    else {
+        return;
+    };
+    let long_scheme = schema.url.replacen("postgres://", "postgresql://", 1);
+    let first = store::open(&schema.url).await.unwrap();
+    let second = store::open(&long_scheme).await.unwrap();
+    create(&first, new_job(0)).await;
+    create(&second, new_job(1)).await;
+    assert_eq!(first.count_queued().await.unwrap(), 2);
+    assert_eq!(second.count_queued().await.unwrap(), 2);
+}
+
+/// Replicas learn of each other's events through the feed: every event committed by any
+/// connection to the schema, in commit order, and nothing from another schema.
+#[tokio::test]
+async fn the_postgres_feed_announces_events_committed_by_another_replica() {
+    let test = "the_postgres_feed_announces_events_committed_by_another_replica";
+    let (Some(schema), Some(elsewhere)) = (
+        postgres::TestSchema::create(test).await,
+        postgres::TestSchema::create(test).await,
+    ) else {
+        return;
+    };
+    let listening = store::open(&schema.url).await.unwrap();
+    let other_replica = store::open(&schema.url).await.unwrap();
+    let other_schema = store::open(&elsewhere.url).await.unwrap();
+    let mut feed = listening
+        .event_feed()
+        .await
+        .unwrap()
+        .expect("postgres has a feed");
+
+    create(&other_schema, new_job(0)).await;
+    let created = create(&other_replica, new_job(1)).await;
+    let dispatched = other_replica
+        .transition(store::Transition::new(
+            created.job.id,
+            JobState::Queued,
+            JobState::Dispatched,
+            at(2),
+        ))
+        .await
+        .unwrap();
+
+    for expected_seq in [created.event.seq, dispatched.event.seq] {
+        let notice = tokio::time::timeout(std::time::Duration::from_secs(10), feed.next())
+            .await
+            .expect("a notice in time")
+            .unwrap();
+        assert_eq!(
+            notice,
+            store::FeedNotice::Committed {
+                job_id: created.job.id,
+                seq: expected_seq
+            }
+        );
+    }
+}
+
+#[tokio::test]
+async fn sqlite_has_no_feed_since_one_process_writes_it() {
+    let store = store::open("sqlite::memory:").await.unwrap();
+    assert!(store.event_feed().await.unwrap().is_none());
+    assert!(!store.is_shared());
 }
 
 #[test]

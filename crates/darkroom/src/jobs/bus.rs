@@ -28,22 +28,18 @@ pub enum Notice {
     Event(JobEvent),
     /// A new preview for the job; read it with [`JobBus::latest_preview`].
     Preview(JobId),
+    /// Events may have been committed (by another replica) without a notice: read the
+    /// store for what was missed.
+    Resync,
 }
 
-impl Notice {
-    pub fn job_id(&self) -> JobId {
-        match self {
-            Self::Event(event) => event.job_id,
-            Self::Preview(job_id) => *job_id,
-        }
-    }
-}
-
-/// The broadcast of notices, and the preview of each job.
+/// The broadcast of notices, the preview of each job, and how far each unfinished job's
+/// events were published.
 #[derive(Debug)]
 pub struct JobBus {
     sender: broadcast::Sender<Notice>,
     previews: Mutex<HashMap<JobId, LivePreview>>,
+    published: Mutex<HashMap<JobId, u64>>,
 }
 
 impl Default for JobBus {
@@ -51,6 +47,7 @@ impl Default for JobBus {
         Self {
             sender: broadcast::channel(4096).0,
             previews: Mutex::default(),
+            published: Mutex::default(),
         }
     }
 }
@@ -58,8 +55,26 @@ impl Default for JobBus {
 impl JobBus {
     /// Announces a committed event.
     pub fn publish(&self, event: JobEvent) {
+        if let Ok(mut published) = self.published.lock() {
+            let seq = published.entry(event.job_id).or_default();
+            *seq = (*seq).max(event.seq);
+        }
         // No subscriber is fine: the event is in the store.
         let _ = self.sender.send(Notice::Event(event));
+    }
+
+    /// The highest sequence number published for the job, until it is forgotten.
+    pub fn published_up_to(&self, job_id: JobId) -> u64 {
+        self.published
+            .lock()
+            .ok()
+            .and_then(|published| published.get(&job_id).copied())
+            .unwrap_or(0)
+    }
+
+    /// Tells every follower to catch up from the store.
+    pub fn resync(&self) {
+        let _ = self.sender.send(Notice::Resync);
     }
 
     /// Keeps `preview` as the job's latest and announces it.
@@ -75,10 +90,13 @@ impl JobBus {
         self.previews.lock().ok()?.get(&job_id).cloned()
     }
 
-    /// Forgets the job's preview once it is final.
+    /// Forgets the job's preview and published sequence once it is final.
     pub fn forget(&self, job_id: JobId) {
         if let Ok(mut previews) = self.previews.lock() {
             previews.remove(&job_id);
+        }
+        if let Ok(mut published) = self.published.lock() {
+            published.remove(&job_id);
         }
     }
 

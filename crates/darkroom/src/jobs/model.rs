@@ -132,6 +132,11 @@ name_id!(
     /// ComfyUI's id for one run, returned by `POST /prompt`.
     PromptId
 );
+name_id!(
+    /// Names one Darkroom process among the replicas sharing a store: the holder of
+    /// leases on backends and jobs.
+    ReplicaId
+);
 
 /// Declares a unit enum stored and sent as a fixed lowercase name.
 macro_rules! named_enum {

@@ -2,7 +2,9 @@
 //! dispatcher reads it to place jobs, the API and metrics read it to show operators.
 //!
 //! It holds only live facts (health, runs, capabilities, loaded models, recent errors);
-//! nothing here is durable, the store is. Every change pokes the dispatcher, which looks
+//! nothing here is durable, the store is. It is this replica's view: with several replicas
+//! on one PostgreSQL, each backend is driven by the one replica holding its lease, and
+//! every other replica shows it as `standby`, without health, runs or probes of its own. Every change pokes the dispatcher, which looks
 //! again at the queue.
 
 use std::collections::VecDeque;
@@ -41,15 +43,18 @@ pub enum BackendState {
     Degraded,
     Down,
     Draining,
+    /// Another replica holds its lease and drives it; this one does not.
+    Standby,
 }
 
 impl BackendState {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Starting,
         Self::Up,
         Self::Degraded,
         Self::Down,
         Self::Draining,
+        Self::Standby,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +64,7 @@ impl BackendState {
             Self::Degraded => "degraded",
             Self::Down => "down",
             Self::Draining => "draining",
+            Self::Standby => "standby",
         }
     }
 }
@@ -101,6 +107,9 @@ pub struct BackendStatus {
     /// Prompts kept inside its ComfyUI at once.
     pub max_prompts: usize,
     pub managed: bool,
+    /// Whether this replica holds the backend's lease and its driver has taken the jobs
+    /// left on it: only then does this replica's dispatcher give it work.
+    pub driven: bool,
     pub health: Health,
     pub draining: bool,
     pub version: Option<String>,
@@ -128,6 +137,7 @@ impl BackendStatus {
             tags,
             max_prompts: max_prompts.max(1),
             managed: false,
+            driven: false,
             health: Health::Starting,
             draining: false,
             version: None,
@@ -145,6 +155,7 @@ impl BackendStatus {
     /// The state operators see.
     pub fn state(&self) -> BackendState {
         match self.health {
+            _ if !self.driven => BackendState::Standby,
             Health::Up | Health::Degraded if self.draining => BackendState::Draining,
             Health::Starting => BackendState::Starting,
             Health::Up => BackendState::Up,
@@ -155,7 +166,11 @@ impl BackendStatus {
 
     /// Whether the dispatcher may give it new work.
     pub fn accepting(&self) -> bool {
-        self.health == Health::Up && self.probed && !self.draining && self.capabilities.is_some()
+        self.driven
+            && self.health == Health::Up
+            && self.probed
+            && !self.draining
+            && self.capabilities.is_some()
     }
 
     pub fn note_error(&mut self, message: impl Into<String>) {

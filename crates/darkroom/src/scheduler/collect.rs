@@ -91,7 +91,11 @@ pub async fn collect(
         };
         let event = context
             .store
-            .add_output(&record, OffsetDateTime::now_utc())
+            .add_output(
+                &record,
+                &context.settings.replica,
+                OffsetDateTime::now_utc(),
+            )
             .await?;
         context.bus.publish(event);
         context.metrics.bytes_stored(record.size_bytes);

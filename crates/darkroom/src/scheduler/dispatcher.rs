@@ -3,7 +3,13 @@
 //! candidates and the board; lets [`plan`](super::plan) choose; then claims each chosen
 //! job with the store's compare-and-set and hands it to that backend's driver.
 //!
-//! A claim that loses (the job was canceled meanwhile) is skipped. A job is marked on the
+//! Only the backends this replica drives (holds the lease of) are offered work: the board
+//! marks the others as not accepting. Claims are the store's compare-and-set, so replicas
+//! racing for one job never both take it, and each claim puts the job under this replica's
+//! lease, which fences every later write of its run.
+//!
+//! A claim that loses (the job was canceled meanwhile, or another replica took it) is
+//! skipped. A job is marked on the
 //! board as assigned before its driver takes it, so the next pass counts its place.
 
 use std::collections::HashMap;
@@ -78,7 +84,12 @@ impl Dispatcher {
         let claimed = match self
             .context
             .store
-            .claim_queued(assignment.job_id, &assignment.backend, now)
+            .claim_queued(
+                assignment.job_id,
+                &assignment.backend,
+                &self.context.lease(),
+                now,
+            )
             .await
         {
             Ok(Some(claimed)) => claimed,

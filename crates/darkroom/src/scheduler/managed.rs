@@ -43,7 +43,7 @@ pub struct ManagedSpec {
 }
 
 /// What the supervisor tells the driver.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum ProcessEvent {
     Started { pid: Option<u32> },
     Ready,

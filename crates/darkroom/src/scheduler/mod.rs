@@ -11,6 +11,12 @@
 //!
 //! The scheduler never writes a state without the store's compare-and-set, and publishes
 //! an event only after the store committed it.
+//!
+//! Replicas sharing a store each run a slot per configured backend, but only the holder of
+//! a backend's lease runs its driver (one websocket, one router of its prompts); the others
+//! stand by and take the backend over when the lease lapses, adopting its unfinished jobs.
+//! Every write a driver makes names this replica as the job's holder, so a replica that
+//! lost its lease cannot overwrite its successor's work.
 
 mod assets;
 pub mod board;
@@ -21,9 +27,10 @@ mod driver;
 pub mod managed;
 mod plan;
 mod run;
+mod slot;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -33,10 +40,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::artifacts::LocalBlobStore;
 use crate::jobs::bus::JobBus;
-use crate::jobs::model::{BackendId, Job, JobError, JobId, JobState};
+use crate::jobs::model::{BackendId, Job, JobError, JobId, JobState, ReplicaId};
 use crate::jobs::requirements::Requirements;
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError, Transition};
+use crate::store::{Lease, Store, StoreError, Transition};
 
 use board::{BackendStatus, Board};
 use capability::Missing;
@@ -59,6 +66,12 @@ pub struct Settings {
     /// How long a backend may stay unreachable before its runs are given up (queued again
     /// for another backend or attempt).
     pub backend_lost_after: Duration,
+    /// This process among the replicas sharing the store.
+    pub replica: ReplicaId,
+    /// How long a lease on a backend and its jobs lasts unless renewed; renewed every
+    /// third of it. Another replica takes a backend over at most this long after its
+    /// holder died.
+    pub lease_duration: Duration,
 }
 
 impl Default for Settings {
@@ -69,7 +82,16 @@ impl Default for Settings {
             poll_interval: Duration::from_secs(1),
             lost_grace: Duration::from_secs(3),
             backend_lost_after: Duration::from_secs(60),
+            replica: ReplicaId("local".to_owned()),
+            lease_duration: Duration::from_secs(30),
         }
+    }
+}
+
+impl Settings {
+    /// How often leases are renewed, and lapsed ones looked for.
+    pub fn heartbeat(&self) -> Duration {
+        self.lease_duration / 3
     }
 }
 
@@ -81,12 +103,19 @@ pub struct Context {
     pub bus: Arc<JobBus>,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
-    /// The live status of every backend; filled by [`Scheduler::start`].
+    /// The live status of every backend as this replica sees it; filled by
+    /// [`Scheduler::start`].
     pub board: Arc<Board>,
+    /// The backends whose lease this replica holds and whose driver runs here.
+    driving: Mutex<HashSet<BackendId>>,
+    /// Held by a slot deciding whether to take its backend, so two slots of this replica
+    /// never both see it driving nothing.
+    taking: tokio::sync::Mutex<()>,
 }
 
 impl Context {
     /// A context with fresh metrics and an empty board.
+    #[must_use]
     pub fn new(
         store: Arc<dyn Store>,
         blobs: LocalBlobStore,
@@ -100,11 +129,33 @@ impl Context {
             settings,
             metrics: Arc::new(Metrics::new()),
             board: Arc::new(Board::new(Vec::new())),
+            driving: Mutex::default(),
+            taking: tokio::sync::Mutex::default(),
         }
     }
-}
 
-impl Context {
+    /// Whether this replica drives the backend now.
+    pub fn drives(&self, backend: &BackendId) -> bool {
+        self.driving
+            .lock()
+            .is_ok_and(|driving| driving.contains(backend))
+    }
+
+    /// How many backends this replica drives now.
+    fn driven_count(&self) -> usize {
+        self.driving.lock().map_or(0, |driving| driving.len())
+    }
+
+    fn set_driving(&self, backend: &BackendId, driving: bool) {
+        if let Ok(mut driven) = self.driving.lock() {
+            if driving {
+                driven.insert(backend.clone());
+            } else {
+                driven.remove(backend);
+            }
+        }
+    }
+
     /// Moves a job if it is still in `from`, and publishes the event. `Ok(None)` when the
     /// job moved meanwhile (someone else won the compare-and-set).
     ///
@@ -118,6 +169,20 @@ impl Context {
         to: JobState,
         error: Option<JobError>,
     ) -> Result<Option<Job>, StoreError> {
+        let change = self
+            .change(job_id, from, to, error)
+            .held_by(self.settings.replica.clone());
+        self.commit(change).await
+    }
+
+    /// A transition with this replica's retention rules, held by nobody.
+    fn change(
+        &self,
+        job_id: JobId,
+        from: JobState,
+        to: JobState,
+        error: Option<JobError>,
+    ) -> Transition {
         let now = OffsetDateTime::now_utc();
         let mut change = Transition::new(job_id, from, to, now);
         if let Some(error) = error {
@@ -126,6 +191,13 @@ impl Context {
         if to.is_final() {
             change = change.with_expiry(now + self.settings.retention);
         }
+        change
+    }
+
+    /// Stores a transition and publishes its event; `Ok(None)` when it lost the
+    /// compare-and-set or another replica holds the job.
+    async fn commit(&self, change: Transition) -> Result<Option<Job>, StoreError> {
+        let (job_id, to) = (change.job_id, change.to);
         match self.store.transition(change).await {
             Ok(committed) => {
                 tracing::info!(job.id = %job_id, job.state = %to, "job state");
@@ -140,7 +212,19 @@ impl Context {
                 Ok(Some(committed.job))
             }
             Err(StoreError::StateConflict { .. }) => Ok(None),
+            Err(StoreError::LeaseLost { holder, .. }) => {
+                tracing::warn!(job.id = %job_id, replica.holder = %holder, "job taken over by another replica");
+                Ok(None)
+            }
             Err(error) => Err(error),
+        }
+    }
+
+    /// A lease for this replica from now on.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            holder: self.settings.replica.clone(),
+            expires_at: OffsetDateTime::now_utc() + self.settings.lease_duration,
         }
     }
 }
@@ -190,8 +274,10 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Starts one driver per backend (and a supervisor per managed backend), then the
-    /// dispatcher. Each driver first reconciles the unfinished jobs it owns.
+    /// Starts one slot per backend (and a supervisor per managed backend), then the
+    /// dispatcher. A slot runs the backend's driver while this replica holds its lease; a
+    /// driver first reconciles the unfinished jobs it adopts, then takes the work the
+    /// dispatcher claims for it. Jobs of backends no longer configured are given up first.
     ///
     /// # Errors
     ///
@@ -203,14 +289,10 @@ impl Scheduler {
         let statuses = backends.iter().map(BackendSpec::status).collect();
         context.board = Arc::new(Board::new(statuses));
         let context = Arc::new(context);
-        let mut owned: HashMap<BackendId, Vec<Job>> = HashMap::new();
         for job in context.store.unfinished_jobs().await? {
-            match (&job.backend_id, job.state) {
-                (_, JobState::Queued) => {}
-                (Some(backend), _) if backends.iter().any(|spec| &spec.id == backend) => {
-                    owned.entry(backend.clone()).or_default().push(job);
-                }
-                _ => requeue_orphan(&context, &job).await?,
+            let known = |backend: &BackendId| backends.iter().any(|spec| &spec.id == backend);
+            if job.state != JobState::Queued && !job.backend_id.as_ref().is_some_and(known) {
+                requeue_orphan(&context, &job).await?;
             }
         }
 
@@ -221,7 +303,6 @@ impl Scheduler {
         let mut supervisors = JoinSet::new();
         for spec in backends {
             let (sender, receiver) = mpsc::unbounded_channel();
-            let adopted = owned.remove(&spec.id).unwrap_or_default();
             drivers.insert(spec.id.clone(), sender.clone());
             if let Some(managed) = spec.managed.clone() {
                 let supervisor = managed::Supervisor {
@@ -234,8 +315,7 @@ impl Scheduler {
                 };
                 supervisors.spawn(supervisor.run());
             }
-            let driver = driver::Driver::new(spec, Arc::clone(&context), receiver, adopted);
-            tasks.spawn(driver.run());
+            tasks.spawn(slot::run(spec, Arc::clone(&context), receiver));
         }
         let dispatcher = dispatcher::Dispatcher {
             context: Arc::clone(&context),
@@ -243,6 +323,7 @@ impl Scheduler {
             stop: stop.clone(),
         };
         tasks.spawn(dispatcher.run());
+        tracing::info!(replica.id = %context.settings.replica, "scheduler replica");
         let handle = SchedulerHandle {
             drivers: Arc::new(drivers),
             context,
@@ -356,14 +437,21 @@ impl SchedulerHandle {
         let Some(current) = current.filter(|job| !job.state.is_final()) else {
             return Ok(());
         };
-        if let Some(driver) = current
+        let driver = current
             .backend_id
             .as_ref()
-            .and_then(|id| self.drivers.get(id))
-        {
+            .filter(|backend| self.context.drives(backend))
+            .and_then(|backend| self.drivers.get(backend));
+        if let Some(driver) = driver {
             let _ = driver.send(Command::Cancel(current.id));
+            return Ok(());
         }
-        Ok(())
+        // Another replica drives the job's backend: mark the job, and its driver stops the
+        // run when it next looks at the jobs it holds.
+        let change = self
+            .context
+            .change(current.id, current.state, JobState::Canceling, None);
+        self.context.commit(change).await.map(|_| ())
     }
 
     /// The shared context (store, blobs, bus).
@@ -387,8 +475,7 @@ async fn requeue_orphan(context: &Context, job: &Job) -> Result<(), StoreError> 
             )),
         ),
     };
-    context
-        .transition(job.id, job.state, to, error)
-        .await
-        .map(|_| ())
+    // Whoever held it drove a backend this replica does not know: take it regardless.
+    let change = context.change(job.id, job.state, to, error);
+    context.commit(change).await.map(|_| ())
 }

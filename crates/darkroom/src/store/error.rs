@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::jobs::model::{AssetId, JobId, JobState};
+use crate::jobs::model::{AssetId, JobId, JobState, ReplicaId};
 
 /// What a store operation can refuse or fail with. The first group are
 /// answers a caller acts on; the last group are faults of the store itself.
@@ -40,6 +40,11 @@ pub enum StoreError {
         expected: u32,
         actual: u32,
     },
+
+    /// A write by a replica whose lease on the job was taken over: it must
+    /// stop acting on the job, which another replica now drives.
+    #[error("job {job_id} is held by replica {holder}")]
+    LeaseLost { job_id: JobId, holder: ReplicaId },
 
     /// Progress for a job that is not on a backend (queued or final).
     #[error("job {job_id} is {state} and takes no progress")]

@@ -1,15 +1,21 @@
 //! The store: the only place Darkroom's state lives.
 //!
 //! It owns jobs, their event streams, outputs, assets and idempotency keys,
-//! behind one object-safe [`Store`] trait with one engine per database
-//! (SQLite now; PostgreSQL will implement the same trait). It must not run
-//! jobs, talk to ComfyUI or touch blob files: it says which blobs are no
-//! longer referenced and the caller deletes them.
+//! behind one object-safe [`Store`] trait with one engine per database:
+//! SQLite (one process, the default) and PostgreSQL (several replicas). It
+//! must not run jobs, talk to ComfyUI or touch blob files: it says which
+//! blobs are no longer referenced and the caller deletes them.
 //!
 //! Every change that has an event writes the row and the event in one
 //! transaction, so a published event always describes committed state.
+//!
+//! The queries are written once, in `sql/`, in the SQL both databases accept,
+//! and compiled into each engine's module against its connection type. What
+//! differs between engines stays in the engine: connecting, how a write
+//! transaction starts, and the locks a query asks for (`locks.rs`).
 
 mod error;
+mod postgres;
 mod request;
 mod rows;
 mod sqlite;
@@ -20,14 +26,17 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 pub use error::StoreError;
+pub use postgres::PostgresStore;
 pub use request::{
-    AssetRemoval, Dispatch, JobChange, JobCursor, JobPage, JobQuery, NewEvent, NewJob, QueuedJob,
-    Sweep, Transition,
+    AssetRemoval, Dispatch, JobChange, JobCursor, JobPage, JobQuery, Lease, NewEvent, NewJob,
+    QueuedJob, Sweep, Transition,
 };
 pub use sqlite::SqliteStore;
 
 use crate::artifacts::BlobHash;
-use crate::jobs::model::{Asset, AssetId, BackendId, Job, JobEvent, JobId, OutputRecord, Progress};
+use crate::jobs::model::{
+    Asset, AssetId, BackendId, Job, JobEvent, JobId, OutputRecord, Progress, ReplicaId,
+};
 
 /// How long an idempotency key stays claimed after the job it created.
 pub const IDEMPOTENCY_KEY_LIFETIME: time::Duration = time::Duration::hours(24);
@@ -70,8 +79,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `StateConflict` when the job is no longer in `from`; `JobNotFound`.
     async fn transition(&self, change: Transition) -> Result<JobChange, StoreError>;
 
-    /// Takes the first queued job (highest priority, then oldest) and moves it to `dispatched` for
-    /// `backend_id`, atomically: two claimers never get the same job.
+    /// Takes the first queued job (highest priority, then oldest) and moves it to
+    /// `dispatched` for `backend_id`, held under `lease`, atomically: two claimers (in one
+    /// replica or several) never get the same job.
     ///
     /// # Errors
     ///
@@ -79,6 +89,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn claim_next_queued(
         &self,
         backend_id: &BackendId,
+        lease: &Lease,
         at: OffsetDateTime,
     ) -> Result<Option<JobChange>, StoreError>;
 
@@ -91,9 +102,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Database faults only.
     async fn queued_candidates(&self, per_owner: u32) -> Result<Vec<QueuedJob>, StoreError>;
 
-    /// Moves the job `id` from `queued` to `dispatched` for `backend_id` (bumping the
-    /// attempt, as any entry into `dispatched` does) and appends the `status` event,
-    /// atomically. `Ok(None)` when the job is no longer queued (canceled, or claimed by
+    /// Moves the job `id` from `queued` to `dispatched` for `backend_id`, held under
+    /// `lease` (bumping the attempt, as any entry into `dispatched` does) and appends the
+    /// `status` event, atomically: of several claimers, in one replica or many, one wins. `Ok(None)` when the job is no longer queued (canceled, or claimed by
     /// another) or does not exist.
     ///
     /// # Errors
@@ -103,6 +114,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &self,
         id: JobId,
         backend_id: &BackendId,
+        lease: &Lease,
         at: OffsetDateTime,
     ) -> Result<Option<JobChange>, StoreError>;
 
@@ -111,19 +123,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// # Errors
     ///
     /// `StateConflict` unless the job is `dispatched`; `StaleAttempt` when
-    /// the job has moved on to another attempt; `JobNotFound`.
+    /// the job has moved on to another attempt; `LeaseLost` when another
+    /// replica holds it; `JobNotFound`.
     async fn record_dispatch(&self, id: JobId, dispatch: &Dispatch) -> Result<Job, StoreError>;
 
-    /// Stores the latest progress snapshot and appends it as an event.
+    /// Stores the latest progress snapshot, reported by the replica
+    /// `holder`, and appends it as an event.
     ///
     /// # Errors
     ///
     /// `JobNotActive` unless the job is dispatched, running or collecting;
-    /// `JobNotFound`.
+    /// `LeaseLost` when another replica holds it; `JobNotFound`.
     async fn update_progress(
         &self,
         id: JobId,
         progress: &Progress,
+        holder: &ReplicaId,
         at: OffsetDateTime,
     ) -> Result<JobEvent, StoreError>;
 
@@ -147,15 +162,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: u32,
     ) -> Result<Vec<JobEvent>, StoreError>;
 
-    /// Records a stored output: its asset row (owner and expiry from the
-    /// job), the output row and the `output` event, in one transaction.
+    /// Records an output the replica `holder` stored: its asset row (owner
+    /// and expiry from the job), the output row and the `output` event, in
+    /// one transaction.
     ///
     /// # Errors
     ///
-    /// `JobNotFound`; a database fault when the asset id already exists.
+    /// `LeaseLost` when another replica holds the job; `JobNotFound`; a
+    /// database fault when the asset id already exists.
     async fn add_output(
         &self,
         output: &OutputRecord,
+        holder: &ReplicaId,
         at: OffsetDateTime,
     ) -> Result<JobEvent, StoreError>;
 
@@ -223,10 +241,117 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ///
     /// Database faults only.
     async fn sweep_expired(&self, now: OffsetDateTime, limit: u32) -> Result<Sweep, StoreError>;
+
+    /// Whether several replicas can share this store (PostgreSQL) rather
+    /// than one process owning it (SQLite).
+    fn is_shared(&self) -> bool;
+
+    /// Takes the backend for `lease.holder` when no one holds it, its lease
+    /// lapsed at `at`, or the holder already has it (the deadline moves).
+    /// Only the holder of a backend's lease drives it.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only; a backend another replica holds is `Ok(false)`.
+    async fn acquire_backend_lease(
+        &self,
+        backend_id: &BackendId,
+        lease: &Lease,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Moves the holder's deadline on the backend to `lease.expires_at`.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only; `Ok(false)` when another replica has taken
+    /// the backend: the holder must stop driving it at once.
+    async fn renew_backend_lease(
+        &self,
+        backend_id: &BackendId,
+        lease: &Lease,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives up the backend and the holder's leases on its jobs now, so
+    /// another replica takes them over without waiting for them to lapse.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only; a lease not held is left alone.
+    async fn release_backend_lease(
+        &self,
+        backend_id: &BackendId,
+        holder: &ReplicaId,
+    ) -> Result<(), StoreError>;
+
+    /// Who drives the backend, and until when.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only.
+    async fn backend_lease(&self, backend_id: &BackendId) -> Result<Option<Lease>, StoreError>;
+
+    /// Takes over the unfinished jobs on the backend that are unheld or whose
+    /// holder's lease lapsed at `at`, and returns every job on it that
+    /// `lease.holder` now holds, oldest first: what the driver of a backend
+    /// it just took must reconcile.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only.
+    async fn adopt_jobs(
+        &self,
+        backend_id: &BackendId,
+        lease: &Lease,
+        at: OffsetDateTime,
+    ) -> Result<Vec<Job>, StoreError>;
+
+    /// Moves the deadline of every job `lease.holder` holds on the backend;
+    /// returns how many.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only.
+    async fn renew_job_leases(
+        &self,
+        backend_id: &BackendId,
+        lease: &Lease,
+    ) -> Result<u64, StoreError>;
+
+    /// A feed of the events committed from now on by every replica sharing the
+    /// store, or `None` when this process is the store's only writer (its own
+    /// bus already carries everything).
+    ///
+    /// # Errors
+    ///
+    /// Database faults while starting to listen.
+    async fn event_feed(&self) -> Result<Option<Box<dyn EventFeed>>, StoreError>;
 }
 
-/// Opens the store a URL names: `sqlite://path/to/file.db` or
-/// `sqlite::memory:` (PostgreSQL will join here).
+/// Notices of committed events, from any replica.
+#[async_trait]
+pub trait EventFeed: Send + std::fmt::Debug {
+    /// Waits for the next notice.
+    ///
+    /// # Errors
+    ///
+    /// Database faults that reconnecting did not cure; asking again retries.
+    async fn next(&mut self) -> Result<FeedNotice, StoreError>;
+}
+
+/// One notice of an [`EventFeed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedNotice {
+    /// The event `seq` of the job is committed: read it with `events_after`.
+    Committed { job_id: JobId, seq: u64 },
+    /// The feed lost its connection for a while, and notices may be missing:
+    /// whoever follows a job should read what it missed from the store.
+    Gap,
+}
+
+/// Opens the store a URL names: `sqlite://path/to/file.db`,
+/// `sqlite::memory:`, or `postgres://user@host/database` (`postgresql://`
+/// too).
 ///
 /// # Errors
 ///
@@ -235,6 +360,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     let scheme = url.split(':').next().unwrap_or_default();
     match scheme {
         "sqlite" => Ok(Arc::new(SqliteStore::open(url).await?)),
+        "postgres" | "postgresql" => Ok(Arc::new(PostgresStore::open(url).await?)),
         _ => Err(StoreError::UnsupportedUrl {
             scheme: scheme.to_owned(),
         }),

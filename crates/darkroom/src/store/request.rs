@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use crate::artifacts::BlobHash;
 use crate::jobs::model::{
     Asset, AssetId, BackendId, EventKind, Job, JobError, JobEvent, JobId, JobState, PromptId,
-    WorkflowFormat,
+    ReplicaId, WorkflowFormat,
 };
 use crate::jobs::requirements::Requirements;
 
@@ -84,6 +84,10 @@ pub struct Transition {
     pub error: Option<JobError>,
     /// A new retention deadline, e.g. counted from completion.
     pub expires_at: Option<OffsetDateTime>,
+    /// The replica moving a job it holds: refused with `LeaseLost` when
+    /// another replica holds the job now. `None` (the API, the sweep) moves
+    /// the job whoever holds it.
+    pub holder: Option<ReplicaId>,
 }
 
 impl Transition {
@@ -96,6 +100,7 @@ impl Transition {
             at,
             error: None,
             expires_at: None,
+            holder: None,
         }
     }
 
@@ -108,6 +113,12 @@ impl Transition {
     #[must_use]
     pub fn with_expiry(mut self, expires_at: OffsetDateTime) -> Self {
         self.expires_at = Some(expires_at);
+        self
+    }
+
+    #[must_use]
+    pub fn held_by(mut self, holder: ReplicaId) -> Self {
+        self.holder = Some(holder);
         self
     }
 }
@@ -126,6 +137,17 @@ pub struct Dispatch {
     pub prompt_id: PromptId,
     /// The attempt this dispatch belongs to; a stale one is refused.
     pub attempt: u32,
+    /// The replica that posted it; refused when another holds the job now.
+    pub holder: ReplicaId,
+}
+
+/// A replica's hold on a backend or a job, good until `expires_at` unless
+/// renewed. Times come from the replicas' clocks, which must agree to well
+/// within a lease's length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: ReplicaId,
+    pub expires_at: OffsetDateTime,
 }
 
 /// An event to append to a job's stream.

@@ -2,10 +2,16 @@
 //!
 //! Engine-neutral on purpose: the structs derive `FromRow` for any sqlx row
 //! type, times are BIGINT microseconds since the Unix epoch (UTC) so they
-//! sort and compare as numbers everywhere, and JSON travels as `Json<_>`.
+//! sort and compare as numbers everywhere, and JSON travels as `Json<_>`,
+//! except JSON a client submitted, which is bound as [`AsSent`].
 
 use serde_json::Value;
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, types::Oid};
+use sqlx::sqlite::{SqliteArgumentsBuffer, SqliteTypeInfo};
 use sqlx::types::Json;
+use sqlx::{Encode, Postgres, Sqlite, Type};
 use time::OffsetDateTime;
 
 use super::StoreError;
@@ -24,6 +30,41 @@ pub(crate) const ASSET_COLUMNS: &str =
 
 pub(crate) const OUTPUT_COLUMNS: &str = "job_id, asset_id, node_id, name, output_type, \
      content_type, size_bytes, hash, origin_filename, origin_subfolder, origin_folder";
+
+/// JSON a client submitted (a graph, parameters), bound so that it reads back
+/// as sent, key order included: as `JSON` in PostgreSQL, whose `JSONB`
+/// (what `Json<_>` binds as) sorts keys, and as text in SQLite.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AsSent<'a>(pub &'a Value);
+
+/// PostgreSQL's fixed object id of the built-in `json` type.
+const PG_JSON: Oid = Oid(114);
+
+impl Type<Postgres> for AsSent<'_> {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(PG_JSON)
+    }
+}
+
+impl Encode<'_, Postgres> for AsSent<'_> {
+    fn encode_by_ref(&self, buffer: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        // A `json` value's binary form is its text.
+        serde_json::to_writer(&mut **buffer, self.0)?;
+        Ok(IsNull::No)
+    }
+}
+
+impl Type<Sqlite> for AsSent<'_> {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+}
+
+impl Encode<'_, Sqlite> for AsSent<'_> {
+    fn encode_by_ref(&self, buffer: &mut SqliteArgumentsBuffer) -> Result<IsNull, BoxDynError> {
+        <String as Encode<'_, Sqlite>>::encode(serde_json::to_string(self.0)?, buffer)
+    }
+}
 
 /// Microseconds since the epoch; sub-microsecond precision is dropped.
 pub(crate) fn to_micros(time: OffsetDateTime) -> i64 {

@@ -29,8 +29,20 @@ impl DarkroomProcess {
 
     /// Like [`Self::start`], with extra environment variables (`DARKROOM_*` settings).
     pub async fn start_with(data_dir: &Path, backend: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with_backends(data_dir, &[backend], env).await
+    }
+
+    /// Like [`Self::start_with`], with several backends, named `backend-0`, `backend-1`...
+    /// in the order given.
+    pub async fn start_with_backends(
+        data_dir: &Path,
+        backends: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let backend_args = backends.iter().flat_map(|url| ["--backend", url]);
         let mut child = Command::new(env!("CARGO_BIN_EXE_darkroom"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--backend", backend])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(backend_args)
             .arg("--data-dir")
             .arg(data_dir)
             .env("RUST_LOG", "info,darkroom=debug")
@@ -71,6 +83,19 @@ impl DarkroomProcess {
             .await
             .unwrap();
         assert_eq!(response.status(), 201, "{:?}", response.text().await);
+        response.json().await.unwrap()
+    }
+
+    /// `POST /api/v2/jobs/{id}/cancel`, which must be answered with 200.
+    pub async fn cancel(&self, id: &str) -> Value {
+        let response = self
+            .http
+            .post(format!("{}/api/v2/jobs/{id}/cancel", self.base))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
         response.json().await.unwrap()
     }
 
@@ -216,17 +241,35 @@ pub struct EventStream {
     buffer: String,
 }
 
+/// One server-sent event: its name, its id (stored events carry their sequence number)
+/// and its data.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub name: String,
+    pub id: Option<u64>,
+    pub data: Value,
+}
+
 impl EventStream {
     /// The next `(event, data)`; `None` when the stream ended.
     pub async fn next_event(&mut self) -> Option<(String, Value)> {
+        let frame = self.next_frame().await?;
+        Some((frame.name, frame.data))
+    }
+
+    /// The next frame; `None` when the stream ended.
+    pub async fn next_frame(&mut self) -> Option<Frame> {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let frame: String = self.buffer.drain(..end + 2).collect();
                 let mut name = String::from("message");
+                let mut id = None;
                 let mut data = String::new();
                 for line in frame.lines() {
                     if let Some(value) = line.strip_prefix("event:") {
                         name = value.trim().to_owned();
+                    } else if let Some(value) = line.strip_prefix("id:") {
+                        id = value.trim().parse().ok();
                     } else if let Some(value) = line.strip_prefix("data:") {
                         data.push_str(value.trim_start());
                     }
@@ -234,10 +277,8 @@ impl EventStream {
                 if data.is_empty() {
                     continue; // a keep-alive comment
                 }
-                return Some((
-                    name,
-                    serde_json::from_str(&data).unwrap_or(Value::String(data)),
-                ));
+                let data = serde_json::from_str(&data).unwrap_or(Value::String(data));
+                return Some(Frame { name, id, data });
             }
             let chunk = self.response.chunk().await.ok()??;
             self.buffer.push_str(&String::from_utf8_lossy(&chunk));

@@ -9,7 +9,7 @@ use darkroom::jobs::model::{
 };
 use darkroom::store::{Store, StoreError, Transition};
 
-use super::{advance, at, create, new_job};
+use super::{advance, at, create, new_job, replica};
 
 fn hash(fill: char) -> BlobHash {
     format!("blake3:{}", fill.to_string().repeat(64))
@@ -17,7 +17,7 @@ fn hash(fill: char) -> BlobHash {
         .unwrap()
 }
 
-fn output(job_id: JobId, node_id: &str, blob: char) -> OutputRecord {
+pub fn output(job_id: JobId, node_id: &str, blob: char) -> OutputRecord {
     OutputRecord {
         job_id,
         asset_id: AssetId::new(),
@@ -66,13 +66,13 @@ pub async fn outputs_are_stored_with_their_asset_and_event(store: Arc<dyn Store>
 
     let first = output(created.job.id, "9", 'a');
     let second = output(created.job.id, "12", 'b');
-    let event = store.add_output(&first, at(20)).await.unwrap();
+    let event = store.add_output(&first, &replica(), at(20)).await.unwrap();
     assert_eq!(
         (event.kind, event.seq),
         (EventKind::Output, collecting.event.seq + 1)
     );
     assert_eq!(event.payload["type"], serde_json::json!("image"));
-    store.add_output(&second, at(21)).await.unwrap();
+    store.add_output(&second, &replica(), at(21)).await.unwrap();
 
     assert_eq!(
         store.outputs(created.job.id).await.unwrap(),
@@ -91,7 +91,7 @@ pub async fn outputs_are_stored_with_their_asset_and_event(store: Arc<dyn Store>
 
     let stray = output(JobId::new(), "1", 'c');
     assert!(matches!(
-        store.add_output(&stray, at(22)).await,
+        store.add_output(&stray, &replica(), at(22)).await,
         Err(StoreError::JobNotFound(_))
     ));
     assert!(store.asset(stray.asset_id).await.unwrap().is_none());
@@ -112,7 +112,10 @@ pub async fn assets_in_use_are_not_deleted_and_shared_blobs_outlive_one_asset(
     )
     .await;
     let produced = output(created.job.id, "9", 'a');
-    store.add_output(&produced, at(1)).await.unwrap();
+    store
+        .add_output(&produced, &replica(), at(1))
+        .await
+        .unwrap();
 
     let refused = store.delete_asset(produced.asset_id).await;
     assert!(
@@ -152,8 +155,14 @@ pub async fn sweep_expires_final_jobs_and_reports_orphaned_blobs(store: Arc<dyn 
     let done = advance(&store, &create(&store, new_job(0)).await, &path).await;
     let done_output = output(done.job.id, "9", 'a');
     let shared_output = output(done.job.id, "10", 'b');
-    store.add_output(&done_output, at(1)).await.unwrap();
-    store.add_output(&shared_output, at(1)).await.unwrap();
+    store
+        .add_output(&done_output, &replica(), at(1))
+        .await
+        .unwrap();
+    store
+        .add_output(&shared_output, &replica(), at(1))
+        .await
+        .unwrap();
     let retention = Transition::new(
         done.job.id,
         JobState::Collecting,

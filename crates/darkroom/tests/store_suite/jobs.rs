@@ -10,7 +10,7 @@ use darkroom::store::{Dispatch, JobCursor, JobQuery, NewEvent, Store, StoreError
 use serde_json::json;
 use time::Duration;
 
-use super::{advance, at, create, new_job};
+use super::{advance, at, create, lease, new_job, replica};
 
 pub async fn created_job_reads_back_with_its_first_event(store: Arc<dyn Store>) {
     let mut new = new_job(0);
@@ -29,6 +29,16 @@ pub async fn created_job_reads_back_with_its_first_event(store: Arc<dyn Store>) 
     assert_eq!(job.original_workflow, new.original_workflow);
     assert_eq!(job.original_format, WorkflowFormat::Save);
     assert_eq!(job.parameters, new.parameters);
+    // What a client submitted is shown back as sent, key order included.
+    for (stored, sent) in [
+        (&job.original_workflow, &new.original_workflow),
+        (
+            &job.parameters.clone().unwrap(),
+            &new.parameters.clone().unwrap(),
+        ),
+    ] {
+        assert_eq!(stored.to_string(), sent.to_string());
+    }
     assert_eq!(
         (job.created_at, job.expires_at),
         (new.created_at, new.expires_at)
@@ -329,7 +339,7 @@ pub async fn dispatch_and_progress_are_recorded_for_the_current_attempt(store: A
         ..Progress::default()
     };
     let too_early = store
-        .update_progress(created.job.id, &progress, at(1))
+        .update_progress(created.job.id, &progress, &replica(), at(1))
         .await;
     assert!(matches!(
         too_early,
@@ -344,6 +354,7 @@ pub async fn dispatch_and_progress_are_recorded_for_the_current_attempt(store: A
         backend_id: BackendId::from("gpu-0"),
         prompt_id: PromptId::from("c3f0a0d2-prompt"),
         attempt: dispatched.job.attempt,
+        holder: replica(),
     };
     let job = store
         .record_dispatch(created.job.id, &dispatch)
@@ -376,7 +387,7 @@ pub async fn dispatch_and_progress_are_recorded_for_the_current_attempt(store: A
         message: Some("KSampler 21/50".into()),
     };
     let event = store
-        .update_progress(created.job.id, &progress, at(2))
+        .update_progress(created.job.id, &progress, &replica(), at(2))
         .await
         .unwrap();
     assert_eq!(event.kind, EventKind::Progress);
@@ -398,7 +409,7 @@ pub async fn dispatch_and_progress_are_recorded_for_the_current_attempt(store: A
         })
     ));
     let late = store
-        .update_progress(canceled.job.id, &progress, at(3))
+        .update_progress(canceled.job.id, &progress, &replica(), at(3))
         .await;
     assert!(matches!(
         late,
@@ -413,7 +424,7 @@ pub async fn requeue_clears_the_abandoned_attempt(store: Arc<dyn Store>) {
     let created = create(&store, new_job(0)).await;
     let backend = BackendId::from("gpu-0");
     let claimed = store
-        .claim_next_queued(&backend, at(1))
+        .claim_next_queued(&backend, &lease(), at(1))
         .await
         .unwrap()
         .unwrap();
@@ -421,6 +432,7 @@ pub async fn requeue_clears_the_abandoned_attempt(store: Arc<dyn Store>) {
         backend_id: backend.clone(),
         prompt_id: "p-1".into(),
         attempt: 1,
+        holder: replica(),
     };
     store
         .record_dispatch(created.job.id, &dispatch)
@@ -446,7 +458,7 @@ pub async fn requeue_clears_the_abandoned_attempt(store: Arc<dyn Store>) {
     assert!(requeued.job.dispatched_at.is_none() && requeued.job.started_at.is_none());
 
     let again = store
-        .claim_next_queued(&backend, at(3))
+        .claim_next_queued(&backend, &lease(), at(3))
         .await
         .unwrap()
         .unwrap();

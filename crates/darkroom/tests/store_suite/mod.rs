@@ -4,13 +4,14 @@
 
 pub mod assets;
 pub mod jobs;
+pub mod leases;
 pub mod queue;
 
 use std::any::Any;
 use std::sync::Arc;
 
-use darkroom::jobs::model::JobState;
-use darkroom::store::{JobChange, NewJob, Store, Transition};
+use darkroom::jobs::model::{JobState, ReplicaId};
+use darkroom::store::{JobChange, Lease, NewJob, Store, Transition};
 use serde_json::json;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -22,7 +23,8 @@ pub struct Harness {
 }
 
 /// Expands one `#[tokio::test]` per suite case, each on a fresh store from
-/// `$open`, an `async fn() -> Harness`.
+/// `$open`, an `async fn(test_name) -> Option<Harness>` (`None`: the engine
+/// is skipped, and `$open` said so).
 #[macro_export]
 macro_rules! store_suite {
     ($open:path) => {
@@ -44,13 +46,18 @@ macro_rules! store_suite {
             assets::outputs_are_stored_with_their_asset_and_event,
             assets::assets_in_use_are_not_deleted_and_shared_blobs_outlive_one_asset,
             assets::sweep_expires_final_jobs_and_reports_orphaned_blobs,
+            leases::a_backend_lease_has_one_holder_until_it_lapses,
+            leases::jobs_are_taken_over_once_their_lease_lapses_and_the_old_holders_writes_are_refused,
+            leases::requeued_and_ended_jobs_are_nobodys_and_a_release_hands_jobs_over_at_once,
         );
     };
     (@cases $open:path; $($case:ident :: $name:ident),+ $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                let harness = $open().await;
+                let Some(harness) = $open(stringify!($name)).await else {
+                    return;
+                };
                 $crate::store_suite::$case::$name(harness.store.clone()).await;
                 drop(harness);
             }
@@ -62,6 +69,24 @@ macro_rules! store_suite {
 /// the clock, so tests need no sleeps.
 pub fn at(minutes: i64) -> OffsetDateTime {
     datetime!(2026-01-01 00:00 UTC) + Duration::minutes(minutes)
+}
+
+/// The replica most cases act as.
+pub fn replica() -> ReplicaId {
+    ReplicaId::from("replica-a")
+}
+
+/// A lease for `holder` until `minutes`.
+pub fn lease_until(holder: &str, minutes: i64) -> Lease {
+    Lease {
+        holder: ReplicaId::from(holder),
+        expires_at: at(minutes),
+    }
+}
+
+/// The lease most cases claim with: `replica()`'s, for a long while.
+pub fn lease() -> Lease {
+    lease_until("replica-a", 10_000)
 }
 
 pub fn new_job(minutes: i64) -> NewJob {

@@ -4,10 +4,10 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use darkroom::jobs::model::{BackendId, JobId, JobState};
-use darkroom::store::{JobQuery, Store, StoreError};
+use darkroom::jobs::model::{BackendId, JobId, JobState, PromptId, ReplicaId};
+use darkroom::store::{Dispatch, JobQuery, Store, StoreError};
 
-use super::{advance, at, create, new_job};
+use super::{advance, at, create, lease, lease_until, new_job};
 
 pub async fn queue_positions_follow_creation_order_and_claims_take_the_head(store: Arc<dyn Store>) {
     // Created out of order: the queue follows created_at, not insertion.
@@ -22,7 +22,7 @@ pub async fn queue_positions_follow_creation_order_and_claims_take_the_head(stor
 
     let backend = BackendId::from("gpu-0");
     let claimed = store
-        .claim_next_queued(&backend, at(10))
+        .claim_next_queued(&backend, &lease(), at(10))
         .await
         .unwrap()
         .unwrap();
@@ -48,18 +48,18 @@ pub async fn queue_positions_follow_creation_order_and_claims_take_the_head(stor
     assert_eq!(store.count_queued().await.unwrap(), 2);
 
     store
-        .claim_next_queued(&backend, at(11))
+        .claim_next_queued(&backend, &lease(), at(11))
         .await
         .unwrap()
         .unwrap();
     store
-        .claim_next_queued(&backend, at(12))
+        .claim_next_queued(&backend, &lease(), at(12))
         .await
         .unwrap()
         .unwrap();
     assert!(
         store
-            .claim_next_queued(&backend, at(13))
+            .claim_next_queued(&backend, &lease(), at(13))
             .await
             .unwrap()
             .is_none()
@@ -77,7 +77,7 @@ pub async fn racing_claims_never_share_a_job(store: Arc<dyn Store>) {
         let store = store.clone();
         let backend = BackendId(format!("gpu-{worker}"));
         claimers.push(tokio::spawn(async move {
-            store.claim_next_queued(&backend, at(10)).await
+            store.claim_next_queued(&backend, &lease(), at(10)).await
         }));
     }
     let mut claimed = Vec::new();
@@ -112,7 +112,7 @@ pub async fn queue_bound_refuses_and_releases_the_idempotency_key(store: Arc<dyn
 
     // A refused submission holds no key: the retry goes through once there is room.
     store
-        .claim_next_queued(&BackendId::from("gpu-0"), at(4))
+        .claim_next_queued(&BackendId::from("gpu-0"), &lease(), at(4))
         .await
         .unwrap();
     let retried = create(&store, refused).await;
@@ -199,26 +199,56 @@ pub async fn a_chosen_job_is_claimed_once_and_only_while_queued(store: Arc<dyn S
     let job = create(&store, new_job(0)).await.job;
     let backend = BackendId::from("gpu-1");
 
-    let claims = (0..4).map(|_| {
+    // Four replicas choose the same job at once.
+    let claims = (0..4).map(|replica| {
         let store = store.clone();
         let backend = backend.clone();
-        tokio::spawn(async move { store.claim_queued(job.id, &backend, at(5)).await })
+        let holder = format!("replica-{replica}");
+        tokio::spawn(async move {
+            let claimed = store
+                .claim_queued(job.id, &backend, &lease_until(&holder, 60), at(5))
+                .await;
+            (holder, claimed)
+        })
     });
-    let mut won = 0;
+    let mut winners = Vec::new();
+    let mut losers = Vec::new();
     for claim in claims {
-        if let Some(claimed) = claim.await.unwrap().unwrap() {
-            won += 1;
-            assert_eq!(claimed.job.state, JobState::Dispatched);
-            assert_eq!(claimed.job.backend_id, Some(backend.clone()));
-            assert_eq!(claimed.job.attempt, 1);
-            assert_eq!(claimed.event.payload["state"], "dispatched");
+        let (holder, claimed) = claim.await.unwrap();
+        match claimed.unwrap() {
+            Some(claimed) => {
+                assert_eq!(claimed.job.state, JobState::Dispatched);
+                assert_eq!(claimed.job.backend_id, Some(backend.clone()));
+                assert_eq!(claimed.job.attempt, 1);
+                assert_eq!(claimed.event.payload["state"], "dispatched");
+                winners.push(holder);
+            }
+            None => losers.push(holder),
         }
     }
-    assert_eq!(won, 1, "exactly one claim wins");
+    assert_eq!(winners.len(), 1, "exactly one claim wins: {winners:?}");
     assert!(store.queued_candidates(10).await.unwrap().is_empty());
+
+    // The claim holds the job under the winner's lease: a loser's write is refused.
+    let posted = |holder: &str| Dispatch {
+        backend_id: backend.clone(),
+        prompt_id: PromptId::from("prompt-1"),
+        attempt: 1,
+        holder: ReplicaId::from(holder),
+    };
+    let refused = store.record_dispatch(job.id, &posted(&losers[0])).await;
+    assert!(
+        matches!(refused, Err(StoreError::LeaseLost { ref holder, .. }) if holder.0 == winners[0]),
+        "a losing replica cannot post the job: {refused:?}"
+    );
+    store
+        .record_dispatch(job.id, &posted(&winners[0]))
+        .await
+        .unwrap();
+
     assert!(
         store
-            .claim_queued(JobId::new(), &backend, at(6))
+            .claim_queued(JobId::new(), &backend, &lease(), at(6))
             .await
             .unwrap()
             .is_none(),

@@ -4,6 +4,10 @@
 //!
 //! Nothing here sleeps to wait: waits follow the job's event stream, each bounded by
 //! `PATIENCE`, and a timeout fails the test.
+//!
+//! The store is SQLite in the server's data folder; with `DARKROOM_TEST_STORE=postgres`
+//! it is a fresh schema on the test PostgreSQL server instead (see `tests/postgres`), so
+//! the API tests can run on either engine.
 
 #![allow(
     dead_code,
@@ -20,6 +24,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+#[path = "../postgres/mod.rs"]
+mod postgres;
 
 /// How long any single wait may take before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -61,6 +68,8 @@ pub struct TestServer {
     shutdown: Option<oneshot::Sender<()>>,
     served: Option<JoinHandle<Result<(), darkroom::server::ServeError>>>,
     data: tempfile::TempDir,
+    /// Dropped after the server's store: the PostgreSQL schema, when the test uses one.
+    _schema: Option<postgres::TestSchema>,
 }
 
 impl TestServer {
@@ -76,10 +85,18 @@ impl TestServer {
             .await
             .unwrap();
         let data = tempfile::tempdir().unwrap();
+        let schema = match std::env::var("DARKROOM_TEST_STORE").as_deref() {
+            Ok("postgres") => postgres::TestSchema::create("an API test").await,
+            _ => None,
+        };
+        let database_url = schema.as_ref().map_or_else(
+            || format!("sqlite://{}", data.path().join("darkroom.db").display()),
+            |schema| schema.url.clone(),
+        );
         let config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: data.path().to_path_buf(),
-            database_url: format!("sqlite://{}", data.path().join("darkroom.db").display()),
+            database_url,
             queue_limit: options.queue_limit,
             retention: Duration::from_secs(3600),
             backend_lost_after: Duration::from_secs(60),
@@ -96,6 +113,7 @@ impl TestServer {
             templates_dir: options
                 .templates_dir
                 .unwrap_or_else(|| data.path().join("templates")),
+            ..Config::default()
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -110,6 +128,7 @@ impl TestServer {
             shutdown: Some(shutdown),
             served: Some(served),
             data,
+            _schema: schema,
         }
     }
 

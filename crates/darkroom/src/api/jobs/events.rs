@@ -225,6 +225,7 @@ impl Follower {
                 Ok(())
             }
             Ok(Notice::Preview(_)) => Ok(()),
+            Ok(Notice::Resync) => self.catch_up().await,
             Err(RecvError::Lagged(missed)) => {
                 tracing::debug!(job.id = %self.job_id, missed, "event stream lagged; reading the store");
                 self.catch_up().await

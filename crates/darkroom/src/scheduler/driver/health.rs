@@ -170,6 +170,22 @@ impl Driver {
         }
     }
 
+    /// Says on the board whether this replica drives the backend. A backend no longer
+    /// driven here keeps no runs or health of this replica's.
+    pub(super) fn set_driven(&mut self, driven: bool) {
+        let health = self.health();
+        self.context.board.update(&self.id, |status| {
+            status.driven = driven;
+            if !driven {
+                status.runs.clear();
+                status.health = health;
+                status.probed = false;
+            }
+        });
+        self.health.written = None;
+        self.context.board.poke();
+    }
+
     /// Remembers the models of the run that just started: they are now loaded there.
     pub(super) fn loaded(&self, models: Vec<String>) {
         if !models.is_empty() {

@@ -9,6 +9,13 @@
 //! The driver does not choose its jobs: the dispatcher claims them for it. It keeps the
 //! board up to date (its runs, health, capabilities), so the dispatcher knows its room.
 //! Health, probes and the managed process's news live in `health`.
+//!
+//! A driver runs only while its replica holds the backend's lease, and the backend takes
+//! work from this replica's dispatcher only once the driver has adopted the jobs left on
+//! it. Every heartbeat it renews that lease and those of its jobs, and adopts the
+//! backend's jobs whose holder's lease lapsed (a replica that died); when the renewal
+//! fails it stops at once, without another write, and hands its command channel back to
+//! the slot.
 
 mod cancel;
 mod finish;
@@ -29,7 +36,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::board::BackendStatus;
-use super::managed::ManagedSpec;
+use super::managed::{ManagedSpec, ProcessEvent};
 use super::run::{Run, job_error};
 use super::{Command, Context, assets};
 use crate::jobs::bus::LivePreview;
@@ -89,6 +96,18 @@ struct Unposted {
 /// `execution_success` before it writes the history entry).
 const HINT_RETRY: Duration = Duration::from_millis(50);
 
+/// Why a driver stopped.
+pub(super) enum Ended {
+    /// Asked to stop: the slot releases the lease.
+    Shutdown,
+    /// Another replica took the backend: the slot stands by with these commands again,
+    /// keeping the managed process's latest news for the next driver.
+    LeaseLost {
+        commands: mpsc::UnboundedReceiver<Command>,
+        process_news: Option<ProcessEvent>,
+    },
+}
+
 pub(super) struct Driver {
     id: BackendId,
     client: ComfyUiClient,
@@ -97,15 +116,26 @@ pub(super) struct Driver {
     context: Arc<Context>,
     commands: mpsc::UnboundedReceiver<Command>,
     runs: HashMap<PromptId, Run>,
-    adopted: Vec<Job>,
     client_id: Option<ClientId>,
     connected_before: bool,
     unreachable_since: Option<Instant>,
+    /// When the lease was last renewed; past its length, this driver may no longer be the
+    /// only one, even if the store could not say so.
+    lease_renewed_at: Instant,
+    lease_lost: bool,
     stopping: bool,
     /// Jobs handed over while the socket was closed.
     unposted: Vec<Unposted>,
     /// Jobs received since the board was last written (their "assigned" marks go).
     taken: HashSet<JobId>,
+    /// Claimed jobs without a prompt that this replica holds on the backend but the driver
+    /// never received, as the last adoption saw them: the dispatcher may have them on the
+    /// way, so they go back to the queue only if the next adoption still finds them.
+    strays: HashSet<JobId>,
+    /// Whether the jobs left on the backend were adopted since the driver started.
+    adopted: bool,
+    /// The managed process's latest news, handed to the next driver after a lease loss.
+    process_news: Option<ProcessEvent>,
     health: health::HealthFacts,
 }
 
@@ -114,7 +144,7 @@ impl Driver {
         spec: BackendSpec,
         context: Arc<Context>,
         commands: mpsc::UnboundedReceiver<Command>,
-        adopted: Vec<Job>,
+        process_news: Option<ProcessEvent>,
     ) -> Self {
         let mut socket_config = spec.socket;
         socket_config.client_id_prefix = format!("darkroom-{}", spec.id);
@@ -128,23 +158,33 @@ impl Driver {
             context,
             commands,
             runs: HashMap::new(),
-            adopted,
             client_id: None,
             connected_before: false,
             unreachable_since: None,
+            lease_renewed_at: Instant::now(),
+            lease_lost: false,
             stopping: false,
             unposted: Vec::new(),
             taken: HashSet::new(),
+            strays: HashSet::new(),
+            adopted: false,
+            process_news,
             health,
         }
     }
 
-    pub(super) async fn run(mut self) {
+    pub(super) async fn run(mut self) -> Ended {
         let span = tracing::info_span!("backend", backend.id = %self.id);
         async move {
+            if let Some(news) = self.process_news.clone() {
+                self.on_process(news).await;
+            }
             self.adopt().await;
+            self.set_driven(true);
             self.poll().await;
             let mut poll = tokio::time::interval(self.context.settings.poll_interval);
+            let mut heartbeat = tokio::time::interval(self.context.settings.heartbeat());
+            heartbeat.reset();
             while !self.stopping {
                 let hinted = self.runs.values().any(|run| run.end_hinted);
                 tokio::select! {
@@ -154,35 +194,119 @@ impl Driver {
                     },
                     command = self.commands.recv() => self.on_command(command).await,
                     _ = poll.tick() => self.poll().await,
+                    _ = heartbeat.tick() => self.heartbeat().await,
                     () = tokio::time::sleep(HINT_RETRY), if hinted => self.check_hinted().await,
                 }
                 self.sync_board();
             }
-            self.requeue_unposted("darkroom is stopping").await;
+            if !self.lease_lost {
+                self.requeue_unposted("darkroom is stopping").await;
+            }
             self.socket.shutdown();
-            tracing::info!("driver stopped");
+            self.set_driven(false);
+            tracing::info!(lease_lost = self.lease_lost, "driver stopped");
+            if self.lease_lost {
+                Ended::LeaseLost {
+                    commands: self.commands,
+                    process_news: self.process_news,
+                }
+            } else {
+                Ended::Shutdown
+            }
         }
         .instrument(span)
-        .await;
+        .await
     }
 
-    /// Takes back the unfinished jobs of this backend found at start-up.
-    async fn adopt(&mut self) {
-        for job in std::mem::take(&mut self.adopted) {
-            let Some(prompt_id) = job
-                .prompt_id
-                .as_ref()
-                .map(|id| PromptId::new(id.0.as_str()))
-            else {
-                // Claimed but never posted: nothing ran.
-                self.settle(&job, JobState::Queued, None).await;
-                continue;
-            };
-            let mut run = Run::new(&job, prompt_id.clone(), job.state);
-            run.cancel_requested = job.state == JobState::Canceling;
-            tracing::info!(job.id = %job.id, prompt.id = %prompt_id, job.state = %job.state, "reconciling job");
-            self.runs.insert(prompt_id, run);
+    /// Renews the backend's lease and its jobs', then adopts what lapsed. A lost lease stops
+    /// the driver at once; so does a store that could not renew it for a whole lease.
+    async fn heartbeat(&mut self) {
+        let lease = self.context.lease();
+        match self
+            .context
+            .store
+            .renew_backend_lease(&self.id, &lease)
+            .await
+        {
+            Ok(true) => self.lease_renewed_at = Instant::now(),
+            Ok(false) => return self.lose_lease("another replica holds the backend"),
+            Err(error) => {
+                tracing::error!(%error, "backend lease not renewed");
+                if self.lease_renewed_at.elapsed() >= self.context.settings.lease_duration {
+                    self.lose_lease("the lease lapsed before the store could renew it");
+                }
+                return;
+            }
         }
+        if let Err(error) = self.context.store.renew_job_leases(&self.id, &lease).await {
+            tracing::error!(%error, "job leases not renewed");
+        }
+        self.adopt().await;
+    }
+
+    /// Stops driving without another write: the runs are the new holder's now.
+    fn lose_lease(&mut self, reason: &str) {
+        tracing::warn!(
+            reason,
+            runs = self.runs.len(),
+            "backend lease lost; driver stops"
+        );
+        self.runs.clear();
+        self.unposted.clear();
+        self.lease_lost = true;
+        self.stopping = true;
+    }
+
+    /// Takes over the backend's jobs that nobody holds now (after a restart, or from a
+    /// replica that died), and stops the runs another replica asked to cancel.
+    async fn adopt(&mut self) {
+        let adopted = self
+            .context
+            .store
+            .adopt_jobs(&self.id, &self.context.lease(), OffsetDateTime::now_utc())
+            .await;
+        let jobs = match adopted {
+            Ok(jobs) => jobs,
+            Err(error) => return tracing::error!(%error, "cannot adopt the backend's jobs"),
+        };
+        let first = !std::mem::replace(&mut self.adopted, true);
+        let mut strays = HashSet::new();
+        for job in jobs {
+            let known = self.runs.values().find(|run| run.job_id == job.id);
+            let unposted = self
+                .unposted
+                .iter()
+                .any(|unposted| unposted.job.id == job.id);
+            match known {
+                Some(run) if job.state == JobState::Canceling && !run.cancel_requested => {
+                    self.cancel(job.id).await;
+                }
+                Some(_) => {}
+                None if unposted => {}
+                None if job.prompt_id.is_none() && !first && !self.strays.contains(&job.id) => {
+                    strays.insert(job.id);
+                }
+                None => self.adopt_job(job).await,
+            }
+        }
+        self.strays = strays;
+    }
+
+    /// Takes one job back: a posted run is followed again, checked against `/history` and
+    /// `/queue` by the next poll.
+    async fn adopt_job(&mut self, job: Job) {
+        let Some(prompt_id) = job
+            .prompt_id
+            .as_ref()
+            .map(|id| PromptId::new(id.0.as_str()))
+        else {
+            // Claimed but never posted: nothing ran.
+            return self.settle(&job, JobState::Queued, None).await;
+        };
+        let mut run = Run::new(&job, prompt_id.clone(), job.state);
+        run.cancel_requested = job.state == JobState::Canceling;
+        tracing::info!(job.id = %job.id, prompt.id = %prompt_id, job.state = %job.state, "reconciling job");
+        self.runs.insert(prompt_id, run);
     }
 
     async fn on_command(&mut self, command: Option<Command>) {
@@ -196,7 +320,10 @@ impl Driver {
                 });
                 self.post_unposted().await;
             }
-            Some(Command::Process(event)) => self.on_process(event).await,
+            Some(Command::Process(event)) => {
+                self.process_news = Some(event.clone());
+                self.on_process(event).await;
+            }
             Some(Command::Cancel(job_id)) => self.cancel(job_id).await,
             Some(Command::Shutdown) | None => self.stopping = true,
         }
@@ -264,11 +391,16 @@ impl Driver {
             match self
                 .context
                 .store
-                .update_progress(job_id, &progress, OffsetDateTime::now_utc())
+                .update_progress(
+                    job_id,
+                    &progress,
+                    &self.context.settings.replica,
+                    OffsetDateTime::now_utc(),
+                )
                 .await
             {
                 Ok(event) => self.context.bus.publish(event),
-                Err(StoreError::JobNotActive { .. }) => {}
+                Err(StoreError::JobNotActive { .. } | StoreError::LeaseLost { .. }) => {}
                 Err(error) => tracing::error!(job.id = %job_id, %error, "progress not stored"),
             }
         }
@@ -502,6 +634,7 @@ impl Driver {
             backend_id: self.id.clone(),
             prompt_id: model::PromptId(prompt_id.as_str().to_owned()),
             attempt: job.attempt,
+            holder: self.context.settings.replica.clone(),
         };
         if let Err(error) = self.context.store.record_dispatch(job.id, &dispatch).await {
             return tracing::warn!(job.id = %job.id, %error, "dispatch not recorded; job moved on");
@@ -569,6 +702,7 @@ impl Driver {
             backend_id: self.id.clone(),
             prompt_id: model::PromptId(theirs.as_str().to_owned()),
             attempt: job.attempt,
+            holder: self.context.settings.replica.clone(),
         };
         if let Err(error) = self.context.store.record_dispatch(job.id, &dispatch).await {
             tracing::error!(job.id = %job.id, %error, "server-chosen prompt id not recorded");

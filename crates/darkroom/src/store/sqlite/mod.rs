@@ -7,11 +7,21 @@
 //! failing when it upgrades a read. That also makes each compare-and-set and
 //! each claim atomic.
 
+// The queries themselves are shared with the other engines: see `store/sql`.
+#[path = "../sql/assets.rs"]
 mod assets;
+#[path = "../sql/events.rs"]
 mod events;
+#[path = "../sql/jobs.rs"]
 mod jobs;
+#[path = "../sql/leases.rs"]
+mod leases;
+#[path = "../sql/listing.rs"]
 mod listing;
+mod locks;
+#[path = "../sql/queue.rs"]
 mod queue;
+#[path = "../sql/running.rs"]
 mod running;
 
 use std::path::Path;
@@ -22,15 +32,21 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Sqlite, SqliteConnection, Transaction};
 use time::OffsetDateTime;
 
 use super::{
-    AssetRemoval, Dispatch, JobChange, JobPage, JobQuery, NewEvent, NewJob, QueuedJob, Store,
-    StoreError, Sweep, Transition,
+    AssetRemoval, Dispatch, EventFeed, JobChange, JobPage, JobQuery, Lease, NewEvent, NewJob,
+    QueuedJob, Store, StoreError, Sweep, Transition,
 };
 use crate::artifacts::BlobHash;
-use crate::jobs::model::{Asset, AssetId, BackendId, Job, JobEvent, JobId, OutputRecord, Progress};
+use crate::jobs::model::{
+    Asset, AssetId, BackendId, Job, JobEvent, JobId, OutputRecord, Progress, ReplicaId,
+};
+
+/// The database the shared queries are compiled for.
+type Db = Sqlite;
+type Connection = SqliteConnection;
 
 /// How long a connection waits for another's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -156,10 +172,11 @@ impl Store for SqliteStore {
     async fn claim_next_queued(
         &self,
         backend_id: &BackendId,
+        lease: &Lease,
         at: OffsetDateTime,
     ) -> Result<Option<JobChange>, StoreError> {
         let mut tx = self.write().await?;
-        let claimed = queue::claim_next(&mut tx, backend_id, at).await?;
+        let claimed = queue::claim_next(&mut tx, backend_id, lease, at).await?;
         tx.commit().await?;
         Ok(claimed)
     }
@@ -173,10 +190,11 @@ impl Store for SqliteStore {
         &self,
         id: JobId,
         backend_id: &BackendId,
+        lease: &Lease,
         at: OffsetDateTime,
     ) -> Result<Option<JobChange>, StoreError> {
         let mut tx = self.write().await?;
-        let claimed = queue::claim(&mut tx, id, backend_id, at).await?;
+        let claimed = queue::claim(&mut tx, id, backend_id, lease, at).await?;
         tx.commit().await?;
         Ok(claimed)
     }
@@ -192,10 +210,11 @@ impl Store for SqliteStore {
         &self,
         id: JobId,
         progress: &Progress,
+        holder: &ReplicaId,
         at: OffsetDateTime,
     ) -> Result<JobEvent, StoreError> {
         let mut tx = self.write().await?;
-        let event = running::update_progress(&mut tx, id, progress, at).await?;
+        let event = running::update_progress(&mut tx, id, progress, holder, at).await?;
         tx.commit().await?;
         Ok(event)
     }
@@ -220,10 +239,11 @@ impl Store for SqliteStore {
     async fn add_output(
         &self,
         output: &OutputRecord,
+        holder: &ReplicaId,
         at: OffsetDateTime,
     ) -> Result<JobEvent, StoreError> {
         let mut tx = self.write().await?;
-        let event = events::add_output(&mut tx, output, at).await?;
+        let event = events::add_output(&mut tx, output, holder, at).await?;
         tx.commit().await?;
         Ok(event)
     }
@@ -282,5 +302,75 @@ impl Store for SqliteStore {
             );
         }
         Ok(sweep)
+    }
+
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    async fn acquire_backend_lease(
+        &self,
+        backend_id: &BackendId,
+        lease: &Lease,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let acquired = leases::acquire_backend(&mut tx, backend_id, lease, at).await?;
+        tx.commit().await?;
+        Ok(acquired)
+    }
+
+    async fn renew_backend_lease(
+        &self,
+        backend_id: &BackendId,
+        lease: &Lease,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let renewed = leases::renew_backend(&mut tx, backend_id, lease).await?;
+        tx.commit().await?;
+        Ok(renewed)
+    }
+
+    async fn release_backend_lease(
+        &self,
+        backend_id: &BackendId,
+        holder: &ReplicaId,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        leases::release_backend(&mut tx, backend_id, holder).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn backend_lease(&self, backend_id: &BackendId) -> Result<Option<Lease>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        leases::backend_lease(&mut connection, backend_id).await
+    }
+
+    async fn adopt_jobs(
+        &self,
+        backend_id: &BackendId,
+        lease: &Lease,
+        at: OffsetDateTime,
+    ) -> Result<Vec<Job>, StoreError> {
+        let mut tx = self.write().await?;
+        let adopted = leases::adopt_jobs(&mut tx, backend_id, lease, at).await?;
+        tx.commit().await?;
+        Ok(adopted)
+    }
+
+    async fn renew_job_leases(
+        &self,
+        backend_id: &BackendId,
+        lease: &Lease,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        let renewed = leases::renew_jobs(&mut tx, backend_id, lease).await?;
+        tx.commit().await?;
+        Ok(renewed)
+    }
+
+    async fn event_feed(&self) -> Result<Option<Box<dyn EventFeed>>, StoreError> {
+        Ok(None)
     }
 }

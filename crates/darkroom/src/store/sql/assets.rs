@@ -3,20 +3,17 @@
 
 use std::collections::BTreeSet;
 
-use sqlx::SqliteConnection;
+use super::Connection;
 use time::OffsetDateTime;
 
 use super::events::size;
-use super::jobs;
+use super::{jobs, locks};
 use crate::artifacts::BlobHash;
 use crate::jobs::model::{Asset, AssetId, JobId, JobState};
 use crate::store::rows::{ASSET_COLUMNS, AssetRow, parse, to_micros};
 use crate::store::{AssetRemoval, StoreError, Sweep, Transition};
 
-pub(super) async fn insert(
-    connection: &mut SqliteConnection,
-    asset: &Asset,
-) -> Result<(), StoreError> {
+pub(super) async fn insert(connection: &mut Connection, asset: &Asset) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO assets (id, hash, size_bytes, content_type, file_path, owner, job_id, \
          created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -36,7 +33,7 @@ pub(super) async fn insert(
 }
 
 pub(super) async fn find(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     id: AssetId,
 ) -> Result<Option<Asset>, StoreError> {
     let sql = format!("SELECT {ASSET_COLUMNS} FROM assets WHERE id = $1");
@@ -48,7 +45,7 @@ pub(super) async fn find(
 }
 
 pub(super) async fn with_hash(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     hash: &BlobHash,
 ) -> Result<Vec<Asset>, StoreError> {
     let sql = format!("SELECT {ASSET_COLUMNS} FROM assets WHERE hash = $1 ORDER BY created_at, id");
@@ -60,9 +57,10 @@ pub(super) async fn with_hash(
 }
 
 pub(super) async fn delete(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     id: AssetId,
 ) -> Result<AssetRemoval, StoreError> {
+    locks::deletions(connection).await?;
     let asset = find(connection, id)
         .await?
         .ok_or(StoreError::AssetNotFound(id))?;
@@ -91,10 +89,11 @@ pub(super) async fn delete(
 /// `expired` event), then drops their outputs and assets, lapsed uploads no
 /// job output points at, and lapsed idempotency keys.
 pub(super) async fn sweep_expired(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     now: OffsetDateTime,
     limit: u32,
 ) -> Result<Sweep, StoreError> {
+    locks::deletions(connection).await?;
     let mut sweep = Sweep::default();
     let mut doomed = Vec::new();
     for (job_id, state) in due_jobs(connection, now, limit).await? {
@@ -123,7 +122,7 @@ pub(super) async fn sweep_expired(
 
 /// Final jobs past their deadline, the longest overdue first.
 async fn due_jobs(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     now: OffsetDateTime,
     limit: u32,
 ) -> Result<Vec<(JobId, JobState)>, StoreError> {
@@ -144,7 +143,7 @@ async fn due_jobs(
 }
 
 async fn assets_of_job(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     job_id: JobId,
 ) -> Result<Vec<(AssetId, BlobHash)>, StoreError> {
     let rows = sqlx::query_as("SELECT id, hash FROM assets WHERE job_id = $1")
@@ -155,7 +154,7 @@ async fn assets_of_job(
 }
 
 async fn lapsed_uploads(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     now: OffsetDateTime,
 ) -> Result<Vec<(AssetId, BlobHash)>, StoreError> {
     let rows = sqlx::query_as(
@@ -174,7 +173,7 @@ fn asset_refs(rows: &[(String, String)]) -> Result<Vec<(AssetId, BlobHash)>, Sto
         .collect()
 }
 
-async fn remove_rows(connection: &mut SqliteConnection, ids: &[AssetId]) -> Result<(), StoreError> {
+async fn remove_rows(connection: &mut Connection, ids: &[AssetId]) -> Result<(), StoreError> {
     for id in ids {
         sqlx::query("DELETE FROM assets WHERE id = $1")
             .bind(id.to_string())
@@ -186,7 +185,7 @@ async fn remove_rows(connection: &mut SqliteConnection, ids: &[AssetId]) -> Resu
 
 /// The hashes among `hashes` that no asset row refers to any more.
 async fn orphaned(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     hashes: impl IntoIterator<Item = BlobHash>,
 ) -> Result<Vec<BlobHash>, StoreError> {
     let mut orphans = Vec::new();

@@ -1,22 +1,25 @@
 //! Job rows: create (with idempotency key and queue bound), read, and the
 //! compare-and-set transitions.
 
-use sqlx::SqliteConnection;
+use super::Connection;
 
-use super::{events, queue};
-use crate::jobs::model::{EventKind, Job, JobId, JobState};
+use super::{events, leases, locks, queue};
+use crate::jobs::model::{BackendId, EventKind, Job, JobId, JobState};
 use crate::store::request::status_payload;
-use crate::store::rows::{JOB_COLUMNS, JobRow, to_micros};
-use crate::store::{IDEMPOTENCY_KEY_LIFETIME, JobChange, NewEvent, NewJob, StoreError, Transition};
+use crate::store::rows::{AsSent, JOB_COLUMNS, JobRow, to_micros};
+use crate::store::{
+    IDEMPOTENCY_KEY_LIFETIME, JobChange, Lease, NewEvent, NewJob, StoreError, Transition,
+};
 
 /// Requests without an API key share one idempotency namespace.
 const ANONYMOUS_OWNER: &str = "";
 
 pub(super) async fn create(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     job: &NewJob,
 ) -> Result<JobChange, StoreError> {
     if let Some(max_queued) = job.max_queued {
+        locks::queue_bound(connection).await?;
         let queued = queue::count_queued(connection).await?;
         if queued >= max_queued {
             return Err(StoreError::QueueFull { queued });
@@ -38,7 +41,7 @@ pub(super) async fn create(
     Ok(JobChange { job, event })
 }
 
-async fn insert(connection: &mut SqliteConnection, job: &NewJob) -> Result<(), StoreError> {
+async fn insert(connection: &mut Connection, job: &NewJob) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO jobs (id, state, workflow, original_workflow, original_format, template, \
          parameters, owner, idempotency_key, keep_previews, created_at, expires_at, priority, \
@@ -47,11 +50,11 @@ async fn insert(connection: &mut SqliteConnection, job: &NewJob) -> Result<(), S
     )
     .bind(job.id.to_string())
     .bind(JobState::Queued.as_str())
-    .bind(sqlx::types::Json(&job.workflow))
-    .bind(sqlx::types::Json(&job.original_workflow))
+    .bind(AsSent(&job.workflow))
+    .bind(AsSent(&job.original_workflow))
     .bind(job.original_format.as_str())
     .bind(job.template.as_deref())
-    .bind(job.parameters.as_ref().map(sqlx::types::Json))
+    .bind(job.parameters.as_ref().map(AsSent))
     .bind(job.owner.as_deref())
     .bind(job.idempotency_key.as_deref())
     .bind(job.keep_previews)
@@ -66,11 +69,7 @@ async fn insert(connection: &mut SqliteConnection, job: &NewJob) -> Result<(), S
 
 /// Claims a key for 24 hours. A lapsed claim is cleared first, so the
 /// primary key alone decides, atomically, whether the key is still taken.
-async fn claim_key(
-    connection: &mut SqliteConnection,
-    job: &NewJob,
-    key: &str,
-) -> Result<(), StoreError> {
+async fn claim_key(connection: &mut Connection, job: &NewJob, key: &str) -> Result<(), StoreError> {
     let owner = job.owner.as_deref().unwrap_or(ANONYMOUS_OWNER);
     sqlx::query(
         "DELETE FROM idempotency_keys \
@@ -105,7 +104,7 @@ async fn claim_key(
 }
 
 pub(super) async fn find(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     id: JobId,
 ) -> Result<Option<Job>, StoreError> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
@@ -116,19 +115,27 @@ pub(super) async fn find(
     row.map(Job::try_from).transpose()
 }
 
-pub(super) async fn fetch(connection: &mut SqliteConnection, id: JobId) -> Result<Job, StoreError> {
+pub(super) async fn fetch(connection: &mut Connection, id: JobId) -> Result<Job, StoreError> {
     find(connection, id)
         .await?
         .ok_or(StoreError::JobNotFound(id))
+}
+
+/// A claim's part in a move to `dispatched`: the backend and the lease the
+/// claiming replica takes on the job.
+#[derive(Debug)]
+pub(super) struct Claim<'a> {
+    pub(super) backend_id: &'a BackendId,
+    pub(super) lease: &'a Lease,
 }
 
 /// The compare-and-set at the heart of the state machine: the `UPDATE` only
 /// matches while the job is still in `from`, so of two racing callers one
 /// changes the row and the other sees zero rows and gets `StateConflict`.
 pub(super) async fn transition(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     change: &Transition,
-    backend_id: Option<&str>,
+    claim: Option<&Claim<'_>>,
 ) -> Result<JobChange, StoreError> {
     if !change.from.can_transition_to(change.to) {
         return Err(StoreError::IllegalTransition {
@@ -137,17 +144,22 @@ pub(super) async fn transition(
         });
     }
 
-    let moved = sqlx::query("UPDATE jobs SET state = $1 WHERE id = $2 AND state = $3")
-        .bind(change.to.as_str())
-        .bind(change.job_id.to_string())
-        .bind(change.from.as_str())
-        .execute(&mut *connection)
-        .await?;
+    // A holder moves the job only while no other replica holds it.
+    let moved = sqlx::query(
+        "UPDATE jobs SET state = $1 WHERE id = $2 AND state = $3 \
+         AND ($4 IS NULL OR lease_holder IS NULL OR lease_holder = $4)",
+    )
+    .bind(change.to.as_str())
+    .bind(change.job_id.to_string())
+    .bind(change.from.as_str())
+    .bind(change.holder.as_ref().map(|holder| holder.0.as_str()))
+    .execute(&mut *connection)
+    .await?;
     if moved.rows_affected() == 0 {
         return Err(conflict(connection, change.job_id, change.from).await);
     }
 
-    apply_effects(connection, change, backend_id).await?;
+    apply_effects(connection, change, claim).await?;
     let status = NewEvent {
         kind: EventKind::Status,
         payload: status_payload(change.to, change.error.as_ref()),
@@ -159,13 +171,14 @@ pub(super) async fn transition(
 }
 
 /// Why a compare-and-set matched nothing.
-async fn conflict(connection: &mut SqliteConnection, id: JobId, expected: JobState) -> StoreError {
+async fn conflict(connection: &mut Connection, id: JobId, expected: JobState) -> StoreError {
     match find(connection, id).await {
-        Ok(Some(job)) => StoreError::StateConflict {
+        Ok(Some(job)) if job.state != expected => StoreError::StateConflict {
             job_id: id,
             expected,
             actual: job.state,
         },
+        Ok(Some(_)) => leases::lease_lost(connection, id).await,
         Ok(None) => StoreError::JobNotFound(id),
         Err(error) => error,
     }
@@ -174,9 +187,9 @@ async fn conflict(connection: &mut SqliteConnection, id: JobId, expected: JobSta
 /// The columns a state owns: timestamps, the attempt count, and on a
 /// requeue the traces of the attempt that was given up.
 async fn apply_effects(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     change: &Transition,
-    backend_id: Option<&str>,
+    claim: Option<&Claim<'_>>,
 ) -> Result<(), StoreError> {
     let id = change.job_id.to_string();
     let at = to_micros(change.at);
@@ -184,16 +197,19 @@ async fn apply_effects(
         JobState::Dispatched => Some(
             sqlx::query(
                 "UPDATE jobs SET attempt = attempt + 1, dispatched_at = $2, backend_id = $3, \
-                 prompt_id = NULL WHERE id = $1",
+                 prompt_id = NULL, lease_holder = $4, lease_expires_at = $5 WHERE id = $1",
             )
             .bind(&id)
             .bind(at)
-            .bind(backend_id),
+            .bind(claim.map(|claim| claim.backend_id.0.as_str()))
+            .bind(claim.map(|claim| claim.lease.holder.0.as_str()))
+            .bind(claim.map(|claim| to_micros(claim.lease.expires_at))),
         ),
         JobState::Queued => Some(
             sqlx::query(
                 "UPDATE jobs SET backend_id = NULL, prompt_id = NULL, dispatched_at = NULL, \
-             started_at = NULL, progress = NULL WHERE id = $1",
+             started_at = NULL, progress = NULL, lease_holder = NULL, lease_expires_at = NULL \
+             WHERE id = $1",
             )
             .bind(&id),
         ),
@@ -202,10 +218,14 @@ async fn apply_effects(
                 .bind(&id)
                 .bind(at),
         ),
+        // An ended job is nobody's.
         JobState::Succeeded | JobState::Failed | JobState::Canceled => Some(
-            sqlx::query("UPDATE jobs SET completed_at = $2 WHERE id = $1")
-                .bind(&id)
-                .bind(at),
+            sqlx::query(
+                "UPDATE jobs SET completed_at = $2, lease_holder = NULL, lease_expires_at = NULL \
+                 WHERE id = $1",
+            )
+            .bind(&id)
+            .bind(at),
         ),
         JobState::Collecting | JobState::Canceling | JobState::Expired => None,
     };

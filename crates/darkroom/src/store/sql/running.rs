@@ -1,28 +1,30 @@
 //! A job while it is on a backend: the dispatch record of its attempt and
 //! its progress snapshots.
 
-use sqlx::SqliteConnection;
+use super::Connection;
 use time::OffsetDateTime;
 
-use super::events;
 use super::jobs::fetch;
-use crate::jobs::model::{EventKind, Job, JobEvent, JobId, JobState, Progress};
+use super::{events, leases};
+use crate::jobs::model::{EventKind, Job, JobEvent, JobId, JobState, Progress, ReplicaId};
 use crate::store::{Dispatch, NewEvent, StoreError};
 
 pub(super) async fn record_dispatch(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     id: JobId,
     dispatch: &Dispatch,
 ) -> Result<Job, StoreError> {
     let updated = sqlx::query(
         "UPDATE jobs SET backend_id = $2, prompt_id = $3 \
-         WHERE id = $1 AND state = $4 AND attempt = $5",
+         WHERE id = $1 AND state = $4 AND attempt = $5 \
+           AND (lease_holder IS NULL OR lease_holder = $6)",
     )
     .bind(id.to_string())
     .bind(dispatch.backend_id.0.as_str())
     .bind(dispatch.prompt_id.0.as_str())
     .bind(JobState::Dispatched.as_str())
     .bind(i64::from(dispatch.attempt))
+    .bind(dispatch.holder.0.as_str())
     .execute(&mut *connection)
     .await?;
     if updated.rows_affected() == 1 {
@@ -37,30 +39,45 @@ pub(super) async fn record_dispatch(
             actual: job.state,
         });
     }
-    Err(StoreError::StaleAttempt {
-        job_id: id,
-        expected: dispatch.attempt,
-        actual: job.attempt,
-    })
+    if job.attempt != dispatch.attempt {
+        return Err(StoreError::StaleAttempt {
+            job_id: id,
+            expected: dispatch.attempt,
+            actual: job.attempt,
+        });
+    }
+    Err(leases::lease_lost(connection, id).await)
 }
 
 pub(super) async fn update_progress(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     id: JobId,
     progress: &Progress,
+    holder: &ReplicaId,
     at: OffsetDateTime,
 ) -> Result<JobEvent, StoreError> {
-    let updated =
-        sqlx::query("UPDATE jobs SET progress = $2 WHERE id = $1 AND state IN ($3, $4, $5)")
-            .bind(id.to_string())
-            .bind(sqlx::types::Json(progress))
-            .bind(JobState::Dispatched.as_str())
-            .bind(JobState::Running.as_str())
-            .bind(JobState::Collecting.as_str())
-            .execute(&mut *connection)
-            .await?;
+    const ACTIVE: [JobState; 3] = [
+        JobState::Dispatched,
+        JobState::Running,
+        JobState::Collecting,
+    ];
+    let updated = sqlx::query(
+        "UPDATE jobs SET progress = $2 WHERE id = $1 AND state IN ($3, $4, $5) \
+         AND (lease_holder IS NULL OR lease_holder = $6)",
+    )
+    .bind(id.to_string())
+    .bind(sqlx::types::Json(progress))
+    .bind(ACTIVE[0].as_str())
+    .bind(ACTIVE[1].as_str())
+    .bind(ACTIVE[2].as_str())
+    .bind(holder.0.as_str())
+    .execute(&mut *connection)
+    .await?;
     if updated.rows_affected() == 0 {
         let job = fetch(connection, id).await?;
+        if ACTIVE.contains(&job.state) {
+            return Err(leases::lease_lost(connection, id).await);
+        }
         return Err(StoreError::JobNotActive {
             job_id: id,
             state: job.state,

@@ -1,24 +1,26 @@
 //! Listing jobs: filters by state, owner and template, newest first, with
 //! offset or keyset (cursor) paging and the total count.
 
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::QueryBuilder;
+
+use super::{Connection, Db};
 
 use crate::jobs::model::Job;
 use crate::store::rows::{JOB_COLUMNS, JobRow, to_micros};
 use crate::store::{JobCursor, JobPage, JobQuery, StoreError};
 
 pub(super) async fn list(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     query: &JobQuery,
 ) -> Result<JobPage, StoreError> {
-    let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM jobs");
+    let mut count = QueryBuilder::<Db>::new("SELECT COUNT(*) FROM jobs");
     push_filters(&mut count, query);
     let total: i64 = count
         .build_query_scalar()
         .fetch_one(&mut *connection)
         .await?;
 
-    let mut page = QueryBuilder::<Sqlite>::new(format!("SELECT {JOB_COLUMNS} FROM jobs"));
+    let mut page = QueryBuilder::<Db>::new(format!("SELECT {JOB_COLUMNS} FROM jobs"));
     push_filters(&mut page, query);
     if let Some(cursor) = query.after {
         let created_at = to_micros(cursor.created_at);
@@ -53,7 +55,7 @@ pub(super) async fn list(
     })
 }
 
-fn push_filters(builder: &mut QueryBuilder<Sqlite>, query: &JobQuery) {
+fn push_filters(builder: &mut QueryBuilder<Db>, query: &JobQuery) {
     builder.push(" WHERE 1 = 1");
     if !query.states.is_empty() {
         builder.push(" AND state IN (");

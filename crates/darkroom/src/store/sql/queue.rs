@@ -6,15 +6,15 @@
 //! so the position a client sees is the order within its priority, an estimate
 //! when several owners wait.
 
-use sqlx::SqliteConnection;
+use super::Connection;
 use time::OffsetDateTime;
 
-use super::jobs;
+use super::{jobs, locks};
 use crate::jobs::model::{BackendId, Job, JobId, JobState};
 use crate::store::rows::{JOB_COLUMNS, JobRow, QUEUED_COLUMNS, QueuedRow, parse};
-use crate::store::{JobChange, QueuedJob, StoreError, Transition};
+use crate::store::{JobChange, Lease, QueuedJob, StoreError, Transition};
 
-pub(super) async fn count_queued(connection: &mut SqliteConnection) -> Result<u64, StoreError> {
+pub(super) async fn count_queued(connection: &mut Connection) -> Result<u64, StoreError> {
     let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = $1")
         .bind(JobState::Queued.as_str())
         .fetch_one(&mut *connection)
@@ -23,7 +23,7 @@ pub(super) async fn count_queued(connection: &mut SqliteConnection) -> Result<u6
 }
 
 pub(super) async fn position(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     id: JobId,
 ) -> Result<Option<u64>, StoreError> {
     // The outer row exists only while the job itself is queued.
@@ -44,27 +44,32 @@ pub(super) async fn position(
     Ok(ahead.map(|count| u64::try_from(count).unwrap_or_default()))
 }
 
-/// Runs inside a `BEGIN IMMEDIATE` transaction, which already excludes every
-/// other writer; the compare-and-set in `transition` would catch a race
-/// anyway. (PostgreSQL will select with `FOR UPDATE SKIP LOCKED` instead.)
+/// The head is selected with the engine's claim lock: PostgreSQL locks the
+/// row and skips rows other claimers hold, so racing replicas take different
+/// jobs without waiting; SQLite's write transaction already excludes every
+/// other writer. The compare-and-set in `transition` would catch a race anyway.
 pub(super) async fn claim_next(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     backend_id: &BackendId,
+    lease: &Lease,
     at: OffsetDateTime,
 ) -> Result<Option<JobChange>, StoreError> {
-    let head: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM jobs WHERE state = $1 ORDER BY priority DESC, created_at, id LIMIT 1",
-    )
-    .bind(JobState::Queued.as_str())
-    .fetch_optional(&mut *connection)
-    .await?;
+    let sql = format!(
+        "SELECT id FROM jobs WHERE state = $1 ORDER BY priority DESC, created_at, id LIMIT 1{}",
+        locks::CLAIM
+    );
+    let head: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(JobState::Queued.as_str())
+        .fetch_optional(&mut *connection)
+        .await?;
     let Some(head) = head else {
         return Ok(None);
     };
 
     let id: JobId = parse("job id", &head)?;
     let change = Transition::new(id, JobState::Queued, JobState::Dispatched, at);
-    let claimed = jobs::transition(connection, &change, Some(backend_id.0.as_str())).await?;
+    let claim = jobs::Claim { backend_id, lease };
+    let claimed = jobs::transition(connection, &change, Some(&claim)).await?;
     tracing::debug!(job.id = %id, backend.id = %backend_id, "claimed queued job");
     Ok(Some(claimed))
 }
@@ -72,7 +77,7 @@ pub(super) async fn claim_next(
 /// Up to `per_owner` queued jobs of each owner (anonymous jobs count as one owner), each
 /// owner's in queue order; all of them in queue order.
 pub(super) async fn candidates(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     per_owner: u32,
 ) -> Result<Vec<QueuedJob>, StoreError> {
     let sql = format!(
@@ -90,22 +95,26 @@ pub(super) async fn candidates(
     rows.into_iter().map(QueuedJob::try_from).collect()
 }
 
-/// Moves one chosen job to `dispatched` for `backend_id` if it is still queued.
+/// Moves one chosen job to `dispatched` for `backend_id`, held under `lease`, if it is still
+/// queued: the transition's compare-and-set is the claim, so of two replicas choosing the
+/// same job one gets it and the other `None`.
 pub(super) async fn claim(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     id: JobId,
     backend_id: &BackendId,
+    lease: &Lease,
     at: OffsetDateTime,
 ) -> Result<Option<JobChange>, StoreError> {
     let change = Transition::new(id, JobState::Queued, JobState::Dispatched, at);
-    match jobs::transition(connection, &change, Some(backend_id.0.as_str())).await {
+    let claim = jobs::Claim { backend_id, lease };
+    match jobs::transition(connection, &change, Some(&claim)).await {
         Ok(claimed) => Ok(Some(claimed)),
         Err(StoreError::StateConflict { .. } | StoreError::JobNotFound(_)) => Ok(None),
         Err(error) => Err(error),
     }
 }
 
-pub(super) async fn unfinished(connection: &mut SqliteConnection) -> Result<Vec<Job>, StoreError> {
+pub(super) async fn unfinished(connection: &mut Connection) -> Result<Vec<Job>, StoreError> {
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE state NOT IN ($1, $2, $3, $4) \
          ORDER BY created_at, id"

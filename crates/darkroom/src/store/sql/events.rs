@@ -1,11 +1,12 @@
 //! Job event streams and outputs: appends that number events per job, reads
 //! that resume after a sequence number.
 
-use sqlx::SqliteConnection;
+use super::Connection;
 use sqlx::types::Json;
 use time::OffsetDateTime;
 
-use crate::jobs::model::{EventKind, JobEvent, JobId, OutputRecord};
+use super::leases;
+use crate::jobs::model::{EventKind, JobEvent, JobId, OutputRecord, ReplicaId};
 use crate::store::rows::{EventRow, OUTPUT_COLUMNS, OutputRow, from_micros, to_micros};
 use crate::store::{NewEvent, StoreError};
 
@@ -13,7 +14,7 @@ use crate::store::{NewEvent, StoreError};
 /// counter in this transaction, so numbers are gapless per job and two
 /// appends to one job cannot interleave.
 pub(super) async fn append(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     job_id: JobId,
     event: &NewEvent,
 ) -> Result<JobEvent, StoreError> {
@@ -49,7 +50,7 @@ pub(super) async fn append(
 }
 
 pub(super) async fn after(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     job_id: JobId,
     after_seq: u64,
     limit: u32,
@@ -69,14 +70,16 @@ pub(super) async fn after(
 /// The asset row takes its owner and expiry from the job, so an output
 /// cannot outlive its job or belong to someone else.
 pub(super) async fn add_output(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     output: &OutputRecord,
+    holder: &ReplicaId,
     at: OffsetDateTime,
 ) -> Result<JobEvent, StoreError> {
     let inserted = sqlx::query(
         "INSERT INTO assets (id, hash, size_bytes, content_type, file_path, owner, job_id, \
          created_at, expires_at) \
-         SELECT $1, $2, $3, $4, $5, owner, id, $6, expires_at FROM jobs WHERE id = $7",
+         SELECT $1, $2, $3, $4, $5, owner, id, $6, expires_at FROM jobs \
+         WHERE id = $7 AND (lease_holder IS NULL OR lease_holder = $8)",
     )
     .bind(output.asset_id.to_string())
     .bind(output.hash.as_str())
@@ -85,10 +88,11 @@ pub(super) async fn add_output(
     .bind(output.name.as_str())
     .bind(to_micros(at))
     .bind(output.job_id.to_string())
+    .bind(holder.0.as_str())
     .execute(&mut *connection)
     .await?;
     if inserted.rows_affected() == 0 {
-        return Err(StoreError::JobNotFound(output.job_id));
+        return Err(leases::lease_lost(connection, output.job_id).await);
     }
 
     let event = NewEvent {
@@ -102,7 +106,7 @@ pub(super) async fn add_output(
 }
 
 async fn insert_output_row(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     output: &OutputRecord,
     seq: u64,
 ) -> Result<(), StoreError> {
@@ -129,7 +133,7 @@ async fn insert_output_row(
 }
 
 pub(super) async fn outputs(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     job_id: JobId,
 ) -> Result<Vec<OutputRecord>, StoreError> {
     let sql = format!("SELECT {OUTPUT_COLUMNS} FROM job_outputs WHERE job_id = $1 ORDER BY seq");

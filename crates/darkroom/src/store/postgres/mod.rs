@@ -1,0 +1,330 @@
+//! The PostgreSQL engine: the store several Darkroom replicas share.
+//!
+//! Write transactions run at PostgreSQL's default `READ COMMITTED`: the
+//! compare-and-set moves and the per-job event counter are single-row
+//! updates, which PostgreSQL serializes on the row, and the claim of a queued
+//! job locks its row with `FOR UPDATE SKIP LOCKED`, so replicas claiming at
+//! once take different jobs without waiting on each other. What counts rows
+//! across the table takes an advisory lock (see `locks`).
+//!
+//! The store uses whatever schema the connection's `search_path` names first
+//! (`public` by default; `?options=-c search_path=NAME` in the URL picks
+//! another), and migrates it on open; concurrent openers wait on sqlx's
+//! migration lock.
+
+// The queries themselves are shared with the other engines: see `store/sql`.
+#[path = "../sql/assets.rs"]
+#[expect(clippy::duplicate_mod, reason = "compiled once per engine on purpose")]
+mod assets;
+#[path = "../sql/events.rs"]
+#[expect(clippy::duplicate_mod, reason = "compiled once per engine on purpose")]
+mod events;
+mod feed;
+#[path = "../sql/jobs.rs"]
+#[expect(clippy::duplicate_mod, reason = "compiled once per engine on purpose")]
+mod jobs;
+#[path = "../sql/leases.rs"]
+#[expect(clippy::duplicate_mod, reason = "compiled once per engine on purpose")]
+mod leases;
+#[path = "../sql/listing.rs"]
+#[expect(clippy::duplicate_mod, reason = "compiled once per engine on purpose")]
+mod listing;
+mod locks;
+#[path = "../sql/queue.rs"]
+#[expect(clippy::duplicate_mod, reason = "compiled once per engine on purpose")]
+mod queue;
+#[path = "../sql/running.rs"]
+#[expect(clippy::duplicate_mod, reason = "compiled once per engine on purpose")]
+mod running;
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{PgConnection, Postgres, Transaction};
+use time::OffsetDateTime;
+
+use super::{
+    AssetRemoval, Dispatch, EventFeed, JobChange, JobPage, JobQuery, Lease, NewEvent, NewJob,
+    QueuedJob, Store, StoreError, Sweep, Transition,
+};
+use crate::artifacts::BlobHash;
+use crate::jobs::model::{
+    Asset, AssetId, BackendId, Job, JobEvent, JobId, OutputRecord, Progress, ReplicaId,
+};
+
+/// The database the shared queries are compiled for.
+type Db = Postgres;
+type Connection = PgConnection;
+
+/// Connections one replica keeps open: the scheduler's drivers, the API's
+/// requests and the retention sweep share them.
+const MAX_CONNECTIONS: u32 = 8;
+
+/// The PostgreSQL engine of [`Store`].
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `postgres://` or `postgresql://` URL and applies pending
+    /// migrations to the schema the connection uses.
+    ///
+    /// # Errors
+    ///
+    /// A malformed URL, a server that cannot be reached or refuses the
+    /// login, a schema that cannot be migrated.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        tracing::info!(store.engine = "postgres", "store ready");
+        Ok(Self { pool })
+    }
+
+    /// Closes every connection; pending writes are already committed.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_job(&self, job: NewJob) -> Result<JobChange, StoreError> {
+        let mut tx = self.write().await?;
+        let change = jobs::create(&mut tx, &job).await?;
+        tx.commit().await?;
+        Ok(change)
+    }
+
+    async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        jobs::find(&mut connection, id).await
+    }
+
+    async fn list_jobs(&self, query: &JobQuery) -> Result<JobPage, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        listing::list(&mut connection, query).await
+    }
+
+    async fn transition(&self, change: Transition) -> Result<JobChange, StoreError> {
+        let mut tx = self.write().await?;
+        let committed = jobs::transition(&mut tx, &change, None).await?;
+        tx.commit().await?;
+        Ok(committed)
+    }
+
+    async fn claim_next_queued(
+        &self,
+        backend_id: &BackendId,
+        lease: &Lease,
+        at: OffsetDateTime,
+    ) -> Result<Option<JobChange>, StoreError> {
+        let mut tx = self.write().await?;
+        let claimed = queue::claim_next(&mut tx, backend_id, lease, at).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn queued_candidates(&self, per_owner: u32) -> Result<Vec<QueuedJob>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        queue::candidates(&mut connection, per_owner).await
+    }
+
+    async fn claim_queued(
+        &self,
+        id: JobId,
+        backend_id: &BackendId,
+        lease: &Lease,
+        at: OffsetDateTime,
+    ) -> Result<Option<JobChange>, StoreError> {
+        let mut tx = self.write().await?;
+        let claimed = queue::claim(&mut tx, id, backend_id, lease, at).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn record_dispatch(&self, id: JobId, dispatch: &Dispatch) -> Result<Job, StoreError> {
+        let mut tx = self.write().await?;
+        let job = running::record_dispatch(&mut tx, id, dispatch).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    async fn update_progress(
+        &self,
+        id: JobId,
+        progress: &Progress,
+        holder: &ReplicaId,
+        at: OffsetDateTime,
+    ) -> Result<JobEvent, StoreError> {
+        let mut tx = self.write().await?;
+        let event = running::update_progress(&mut tx, id, progress, holder, at).await?;
+        tx.commit().await?;
+        Ok(event)
+    }
+
+    async fn append_event(&self, id: JobId, event: NewEvent) -> Result<JobEvent, StoreError> {
+        let mut tx = self.write().await?;
+        let appended = events::append(&mut tx, id, &event).await?;
+        tx.commit().await?;
+        Ok(appended)
+    }
+
+    async fn events_after(
+        &self,
+        id: JobId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<JobEvent>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        events::after(&mut connection, id, after_seq, limit).await
+    }
+
+    async fn add_output(
+        &self,
+        output: &OutputRecord,
+        holder: &ReplicaId,
+        at: OffsetDateTime,
+    ) -> Result<JobEvent, StoreError> {
+        let mut tx = self.write().await?;
+        let event = events::add_output(&mut tx, output, holder, at).await?;
+        tx.commit().await?;
+        Ok(event)
+    }
+
+    async fn outputs(&self, job_id: JobId) -> Result<Vec<OutputRecord>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        events::outputs(&mut connection, job_id).await
+    }
+
+    async fn create_asset(&self, asset: &Asset) -> Result<(), StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        assets::insert(&mut connection, asset).await
+    }
+
+    async fn asset(&self, id: AssetId) -> Result<Option<Asset>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        assets::find(&mut connection, id).await
+    }
+
+    async fn assets_with_hash(&self, hash: &BlobHash) -> Result<Vec<Asset>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        assets::with_hash(&mut connection, hash).await
+    }
+
+    async fn delete_asset(&self, id: AssetId) -> Result<AssetRemoval, StoreError> {
+        let mut tx = self.write().await?;
+        let removal = assets::delete(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(removal)
+    }
+
+    async fn unfinished_jobs(&self) -> Result<Vec<Job>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        queue::unfinished(&mut connection).await
+    }
+
+    async fn count_queued(&self) -> Result<u64, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        queue::count_queued(&mut connection).await
+    }
+
+    async fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        queue::position(&mut connection, id).await
+    }
+
+    async fn sweep_expired(&self, now: OffsetDateTime, limit: u32) -> Result<Sweep, StoreError> {
+        let mut tx = self.write().await?;
+        let sweep = assets::sweep_expired(&mut tx, now, limit).await?;
+        tx.commit().await?;
+        if !sweep.expired_jobs.is_empty() {
+            tracing::info!(
+                jobs.expired = sweep.expired_jobs.len(),
+                blobs.orphaned = sweep.orphaned_blobs.len(),
+                "expired jobs"
+            );
+        }
+        Ok(sweep)
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn acquire_backend_lease(
+        &self,
+        backend_id: &BackendId,
+        lease: &Lease,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let acquired = leases::acquire_backend(&mut tx, backend_id, lease, at).await?;
+        tx.commit().await?;
+        Ok(acquired)
+    }
+
+    async fn renew_backend_lease(
+        &self,
+        backend_id: &BackendId,
+        lease: &Lease,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let renewed = leases::renew_backend(&mut tx, backend_id, lease).await?;
+        tx.commit().await?;
+        Ok(renewed)
+    }
+
+    async fn release_backend_lease(
+        &self,
+        backend_id: &BackendId,
+        holder: &ReplicaId,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        leases::release_backend(&mut tx, backend_id, holder).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn backend_lease(&self, backend_id: &BackendId) -> Result<Option<Lease>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        leases::backend_lease(&mut connection, backend_id).await
+    }
+
+    async fn adopt_jobs(
+        &self,
+        backend_id: &BackendId,
+        lease: &Lease,
+        at: OffsetDateTime,
+    ) -> Result<Vec<Job>, StoreError> {
+        let mut tx = self.write().await?;
+        let adopted = leases::adopt_jobs(&mut tx, backend_id, lease, at).await?;
+        tx.commit().await?;
+        Ok(adopted)
+    }
+
+    async fn renew_job_leases(
+        &self,
+        backend_id: &BackendId,
+        lease: &Lease,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        let renewed = leases::renew_jobs(&mut tx, backend_id, lease).await?;
+        tx.commit().await?;
+        Ok(renewed)
+    }
+
+    async fn event_feed(&self) -> Result<Option<Box<dyn EventFeed>>, StoreError> {
+        let feed = feed::PgEventFeed::listen(&self.pool).await?;
+        Ok(Some(Box::new(feed)))
+    }
+}

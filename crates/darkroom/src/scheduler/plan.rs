@@ -7,8 +7,8 @@
 //! - Fair sharing within a priority: the next job comes from the owner with the fewest
 //!   jobs on backends now (anonymous jobs are one owner), ties to the oldest job. One
 //!   owner's thousand jobs therefore take turns with another's one.
-//! - A job goes only to a backend that takes work (up, probed, not draining) and has its
-//!   node classes and model files.
+//! - A job goes only to a backend that takes work (driven by this replica, up, probed, not
+//!   draining) and has its node classes and model files.
 //! - Among those with room, prefer one that ran the job's models last (they are likely
 //!   still loaded), then the least loaded for its weight, then the heavier, then by name.
 //! - A job that outranks every prompt waiting inside a full backend's ComfyUI may take
@@ -244,6 +244,7 @@ mod tests {
 
     fn backend(name: &str, max_prompts: usize, classes: &[&str]) -> BackendStatus {
         let mut status = BackendStatus::new(name.into(), 1, Vec::new(), max_prompts);
+        status.driven = true;
         status.health = Health::Up;
         status.probed = true;
         status.capabilities = Some(info(classes, &["a.safetensors", "b.safetensors"]));
@@ -299,6 +300,17 @@ mod tests {
         unprobed.probed = false;
         let jobs = [job(None, 0, plain())];
         assert!(plan(&jobs, &[draining, down, unprobed]).is_empty());
+    }
+
+    #[test]
+    fn a_backend_another_replica_drives_takes_nothing_from_this_one() {
+        let mut elsewhere = backend("a", 2, &["SaveImage"]);
+        elsewhere.driven = false;
+        let here = backend("b", 2, &["SaveImage"]);
+        let jobs = [job(None, 0, plain()), job(None, 1, plain())];
+        let placed = plan(&jobs, &[elsewhere, here]);
+        assert_eq!(placed.len(), 2);
+        assert!(placed.iter().all(|assignment| assignment.backend.0 == "b"));
     }
 
     #[test]

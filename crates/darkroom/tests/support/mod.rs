@@ -69,7 +69,7 @@ pub struct TestServer {
     served: Option<JoinHandle<Result<(), darkroom::server::ServeError>>>,
     data: tempfile::TempDir,
     /// Dropped after the server's store: the PostgreSQL schema, when the test uses one.
-    _schema: Option<postgres::TestSchema>,
+    schema: Option<postgres::TestSchema>,
 }
 
 impl TestServer {
@@ -128,7 +128,7 @@ impl TestServer {
             shutdown: Some(shutdown),
             served: Some(served),
             data,
-            _schema: schema,
+            schema,
         }
     }
 
@@ -152,10 +152,16 @@ impl TestServer {
     }
 
     /// The server's SQLite database, for tests that set what the API cannot yet (owners).
+    /// The store the server uses: its SQLite file, or its PostgreSQL schema.
     pub fn database_url(&self) -> String {
-        format!(
-            "sqlite://{}",
-            self.data.path().join("darkroom.db").display()
+        self.schema.as_ref().map_or_else(
+            || {
+                format!(
+                    "sqlite://{}",
+                    self.data.path().join("darkroom.db").display()
+                )
+            },
+            |schema| schema.url.clone(),
         )
     }
 

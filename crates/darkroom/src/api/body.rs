@@ -8,25 +8,21 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::ApiError;
-
-/// The largest JSON body Darkroom reads (a workflow with its inline data).
-pub const JSON_LIMIT: usize = 32 * 1024 * 1024;
-/// The largest asset upload; it is streamed to disk, never held in memory.
-pub const UPLOAD_LIMIT: usize = 1024 * 1024 * 1024;
+use crate::config::Limits;
 
 /// A body axum could not read, as an envelope: 413 past the limit, 400 otherwise.
-pub fn rejected(rejection: &BytesRejection) -> ApiError {
-    unreadable(rejection.status(), &rejection.body_text(), JSON_LIMIT)
+pub fn rejected(rejection: &BytesRejection, limit: u64) -> ApiError {
+    unreadable(rejection.status(), &rejection.body_text(), limit)
 }
 
-/// A body (JSON or multipart) that could not be read, with the limit that applied.
-pub fn unreadable(status: StatusCode, reason: &str, limit: usize) -> ApiError {
+/// A body (JSON or multipart) that could not be read, with the limit (bytes) that applied.
+pub fn unreadable(status: StatusCode, reason: &str, limit: u64) -> ApiError {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
-        let mebibytes = limit / (1024 * 1024);
+        let limit = bytesize::ByteSize::b(limit).display().iec();
         return ApiError::new(
             status,
             "payload_too_large",
-            format!("request body is larger than the {mebibytes} MiB limit"),
+            format!("request body is larger than the {limit} limit"),
         );
     }
     ApiError::new(
@@ -36,7 +32,8 @@ pub fn unreadable(status: StatusCode, reason: &str, limit: usize) -> ApiError {
     )
 }
 
-/// Parses a JSON body; a syntax error is reported with `code`, naming line and column.
+/// Parses a JSON body read under `limits`; a syntax error is reported with `code`, naming
+/// line and column.
 ///
 /// # Errors
 ///
@@ -44,8 +41,9 @@ pub fn unreadable(status: StatusCode, reason: &str, limit: usize) -> ApiError {
 pub fn json<T: DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     code: &'static str,
+    limits: &Limits,
 ) -> Result<T, ApiError> {
-    let bytes = body.map_err(|rejection| rejected(&rejection))?;
+    let bytes = body.map_err(|rejection| rejected(&rejection, limits.max_body_size.as_u64()))?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|error| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

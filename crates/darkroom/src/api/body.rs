@@ -18,7 +18,7 @@ pub fn rejected(rejection: &BytesRejection, limit: u64) -> ApiError {
 /// A body (JSON or multipart) that could not be read, with the limit (bytes) that applied.
 pub fn unreadable(status: StatusCode, reason: &str, limit: u64) -> ApiError {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
-        let limit = bytesize::ByteSize::b(limit).display().iec();
+        let limit = size_in_words(limit);
         return ApiError::new(
             status,
             "payload_too_large",
@@ -58,4 +58,31 @@ pub fn json<T: DeserializeOwned>(
             format!("request body does not match the expected shape: {error}"),
         )
     })
+}
+
+/// `32 MiB`, `4 KiB`, `1000 bytes`: a limit as an operator would have written it.
+fn size_in_words(bytes: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * KIB;
+    const GIB: u64 = 1024 * MIB;
+    match bytes {
+        0 => "0 bytes".to_owned(),
+        _ if bytes % GIB == 0 => format!("{} GiB", bytes / GIB),
+        _ if bytes % MIB == 0 => format!("{} MiB", bytes / MIB),
+        _ if bytes % KIB == 0 => format!("{} KiB", bytes / KIB),
+        _ => format!("{bytes} bytes"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_in_words;
+
+    #[test]
+    fn limits_read_as_written() {
+        assert_eq!(size_in_words(32 * 1024 * 1024), "32 MiB");
+        assert_eq!(size_in_words(1 << 30), "1 GiB");
+        assert_eq!(size_in_words(4096), "4 KiB");
+        assert_eq!(size_in_words(1000), "1000 bytes");
+    }
 }

@@ -106,7 +106,10 @@ impl TestServer {
         // The listener is bound, so this waits (in its backlog) until the server has
         // opened its store and serves: tests may then open the same database themselves.
         let health = reqwest::get(format!("{base}/api/v2/health")).await;
-        assert!(health.is_ok_and(|answer| answer.status().is_success()), "the server did not start");
+        assert!(
+            health.is_ok_and(|answer| answer.status().is_success()),
+            "the server did not start"
+        );
         Self {
             base,
             database_url,

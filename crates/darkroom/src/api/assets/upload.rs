@@ -152,8 +152,7 @@ async fn record(state: &AppState, caller: &Caller, form: &Form) -> Result<(Asset
             .as_deref()
             .ok_or_else(|| missing("content_type"))?,
     )?;
-    let head = sniff::head(&state.blobs, &blob.hash).await?;
-    let content_type = sniff::stored_type(&declared, &head)?;
+
     let file_path = check_file_path(
         form.file_path
             .as_deref()
@@ -167,6 +166,10 @@ async fn record(state: &AppState, caller: &Caller, form: &Form) -> Result<(Asset
         .as_deref()
         .map(parse_expires_in)
         .transpose()?;
+
+    // Last, so a malformed field is named before the content is judged.
+    let head = sniff::head(&state.blobs, &blob.hash).await?;
+    let content_type = sniff::stored_type(&declared, &head)?;
 
     let created_new = blob.created_new || !caller_holds(state, caller, &blob.hash).await?;
     let now = OffsetDateTime::now_utc();

@@ -67,9 +67,9 @@ fn size_in_words(bytes: u64) -> String {
     const GIB: u64 = 1024 * MIB;
     match bytes {
         0 => "0 bytes".to_owned(),
-        _ if bytes % GIB == 0 => format!("{} GiB", bytes / GIB),
-        _ if bytes % MIB == 0 => format!("{} MiB", bytes / MIB),
-        _ if bytes % KIB == 0 => format!("{} KiB", bytes / KIB),
+        _ if bytes.is_multiple_of(GIB) => format!("{} GiB", bytes / GIB),
+        _ if bytes.is_multiple_of(MIB) => format!("{} MiB", bytes / MIB),
+        _ if bytes.is_multiple_of(KIB) => format!("{} KiB", bytes / KIB),
         _ => format!("{bytes} bytes"),
     }
 }

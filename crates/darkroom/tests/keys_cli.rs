@@ -6,8 +6,12 @@
     reason = "helpers outside #[test] fns panic too: that is the failure message we want"
 )]
 
+mod support;
+
 use std::path::Path;
 use std::process::Output;
+
+use darkroom::auth::{KeyLimits, Role};
 
 use tokio::process::Command;
 
@@ -99,4 +103,42 @@ async fn an_exposed_address_without_keys_refuses_to_start() {
         assert!(stderr.contains("refusing to listen"), "{stderr}");
         assert!(stderr.contains("--open-server"), "{stderr}");
     }
+}
+
+#[tokio::test]
+async fn the_cli_sends_its_key_and_says_how_to_give_one() {
+    let server = support::TestServer::start().await;
+    let key = server
+        .create_key("cli", Role::User, KeyLimits::default())
+        .await;
+    let data = tempfile::tempdir().unwrap();
+    let list = ["templates", "list", "--server", server.base.as_str()];
+
+    let refused = darkroom_cli(data.path(), &list, None).await;
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("DARKROOM_API_KEY"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    let listed = darkroom_cli(data.path(), &list, Some(&key)).await;
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    server.stop().await;
+}
+
+/// A client command, with `key` in `DARKROOM_API_KEY` when given.
+async fn darkroom_cli(cwd: &Path, args: &[&str], key: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_darkroom"));
+    command.args(args).current_dir(cwd);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("DARKROOM_") {
+            command.env_remove(name);
+        }
+    }
+    if let Some(key) = key {
+        command.env("DARKROOM_API_KEY", key);
+    }
+    let run = tokio::time::timeout(std::time::Duration::from_secs(60), command.output());
+    run.await.expect("darkroom answers in time").unwrap()
 }

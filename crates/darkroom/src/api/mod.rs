@@ -1,5 +1,6 @@
-//! The HTTP API: one `router()` listing every route, its layers and the fallback.
-//! Handlers live in one module per resource.
+//! The HTTP API: one `router()` listing every route with who may use it (`Access`: public,
+//! any caller, admin), its layers and the fallback. Handlers live in one module per
+//! resource; the gate (`guard`) names the caller, and handlers check what it owns.
 //!
 //! The public surface is the Comfy API v2 contract (jobs and assets) plus Darkroom's own
 //! routes (health, the job list, the OpenAPI document). Every error, including a body

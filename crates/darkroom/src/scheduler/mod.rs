@@ -59,6 +59,9 @@ pub struct Settings {
     /// How long a backend may stay unreachable before its runs are given up (queued again
     /// for another backend or attempt).
     pub backend_lost_after: Duration,
+    /// How long a run may take on its backend, from dispatch, before it is stopped there
+    /// and its job fails with `run_timeout`; `None` lets runs take as long as they take.
+    pub max_run_time: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -69,6 +72,7 @@ impl Default for Settings {
             poll_interval: Duration::from_secs(1),
             lost_grace: Duration::from_secs(3),
             backend_lost_after: Duration::from_secs(60),
+            max_run_time: None,
         }
     }
 }

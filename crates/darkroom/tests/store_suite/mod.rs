@@ -4,6 +4,7 @@
 
 pub mod assets;
 pub mod jobs;
+pub mod keys;
 pub mod queue;
 
 use std::any::Any;
@@ -44,6 +45,8 @@ macro_rules! store_suite {
             assets::outputs_are_stored_with_their_asset_and_event,
             assets::assets_in_use_are_not_deleted_and_shared_blobs_outlive_one_asset,
             assets::sweep_expires_final_jobs_and_reports_orphaned_blobs,
+            keys::keys_are_found_by_hash_while_live_and_revoked_by_id_or_name,
+            keys::an_owner_may_hold_only_its_bound_of_queued_jobs,
         );
     };
     (@cases $open:path; $($case:ident :: $name:ident),+ $(,)?) => {

@@ -22,6 +22,12 @@ pub(super) async fn create(
             return Err(StoreError::QueueFull { queued });
         }
     }
+    if let Some(max_queued) = job.max_queued_for_owner {
+        let queued = queue::count_queued_of(connection, job.owner.as_deref()).await?;
+        if queued >= max_queued {
+            return Err(StoreError::OwnerQueueFull { queued });
+        }
+    }
 
     insert(connection, job).await?;
     if let Some(key) = &job.idempotency_key {

@@ -22,6 +22,20 @@ pub(super) async fn count_queued(connection: &mut SqliteConnection) -> Result<u6
     Ok(u64::try_from(queued).unwrap_or_default())
 }
 
+/// Queued jobs of one owner (`None`: the anonymous ones).
+pub(super) async fn count_queued_of(
+    connection: &mut SqliteConnection,
+    owner: Option<&str>,
+) -> Result<u64, StoreError> {
+    let queued: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = $1 AND owner IS $2")
+            .bind(JobState::Queued.as_str())
+            .bind(owner)
+            .fetch_one(&mut *connection)
+            .await?;
+    Ok(u64::try_from(queued).unwrap_or_default())
+}
+
 pub(super) async fn position(
     connection: &mut SqliteConnection,
     id: JobId,

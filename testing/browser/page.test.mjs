@@ -3,7 +3,8 @@
 // with node's test runner). A network drop is Chromium's offline emulation; a server
 // restart is asked of the Rust side through DARKROOM_CONTROL.
 //
-// Environment: DARKROOM_URL (the server), DARKROOM_ARTIFACTS (where screenshots go),
+// Environment: DARKROOM_URL (the server), DARKROOM_API_KEY (a key of the server's: the
+// page is given it when it asks), DARKROOM_ARTIFACTS (where screenshots go),
 // DARKROOM_CONTROL (optional: POST /restart there restarts darkroom on the same port),
 // CHROMIUM (default /usr/bin/chromium).
 //
@@ -24,6 +25,7 @@ import { decodePng, solidPng } from './png.mjs';
 const BASE = process.env.DARKROOM_URL?.replace(/\/$/, '');
 const ARTIFACTS = process.env.DARKROOM_ARTIFACTS || join(process.cwd(), 'artifacts');
 const CONTROL = process.env.DARKROOM_CONTROL;
+const KEY = process.env.DARKROOM_API_KEY;
 const WAIT_MS = 60_000;
 assert.ok(BASE, 'DARKROOM_URL must name the darkroom server');
 
@@ -58,8 +60,9 @@ async function screenshot(name) {
   await page.screenshot({ path, fullPage: true });
 }
 
-async function api(path, options) {
-  const response = await fetch(`${BASE}${path}`, options);
+async function api(path, options = {}) {
+  const headers = { ...(options.headers || {}), ...(KEY ? { authorization: `Bearer ${KEY}` } : {}) };
+  const response = await fetch(`${BASE}${path}`, { ...options, headers });
   assert.ok(response.ok, `${path} answered ${response.status}`);
   return response;
 }
@@ -91,6 +94,35 @@ async function watchedJob() {
 async function waitForStatus(status) {
   await page.locator(`.watch[data-status="${status}"]`).waitFor();
 }
+
+test('the page asks for an API key, refuses a wrong one and works with the right one', { skip: !KEY && 'DARKROOM_API_KEY not set' }, async () => {
+  const refused = await fetch(`${BASE}/api/templates`);
+  assert.equal(refused.status, 401, 'the server must want a key for this test');
+  await page.goto(`${BASE}/#/generate`);
+  const dialog = page.locator('dialog#key-dialog');
+  await dialog.waitFor({ state: 'visible' });
+  assert.match(await page.locator('#key-reason').textContent(), /needs an API key/);
+  await screenshot('key-asked');
+
+  await page.locator('#key-input').fill('drk_this-is-not-a-key');
+  await page.getByRole('button', { name: 'Use this key' }).click();
+  await page.locator('#key-error:not([hidden])').waitFor();
+  assert.match(await page.locator('#key-error').textContent(), /does not know this key/);
+  assert.equal(await page.locator('#key-input').getAttribute('aria-invalid'), 'true');
+  await screenshot('key-refused');
+
+  await page.locator('#key-input').fill(KEY);
+  await page.getByRole('button', { name: 'Use this key' }).click();
+  await dialog.waitFor({ state: 'hidden' });
+  await page.locator('form.params').first().waitFor();
+  assert.equal(await page.evaluate(() => localStorage.getItem('darkroom.apiKey')), KEY);
+  // Images ride on the session cookie, which never holds the key itself.
+  const cookies = await context.cookies(BASE);
+  const session = cookies.find((cookie) => cookie.name === 'darkroom_session');
+  assert.ok(session && session.httpOnly && session.sameSite === 'Strict', JSON.stringify(cookies));
+  assert.ok(!session.value.includes(KEY));
+  await screenshot('key-accepted');
+});
 
 test('a prompt becomes a picture, shown only once the job succeeded, pixel for pixel', async () => {
   await openTemplate('txt2img-sd15');

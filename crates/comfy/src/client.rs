@@ -57,12 +57,30 @@ pub struct ComfyUiClient {
     http: reqwest::Client,
     base: Url,
     capabilities: std::sync::Arc<OnceCell<Capabilities>>,
+    timeouts: Timeouts,
 }
 
-/// How long a JSON call may take; `/object_info` on a big install is the slowest (~0.3 s).
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a download may stall between two chunks.
-const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the client waits on a server: no call waits forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Opening a connection.
+    pub connect: Duration,
+    /// One JSON call, start to end; `/object_info` on a big install is the slowest
+    /// (~0.3 s). Uploads get four times as long.
+    pub call: Duration,
+    /// How long a response (a download above all) may stall between two chunks.
+    pub read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            call: Duration::from_secs(30),
+            read: Duration::from_secs(60),
+        }
+    }
+}
 
 impl ComfyUiClient {
     /// A client for the server at `base` (such as `http://127.0.0.1:8188/`).
@@ -71,6 +89,15 @@ impl ComfyUiClient {
     ///
     /// [`ComfyError::InvalidUrl`] when `base` is not an http(s) URL.
     pub fn new(base: &str) -> Result<Self, ComfyError> {
+        Self::with_timeouts(base, Timeouts::default())
+    }
+
+    /// A client with its own timeouts.
+    ///
+    /// # Errors
+    ///
+    /// [`ComfyError::InvalidUrl`] when `base` is not an http(s) URL.
+    pub fn with_timeouts(base: &str, timeouts: Timeouts) -> Result<Self, ComfyError> {
         let invalid = |message: String| ComfyError::InvalidUrl {
             url: base.to_owned(),
             message,
@@ -84,15 +111,21 @@ impl ComfyUiClient {
             base.set_path(&path);
         }
         let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .read_timeout(READ_TIMEOUT)
+            .connect_timeout(timeouts.connect)
+            .read_timeout(timeouts.read)
             .build()
             .map_err(|error| invalid(error.to_string()))?;
         Ok(Self {
             http,
             base,
             capabilities: std::sync::Arc::default(),
+            timeouts,
         })
+    }
+
+    /// The timeouts this client applies.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
     }
 
     /// The server's base URL.
@@ -311,7 +344,7 @@ impl ComfyUiClient {
             .http
             .post(url.clone())
             .multipart(form)
-            .timeout(CALL_TIMEOUT * 4)
+            .timeout(self.timeouts.call * 4)
             .send()
             .await
             .map_err(|source| ComfyError::Unreachable {
@@ -408,7 +441,10 @@ impl ComfyUiClient {
         body: Option<Value>,
     ) -> Result<reqwest::Response, ComfyError> {
         let url = self.route(path);
-        let mut request = self.http.request(method, url.clone()).timeout(CALL_TIMEOUT);
+        let mut request = self
+            .http
+            .request(method, url.clone())
+            .timeout(self.timeouts.call);
         if let Some(body) = body {
             request = request.json(&body);
         }

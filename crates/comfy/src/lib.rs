@@ -17,7 +17,7 @@ pub mod prompt;
 pub mod server_info;
 pub mod socket;
 
-pub use client::{ByteStream, ComfyUiClient, Download, Upload};
+pub use client::{ByteStream, ComfyUiClient, Download, Timeouts, Upload};
 pub use error::ComfyError;
 pub use events::ServerMessage;
 pub use frames::BinaryFrame;

@@ -159,11 +159,16 @@ impl SocketTask {
             let ws_config = WebSocketConfig::default()
                 .max_message_size(Some(self.config.max_message_size))
                 .max_frame_size(Some(self.config.max_message_size));
-            let attempt =
-                tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config), false)
-                    .await;
+            // A server that accepts the connection but never answers the handshake would
+            // otherwise hold this task forever.
+            let handshake =
+                tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config), false);
+            let attempt = tokio::time::timeout(self.client.timeouts().connect, handshake).await;
             match attempt {
-                Ok((stream, _)) => {
+                Err(_) => {
+                    tracing::debug!(comfy.url = %self.client.base_url(), timeout = ?self.client.timeouts().connect, "websocket handshake timed out");
+                }
+                Ok(Ok((stream, _))) => {
                     backoff = self.config.backoff_min;
                     tracing::info!(comfy.url = %self.client.base_url(), client.id = %client_id, "websocket connected");
                     match self.serve(stream, &client_id).await {
@@ -178,7 +183,7 @@ impl SocketTask {
                         }
                     }
                 }
-                Err(error) => {
+                Ok(Err(error)) => {
                     tracing::debug!(comfy.url = %self.client.base_url(), %error, "websocket connect failed");
                 }
             }

@@ -38,6 +38,68 @@ pub enum Command {
     /// Inspect workflow templates.
     #[command(subcommand)]
     Template(TemplateCommand),
+    /// Create, list and revoke API keys, in the database `serve` uses (also while it runs).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it, once: only its hash is stored.
+    Create(CreateKeyFlags),
+    /// List every key (never the keys themselves): id, name, role, start, limits, state.
+    List(KeysFlags),
+    /// Revoke a key by id or name; requests with it are refused at once.
+    Revoke {
+        /// The key's id (key_...) or name.
+        key: String,
+        #[command(flatten)]
+        flags: KeysFlags,
+    },
+}
+
+/// Which database the key commands work on: the one `serve` would open.
+#[derive(Debug, Clone, Args)]
+pub struct KeysFlags {
+    /// Folder for the database and stored outputs.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL, such as sqlite:///var/lib/darkroom/darkroom.db.
+    #[arg(long)]
+    pub database_url: Option<String>,
+}
+
+impl KeysFlags {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            ..Overrides::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CreateKeyFlags {
+    /// A name to recognise the key by (letters, digits, '-', '_', '.').
+    pub name: String,
+    /// An admin key sees every job and asset and manages templates and backends.
+    #[arg(long)]
+    pub admin: bool,
+    /// Requests per minute (0: no limit) [default: limits.requests_per_minute].
+    #[arg(long)]
+    pub requests_per_minute: Option<u32>,
+    /// Requests at once beyond the rate [default: limits.burst].
+    #[arg(long)]
+    pub burst: Option<u32>,
+    /// Jobs the key may have waiting [default: limits.max_queued_per_key].
+    #[arg(long)]
+    pub max_queued: Option<u32>,
+    /// Event streams the key may hold open [default: limits.max_streams_per_key].
+    #[arg(long)]
+    pub max_streams: Option<u32>,
+    #[command(flatten)]
+    pub flags: KeysFlags,
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +138,10 @@ pub struct ServerFlags {
     /// <data_dir>/templates].
     #[arg(long)]
     pub templates_dir: Option<PathBuf>,
+    /// Accept requests without API keys even when listening beyond loopback (only while
+    /// no key exists). Anyone who reaches the address can then run jobs.
+    #[arg(long)]
+    pub open_server: bool,
 }
 
 impl ServerFlags {
@@ -94,6 +160,7 @@ impl ServerFlags {
             database_url: self.database_url.clone(),
             backends,
             templates_dir: self.templates_dir.clone(),
+            open_server: self.open_server.then_some(true),
         }
     }
 }

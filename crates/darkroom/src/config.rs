@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bytesize::ByteSize;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,113 @@ pub struct Config {
     /// means the source tree's shipped `templates/` when it exists, else
     /// `<data_dir>/templates`.
     pub templates_dir: PathBuf,
+    /// Serve requests without API keys on a non-loopback address (when no key exists).
+    /// Off by default: such a server refuses to start.
+    pub open_server: bool,
+    /// Origins (`https://app.example`) whose pages may call the API from a browser; empty
+    /// means none (no CORS headers at all).
+    pub cors_origins: Vec<String>,
+    /// Sizes and per-key limits of requests.
+    pub limits: Limits,
+    /// Timeouts of client connections, calls to ComfyUI and runs.
+    pub timeouts: Timeouts,
+}
+
+/// Request sizes, and what each API key may do at once (a key may have its own values).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// The largest JSON request body.
+    pub max_body_size: ByteSize,
+    /// The largest asset upload (streamed to disk, never held in memory).
+    pub max_upload_size: ByteSize,
+    /// Requests a key may make per minute; 0 means no limit.
+    pub requests_per_minute: u32,
+    /// Requests a key may make at once beyond its rate before it must wait.
+    pub burst: u32,
+    /// Jobs one key may have waiting in the queue.
+    pub max_queued_per_key: u32,
+    /// Event streams one key may hold open at once.
+    pub max_streams_per_key: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_size: ByteSize::mib(32),
+            max_upload_size: ByteSize::gib(1),
+            requests_per_minute: 600,
+            burst: 120,
+            max_queued_per_key: 200,
+            max_streams_per_key: 16,
+        }
+    }
+}
+
+impl Limits {
+    /// The per-key defaults.
+    pub fn key_defaults(&self) -> KeyLimitDefaults {
+        KeyLimitDefaults {
+            requests_per_minute: self.requests_per_minute,
+            burst: self.burst,
+            max_queued: self.max_queued_per_key,
+            max_streams: self.max_streams_per_key,
+        }
+    }
+
+    /// The JSON body limit in bytes.
+    pub fn body_bytes(&self) -> usize {
+        usize::try_from(self.max_body_size.as_u64()).unwrap_or(usize::MAX)
+    }
+
+    /// The upload limit in bytes.
+    pub fn upload_bytes(&self) -> usize {
+        usize::try_from(self.max_upload_size.as_u64()).unwrap_or(usize::MAX)
+    }
+}
+
+/// What a key gets when it has no limit of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyLimitDefaults {
+    pub requests_per_minute: u32,
+    pub burst: u32,
+    pub max_queued: u32,
+    pub max_streams: u32,
+}
+
+/// Timeouts: nothing waits forever on a client, a backend or a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Timeouts {
+    /// How long a client may take to send a request's headers, and how long an idle
+    /// keep-alive connection is kept (slow clients cannot hold connections open).
+    #[serde(with = "humantime_serde")]
+    pub client_header: Duration,
+    /// How long a request body may stall between two pieces.
+    #[serde(with = "humantime_serde")]
+    pub client_body: Duration,
+    /// Connecting to a ComfyUI (HTTP and websocket).
+    #[serde(with = "humantime_serde")]
+    pub backend_connect: Duration,
+    /// One call to a ComfyUI (a download may take longer while bytes keep coming).
+    #[serde(with = "humantime_serde")]
+    pub backend_call: Duration,
+    /// The longest a job may run on a backend before it is stopped and failed with
+    /// `run_timeout`; 0 means no limit.
+    #[serde(with = "humantime_serde")]
+    pub max_run_time: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            client_header: Duration::from_secs(30),
+            client_body: Duration::from_secs(60),
+            backend_connect: Duration::from_secs(5),
+            backend_call: Duration::from_secs(30),
+            max_run_time: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// One ComfyUI server: reached at `url`, or a process Darkroom starts (`managed`).
@@ -140,6 +248,10 @@ impl Default for Config {
             templates_dir: PathBuf::new(),
             replica_id: String::new(),
             lease_duration: Duration::from_secs(30),
+            open_server: false,
+            cors_origins: Vec::new(),
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -157,6 +269,8 @@ pub struct Overrides {
     pub backends: Option<Vec<BackendConfig>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub templates_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_server: Option<bool>,
 }
 
 /// A configuration that cannot be loaded.
@@ -250,6 +364,44 @@ impl Config {
                 "`lease_duration` must be at least 1s, got {:?}",
                 self.lease_duration
             )));
+        }
+        for origin in &self.cors_origins {
+            let parsed = url::Url::parse(origin).ok().filter(|url| {
+                matches!(url.scheme(), "http" | "https")
+                    && url.host().is_some()
+                    && url.path() == "/"
+                    && url.query().is_none()
+                    && !origin.ends_with('/')
+            });
+            if parsed.is_none() {
+                return Err(ConfigError(format!(
+                    "cors_origins: {origin:?} is not an origin such as \"https://app.example\""
+                )));
+            }
+        }
+        let limits = &self.limits;
+        if limits.max_body_size.as_u64() == 0 || limits.max_upload_size.as_u64() == 0 {
+            return Err(ConfigError(
+                "`limits.max_body_size` and `limits.max_upload_size` must be above 0".to_owned(),
+            ));
+        }
+        if limits.max_queued_per_key == 0 || limits.max_streams_per_key == 0 {
+            return Err(ConfigError(
+                "`limits.max_queued_per_key` and `limits.max_streams_per_key` must be at least 1"
+                    .to_owned(),
+            ));
+        }
+        let timeouts = &self.timeouts;
+        let zero = [
+            ("client_header", timeouts.client_header),
+            ("client_body", timeouts.client_body),
+            ("backend_connect", timeouts.backend_connect),
+            ("backend_call", timeouts.backend_call),
+        ]
+        .into_iter()
+        .find(|(_, duration)| duration.is_zero());
+        if let Some((name, _)) = zero {
+            return Err(ConfigError(format!("`timeouts.{name}` must be above 0")));
         }
         Ok(())
     }

@@ -1,9 +1,11 @@
 //! Darkroom: a gateway in front of ComfyUI.
 pub mod api;
 pub mod artifacts;
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod connections;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod jobs;

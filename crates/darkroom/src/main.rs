@@ -20,6 +20,8 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(flags) => {
             let config = Config::load(cli.config.as_deref(), &flags.overrides())?;
+            // Before binding: an exposed server without keys never listens at all.
+            darkroom::server::check_exposure(&config, config.listen).await?;
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -37,6 +39,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Jobs(command) => std::process::exit(darkroom::client::jobs(command).await),
         Command::Templates(command) => {
             std::process::exit(darkroom::client::templates(command).await)
+        }
+        Command::Keys(command) => {
+            let report = darkroom::auth::commands::run(cli.config.as_deref(), &command).await?;
+            #[allow(clippy::print_stdout, reason = "printing the result is the command")]
+            {
+                print!("{report}");
+            }
         }
         Command::Template(TemplateCommand::Show(flags)) => {
             let report = template_report(&flags).await?;

@@ -7,10 +7,12 @@
 //! backwards: stop taking requests, let drivers finish what they are storing.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::api::{self, AppState};
 use crate::artifacts::LocalBlobStore;
+use crate::auth::{Auth, ExposedWithoutKeys};
 use crate::config::Config;
 use crate::jobs::bus::JobBus;
 use crate::jobs::model::{BackendId, ReplicaId};
@@ -39,8 +41,27 @@ pub enum ServeError {
     Blobs(#[from] crate::artifacts::ArtifactError),
     #[error("cannot load templates: {0}")]
     Templates(#[from] crate::templates::TemplateError),
+    #[error(transparent)]
+    Exposed(#[from] ExposedWithoutKeys),
     #[error("http server failed")]
     Http(#[from] std::io::Error),
+}
+
+/// Refuses to serve on `address` when it is not loopback, no API key exists and the
+/// configuration does not say `open_server`. Called before binding, so such a server
+/// never listens; [`serve`] checks again with the address it was handed.
+///
+/// # Errors
+///
+/// [`ServeError::Exposed`]; store faults while counting keys.
+pub async fn check_exposure(config: &Config, address: SocketAddr) -> Result<(), ServeError> {
+    if address.ip().is_loopback() {
+        return Ok(());
+    }
+    let store = crate::store::open(&config.database_url).await?;
+    let keys = store.count_live_keys().await?;
+    crate::auth::check_exposure(address, keys, config.open_server)?;
+    Ok(())
 }
 
 /// Serves Darkroom on `listener` until `shutdown` resolves.
@@ -62,6 +83,11 @@ pub async fn serve(
     // checked again with it on first use.
     let templates = Library::open(config.templates_folder(), None).await?;
 
+    let address = listener.local_addr()?;
+    let keys = store.count_live_keys().await?;
+    crate::auth::check_exposure(address, keys, config.open_server)?;
+    tracing::info!(keys, "api keys");
+
     let backends = backend_specs(&config)?;
     let settings = Settings {
         retention: time::Duration::try_from(config.retention).unwrap_or(time::Duration::days(7)),
@@ -69,6 +95,8 @@ pub async fn serve(
         max_attempts: config.max_attempts,
         replica: replica_id(&config, store.is_shared()),
         lease_duration: config.lease_duration,
+        max_run_time: (!config.timeouts.max_run_time.is_zero())
+            .then_some(config.timeouts.max_run_time),
         ..Settings::default()
     };
     let bus = Arc::new(JobBus::default());
@@ -98,7 +126,9 @@ pub async fn serve(
     };
 
     let stopping = tokio_util::sync::CancellationToken::new();
+    let header_timeout = config.timeouts.client_header;
     let state = AppState {
+        auth: Arc::new(Auth::new(&config, address)),
         config: Arc::new(config),
         store,
         blobs,
@@ -109,16 +139,13 @@ pub async fn serve(
         templates: Arc::new(templates),
         stopping: stopping.clone(),
     };
-    let address = listener.local_addr()?;
     tracing::info!(%address, "listening");
     // Open event streams end when stopping starts; graceful shutdown waits for them.
     let shutdown = async move {
         shutdown.await;
         stopping.cancel();
     };
-    let served = axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    crate::connections::serve(listener, api::router(state), header_timeout, shutdown).await;
     tracing::info!("http server stopped");
 
     sweeper.abort();
@@ -126,13 +153,17 @@ pub async fn serve(
         relay.abort();
     }
     scheduler.shutdown().await;
-    served?;
     Ok(())
 }
 
 /// One spec per configured backend; a managed one gets its port and folder now, so its
 /// URL is known before its process starts.
 fn backend_specs(config: &Config) -> Result<Vec<BackendSpec>, ServeError> {
+    let timeouts = comfy::Timeouts {
+        connect: config.timeouts.backend_connect,
+        call: config.timeouts.backend_call,
+        ..comfy::Timeouts::default()
+    };
     let mut specs = Vec::new();
     for backend in &config.backends {
         let managed = match &backend.managed {
@@ -149,9 +180,11 @@ fn backend_specs(config: &Config) -> Result<Vec<BackendSpec>, ServeError> {
         let url = managed
             .as_ref()
             .map_or_else(|| backend.url.clone(), ManagedSpec::url);
-        let client = comfy::ComfyUiClient::new(&url).map_err(|source| ServeError::Backend {
-            name: backend.name.clone(),
-            source,
+        let client = comfy::ComfyUiClient::with_timeouts(&url, timeouts).map_err(|source| {
+            ServeError::Backend {
+                name: backend.name.clone(),
+                source,
+            }
         })?;
         let mut spec = BackendSpec::new(BackendId(backend.name.clone()), client);
         spec.weight = backend.weight;

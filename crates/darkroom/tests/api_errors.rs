@@ -230,7 +230,7 @@ async fn an_existing_asset_reference_is_accepted_and_kept_in_the_workflow() {
             "file",
             reqwest::multipart::Part::bytes(b"not really a png".to_vec()),
         )
-        .text("content_type", "image/png")
+        .text("content_type", "application/octet-stream")
         .text("file_path", "input.png");
     let response = server
         .http

@@ -22,11 +22,22 @@ async fn document(server: &TestServer) -> Value {
 async fn every_route_of_the_router_is_documented() {
     let server = TestServer::start().await;
     let document = document(&server).await;
-    for (method, path) in darkroom::api::endpoints() {
+    let schemes = document["components"]["securitySchemes"]
+        .as_object()
+        .unwrap();
+    assert!(schemes.contains_key("bearerAuth") && schemes.contains_key("sessionCookie"));
+    for (method, path, access) in darkroom::api::endpoints() {
         let operation = &document["paths"][path][method.as_str().to_lowercase()];
         assert!(
             operation.is_object(),
             "{method} {path} is served but not documented"
+        );
+        // Public routes say they need no key; every other route inherits the keys.
+        let public = operation["security"] == serde_json::json!([{}]);
+        assert_eq!(
+            public,
+            access == darkroom::api::Access::Public,
+            "{method} {path} is {access:?} but its documented security says otherwise"
         );
         assert!(
             operation["responses"].is_object(),

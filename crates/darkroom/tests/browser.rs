@@ -9,6 +9,9 @@
 //! test sets the stage and serves `POST /restart` on a control port, so the page test can
 //! restart darkroom at the moment it chooses. Screenshots of every step are kept in
 //! `target/browser-artifacts/`. `scripts/test.sh` installs Chromium and the npm package.
+//!
+//! The server has an API key (a user key, made with `darkroom keys create`): the page
+//! asks for it on the first 401, and the test's own API calls send it too.
 
 #![allow(
     clippy::unwrap_used,
@@ -43,6 +46,7 @@ async fn the_page_turns_a_prompt_into_the_stored_picture_in_chromium() {
 
     let served = Arc::new(Mutex::new(Served::start(&comfyui.base_url()).await));
     let base_url = served.lock().await.base_url();
+    let api_key = served.lock().await.create_key("page-test").await;
     let control = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let control_url = format!("http://{}", control.local_addr().unwrap());
     let controller = tokio::spawn(serve_control(control, Arc::clone(&served)));
@@ -51,6 +55,7 @@ async fn the_page_turns_a_prompt_into_the_stored_picture_in_chromium() {
     node.args(["--test", "page.test.mjs"])
         .current_dir(&browser_dir)
         .env("DARKROOM_URL", &base_url)
+        .env("DARKROOM_API_KEY", &api_key)
         .env("DARKROOM_CONTROL", &control_url)
         .env("DARKROOM_ARTIFACTS", &artifacts)
         .env("CHROMIUM", CHROMIUM)

@@ -172,3 +172,38 @@ fn a_backend_needs_exactly_one_of_url_and_managed_and_a_unique_name() {
         assert!(stderr.contains(message), "case {index}: {stderr}");
     }
 }
+
+#[test]
+fn the_example_file_loads_and_limits_layer_like_the_rest() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/darkroom.example.toml");
+    let (ok, stdout, stderr) = darkroom_config(&["--config", example], &[]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("open_server = false"), "{stdout}");
+    assert!(
+        stdout.contains("[limits]") && stdout.contains("burst = 120"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("max_run_time = \"1h\""), "{stdout}");
+
+    let (ok, stdout, stderr) = darkroom_config(
+        &["--config", example, "--open-server"],
+        &[
+            ("DARKROOM_LIMITS__BURST", "7"),
+            ("DARKROOM_TIMEOUTS__MAX_RUN_TIME", "10m"),
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("burst = 7"), "{stdout}");
+    assert!(stdout.contains("max_run_time = \"10m\""), "{stdout}");
+    assert!(stdout.contains("open_server = true"), "{stdout}");
+}
+
+#[test]
+fn a_cors_origin_that_is_not_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("darkroom.toml");
+    std::fs::write(&file, "cors_origins = [\"https://app.example/path\"]\n").unwrap();
+    let (ok, _, stderr) = darkroom_config(&["--config", file.to_str().unwrap()], &[]);
+    assert!(!ok);
+    assert!(stderr.contains("https://app.example/path"), "{stderr}");
+}

@@ -190,7 +190,7 @@ async fn one_owners_flood_does_not_delay_another_owners_single_job() {
 
     // API keys come with another change; until then the flood's owner is set in the
     // store, as a key's submissions will be. The single job is anonymous: another owner.
-    let store = darkroom::store::open(&server.database_url()).await.unwrap();
+    let store = darkroom::store::open(&server.database_url).await.unwrap();
     let mut flood = Vec::new();
     for _ in 0..50 {
         let now = OffsetDateTime::now_utc();

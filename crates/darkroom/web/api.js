@@ -1,5 +1,10 @@
 // The page's client of Darkroom's public HTTP API. Every failure becomes an ApiError with
 // the server's code, message and details, or status 0 when the server was not reached.
+//
+// API keys: a key the person gives is kept in localStorage and sent as a bearer token on
+// every fetch (the event stream too). What the browser loads without a fetch (images,
+// downloads) rides on the session cookie that POST /api/session sets for the same key.
+// When the API answers 401, the person is asked for a key once, and the request retried.
 
 export class ApiError extends Error {
   constructor(status, code, message, details = null) {
@@ -14,8 +19,118 @@ export class ApiError extends Error {
   }
 }
 
-async function request(method, path, { json, body, signal } = {}) {
-  const options = { method, signal, headers: { accept: 'application/json' }, cache: 'no-store' };
+const KEY_STORAGE = 'darkroom.apiKey';
+
+export function storedKey() {
+  try {
+    return localStorage.getItem(KEY_STORAGE);
+  } catch {
+    return null;
+  }
+}
+
+/** The headers that name the person's key, if they gave one. */
+export function authHeaders() {
+  const key = storedKey();
+  return key ? { authorization: `Bearer ${key}` } : {};
+}
+
+/** Sets the session cookie for `key` (images and downloads need it). True when the key
+ * is good, false when the server refuses it. */
+async function openSession(key) {
+  let response;
+  try {
+    response = await fetch('/api/session', { method: 'POST', cache: 'no-store',
+      headers: { accept: 'application/json', authorization: `Bearer ${key}` } });
+  } catch {
+    throw new ApiError(0, 'unreachable', 'Darkroom cannot be reached; is the server running?');
+  }
+  return response.ok;
+}
+
+/** On page load: renews the cookie of a stored key, and forgets a key that was revoked. */
+export async function resumeSession() {
+  const key = storedKey();
+  if (!key) return;
+  try {
+    if (!(await openSession(key))) localStorage.removeItem(KEY_STORAGE);
+  } catch {
+    // Unreachable: the views say so themselves.
+  }
+}
+
+let asking = null;
+
+/** Asks for a key, once however many requests were refused meanwhile. Resolves true once
+ * a key the server accepts is stored, false when the person closes the dialog. */
+function askForKey(reason) {
+  if (asking) return asking;
+  asking = new Promise((resolve) => {
+    const dialog = document.getElementById('key-dialog');
+    const form = document.getElementById('key-form');
+    const input = document.getElementById('key-input');
+    const error = document.getElementById('key-error');
+    document.getElementById('key-reason').textContent = reason;
+    error.hidden = true;
+    input.value = '';
+    const finish = (ok) => {
+      form.removeEventListener('submit', submit);
+      dialog.removeEventListener('cancel', cancel);
+      if (dialog.open) dialog.close();
+      resolve(ok);
+    };
+    const submit = async (event) => {
+      event.preventDefault();
+      const key = input.value.trim();
+      if (!key) return;
+      let accepted = false;
+      try {
+        accepted = await openSession(key);
+      } catch (failure) {
+        error.textContent = failure.message;
+        error.hidden = false;
+        return;
+      }
+      if (!accepted) {
+        error.textContent = 'Darkroom does not know this key (or it was revoked).';
+        error.hidden = false;
+        input.setAttribute('aria-invalid', 'true');
+        input.focus();
+        return;
+      }
+      input.removeAttribute('aria-invalid');
+      localStorage.setItem(KEY_STORAGE, key);
+      finish(true);
+    };
+    const cancel = () => finish(false);
+    form.addEventListener('submit', submit);
+    dialog.addEventListener('cancel', cancel);
+    dialog.showModal();
+    input.focus();
+  }).finally(() => {
+    asking = null;
+  });
+  return asking;
+}
+
+async function request(method, path, options = {}) {
+  try {
+    return await send(method, path, options);
+  } catch (error) {
+    if (error.status !== 401) throw error;
+    // A stored key that stopped working is forgotten before asking for another.
+    const hadKey = Boolean(storedKey());
+    if (hadKey) localStorage.removeItem(KEY_STORAGE);
+    const reason = hadKey
+      ? 'Darkroom no longer accepts the key this browser kept (it may have been revoked). Give another one.'
+      : 'This Darkroom needs an API key. Its operator makes one with “darkroom keys create NAME”.';
+    if (!(await askForKey(reason))) throw error;
+    return send(method, path, options);
+  }
+}
+
+async function send(method, path, { json, body, signal } = {}) {
+  const options = { method, signal, headers: { accept: 'application/json', ...authHeaders() }, cache: 'no-store' };
   if (json !== undefined) {
     options.headers['content-type'] = 'application/json';
     options.body = JSON.stringify(json);

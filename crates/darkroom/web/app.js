@@ -1,6 +1,7 @@
 // The page's entry: reads the address (#/generate, #/jobs/ID, #/history?..., #/backends)
 // and shows that view, stopping the previous one's streams and timers first.
 
+import { resumeSession } from './api.js';
 import { renderBackends } from './backends.js';
 import { renderGenerate } from './generate.js';
 import { renderHistory } from './history.js';
@@ -39,4 +40,5 @@ window.addEventListener('hashchange', () => {
   route();
   main.focus({ preventScroll: true });
 });
-route();
+// The session cookie first, so the first view's images load with the stored key.
+resumeSession().then(route);

@@ -6,7 +6,7 @@
 // network drop or a server restart it first reads the job (GET /api/v2/jobs/{id}) to
 // catch up, then resumes the stream after the last event it saw (Last-Event-ID).
 
-import { api, FINAL_STATUSES } from './api.js';
+import { api, authHeaders, FINAL_STATUSES } from './api.js';
 import { describeJobError, h, openViewer, replace, shortId } from './dom.js';
 
 const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 5000];
@@ -83,7 +83,7 @@ export function watchJob(id, container, { onFinal } = {}) {
 /** Reads the event stream until it ends. True when it ended after the job's terminal
  * status; false when it was cut short. */
 async function follow(id, state, handle) {
-  const headers = { accept: 'text/event-stream' };
+  const headers = { accept: 'text/event-stream', ...authHeaders() };
   if (state.lastSeq > 0) headers['last-event-id'] = String(state.lastSeq);
   const response = await fetch(`/api/v2/jobs/${id}/events`, { headers, signal: state.controller.signal, cache: 'no-store' });
   if (!response.ok || !response.body) throw new Error(`event stream answered ${response.status}`);

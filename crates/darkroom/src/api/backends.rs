@@ -16,6 +16,7 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use super::{ApiError, AppState};
+use crate::auth::Caller;
 use crate::jobs::model::{BackendId, Job, JobId, JobState, Progress};
 use crate::scheduler::BackendSpec;
 use crate::scheduler::board::{BackendState, BackendStatus, RecentError};
@@ -84,8 +85,13 @@ pub struct CurrentJob {
 /// # Errors
 ///
 /// Store faults while reading the jobs in flight.
-pub async fn list(State(state): State<AppState>) -> Result<Json<BackendList>, ApiError> {
-    let in_flight = state.store.unfinished_jobs().await?;
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<BackendList>, ApiError> {
+    let mut in_flight = state.store.unfinished_jobs().await?;
+    // Another key's job is not this caller's to see, even running.
+    in_flight.retain(|job| caller.may_see(job.owner.as_deref()));
     let queued = state.store.count_queued().await?;
     let statuses = state.scheduler.backends();
     let views = state.backends.iter().filter_map(|backend| {

@@ -89,6 +89,17 @@ impl From<StoreError> for ApiError {
                     "idempotency key {key:?} was already used; keys are single use for 24 hours"
                 ),
             ),
+            StoreError::OwnerQueueFull { queued } => Self {
+                retry_after: Some(QUEUE_FULL_RETRY_SECONDS),
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "queue_full",
+                    format!(
+                        "this key already has {queued} jobs waiting, its limit; retry once \
+                         some have started"
+                    ),
+                )
+            },
             StoreError::QueueFull { queued } => Self {
                 retry_after: Some(QUEUE_FULL_RETRY_SECONDS),
                 ..Self::new(

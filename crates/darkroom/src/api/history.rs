@@ -14,6 +14,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::{ApiError, AppState};
+use crate::auth::Caller;
 use crate::jobs::model::{AssetId, Job, JobError, JobId, JobState, JobStatus, OutputType};
 use crate::store::JobQuery;
 
@@ -82,6 +83,7 @@ pub struct HistoryOutput {
 /// `422 invalid_request` for an unknown status or a limit out of range.
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     params: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Result<Json<HistoryPage>, ApiError> {
     let Query(params) = params.map_err(|rejection| {
@@ -90,7 +92,8 @@ pub async fn list(
             rejection.body_text().to_lowercase()
         ))
     })?;
-    let query = query(&params)?;
+    let mut query = query(&params)?;
+    query.owner = caller.listing_owner();
     let page = state.store.list_jobs(&query).await?;
 
     let mut entries = Vec::with_capacity(page.jobs.len());
@@ -112,11 +115,10 @@ pub async fn list(
 /// `404 not_found`.
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<HistoryEntry>, ApiError> {
-    let not_found = || ApiError::not_found(format!("job {id} not found"));
-    let job_id: JobId = id.parse().map_err(|_| not_found())?;
-    let job = state.store.job(job_id).await?.ok_or_else(not_found)?;
+    let job = super::jobs::load(&state, &caller, &id).await?;
     Ok(Json(entry(&state, job).await?))
 }
 

@@ -22,6 +22,7 @@ use super::jobs::{self, Created};
 use super::links::Origin;
 use super::node_classes::NodeCatalog;
 use super::{ApiError, AppState, body};
+use crate::auth::Caller;
 use crate::templates::{Manifest, ParameterError, ParameterSpec, Template, TemplateError, Unfit};
 
 /// Body of `POST /api/templates/{name}/jobs`.
@@ -88,7 +89,7 @@ pub async fn create(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, [(header::HeaderName, String); 1], Json<Value>), ApiError> {
-    let request: NewTemplate = body::json(body, "invalid_template")?;
+    let request: NewTemplate = body::json(body, "invalid_template", &state.config.limits)?;
     let catalog = state.node_classes.catalog(&state.backends).await;
     let info = catalog.as_deref().map(NodeCatalog::object_info);
     let template = state
@@ -135,13 +136,14 @@ pub async fn reload(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 /// when the template does not fit the backends; `404`; `queue_full`.
 pub async fn run(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
     origin: Origin,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Created, ApiError> {
     let idempotency_key = jobs::idempotency_key(&headers)?;
-    let request: JobRequest = body::json(body, "invalid_request")?;
+    let request: JobRequest = body::json(body, "invalid_request", &state.config.limits)?;
     let catalog = state.node_classes.catalog(&state.backends).await;
     let info = catalog.as_deref().map(NodeCatalog::object_info);
     let template = state.templates.template(&name, info)?;
@@ -150,7 +152,7 @@ pub async fn run(
     let instance = template
         .instantiate(&specs, &request.params)
         .map_err(|errors| invalid_parameters(&errors))?;
-    check_assets(&state, &instance.assets).await?;
+    check_assets(&state, &caller, &instance.assets).await?;
     // Without an answer from any backend, ComfyUI's own check at dispatch decides.
     if let Some(info) = info {
         template
@@ -165,30 +167,45 @@ pub async fn run(
     job.idempotency_key = idempotency_key;
     job.keep_previews = request.keep_previews;
     job.priority = jobs::priority(request.priority.as_ref())?;
-    jobs::accept(&state, job, &origin).await
+    jobs::accept(&state, &caller, job, &origin).await
 }
 
+/// Every image parameter must name a live asset of the caller's whose bytes are a
+/// picture, whatever its name or declared type says.
 async fn check_assets(
     state: &AppState,
+    caller: &Caller,
     assets: &[(String, crate::jobs::model::AssetId)],
 ) -> Result<(), ApiError> {
     let now = OffsetDateTime::now_utc();
-    let mut missing = Vec::new();
+    let (mut missing, mut not_images) = (Vec::new(), Vec::new());
     for (parameter, id) in assets {
         let id = id.to_string();
-        if !jobs::asset_exists(state.store.as_ref(), Some(&id), now).await? {
+        let Some(asset) = jobs::usable_asset(state.store.as_ref(), caller, Some(&id), now).await?
+        else {
             missing.push(ParameterError::MissingAsset {
+                parameter: parameter.clone(),
+                asset_id: id,
+            });
+            continue;
+        };
+        let head = super::assets::sniff::head(&state.blobs, &asset.hash).await?;
+        if !super::assets::sniff::is_image(&head) {
+            not_images.push(ParameterError::NotAnImage {
                 parameter: parameter.clone(),
                 asset_id: id,
             });
         }
     }
-    if missing.is_empty() {
-        return Ok(());
+    if !missing.is_empty() {
+        let mut error = invalid_parameters(&missing);
+        error.code = "missing_asset";
+        return Err(error);
     }
-    let mut error = invalid_parameters(&missing);
-    error.code = "missing_asset";
-    Err(error)
+    if !not_images.is_empty() {
+        return Err(invalid_parameters(&not_images));
+    }
+    Ok(())
 }
 
 /// `422 invalid_parameter`: the first problem as the message, all in `details.parameters`.

@@ -6,10 +6,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use time::OffsetDateTime;
 
 use super::{ApiError, AppState};
-use crate::jobs::model::AssetId;
+use crate::auth::Caller;
 use crate::thumbnails::{self, ThumbnailError, Thumbnails};
 
 const DEFAULT_SIZE: u32 = 256;
@@ -27,6 +26,7 @@ pub struct ThumbnailParams {
 /// `422 invalid_request` for a size outside the offered ones.
 pub async fn thumbnail(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     params: Result<Query<ThumbnailParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -36,15 +36,7 @@ pub async fn thumbnail(
             rejection.body_text().to_lowercase()
         ))
     })?;
-    let not_found = || ApiError::not_found(format!("asset {id} not found"));
-    let asset_id: AssetId = id.parse().map_err(|_| not_found())?;
-    let asset = state.store.asset(asset_id).await?.ok_or_else(not_found)?;
-    let lapsed = asset
-        .expires_at
-        .is_some_and(|expires_at| expires_at <= OffsetDateTime::now_utc());
-    if lapsed {
-        return Err(not_found());
-    }
+    let asset = super::assets::load(&state, &caller, &id).await?;
     if !thumbnails::is_image(&asset.content_type) {
         return Err(not_a_picture(&asset.content_type));
     }

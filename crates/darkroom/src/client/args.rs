@@ -25,6 +25,14 @@ pub struct ServerArgs {
         value_name = "URL"
     )]
     pub server: url::Url,
+    /// The API key to send, when the server has keys (`darkroom keys create`).
+    #[arg(
+        long,
+        env = "DARKROOM_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub api_key: Option<String>,
 }
 
 /// How results are printed.

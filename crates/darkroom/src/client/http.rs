@@ -23,13 +23,23 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of the server at `base`.
+    /// A client of the server at `base`, sending `api_key` with every request when given.
     ///
     /// # Errors
     ///
-    /// [`ClientError::Server`] when the HTTP client cannot be built.
-    pub fn new(base: &Url) -> Result<Self, ClientError> {
+    /// [`ClientError::Server`] when the HTTP client cannot be built;
+    /// [`ClientError::InvalidInput`] for a key that cannot be a header.
+    pub fn new(base: &Url, api_key: Option<&str>) -> Result<Self, ClientError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = api_key {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+                .map_err(|_| ClientError::invalid("the API key holds characters no key has"))?;
+            // Kept out of any debug output of the request.
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("darkroom-cli/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -172,6 +182,11 @@ impl Client {
             .pointer("/error/details")
             .filter(|details| !details.is_null())
             .cloned();
+        let message = if status == StatusCode::UNAUTHORIZED {
+            format!("{message} (give a key with --api-key or DARKROOM_API_KEY)")
+        } else {
+            message
+        };
         if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
             return Err(ClientError::InvalidInput { message, details });
         }

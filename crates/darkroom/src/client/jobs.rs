@@ -17,7 +17,7 @@ pub async fn jobs(command: JobsCommand) -> Result<(), ClientError> {
             server,
             output,
         } => {
-            let client = Client::new(&server.server)?;
+            let client = Client::new(&server.server, server.api_key.as_deref())?;
             let mut query = url::form_urlencoded::Serializer::new(String::new());
             query.append_pair("limit", &limit.to_string());
             if let Some(template) = &template {
@@ -33,7 +33,7 @@ pub async fn jobs(command: JobsCommand) -> Result<(), ClientError> {
             Ok(())
         }
         JobsCommand::Show { id, server, output } => {
-            let client = Client::new(&server.server)?;
+            let client = Client::new(&server.server, server.api_key.as_deref())?;
             let job = client
                 .get(&format!("/api/v2/jobs/{}", segment(&id)?))
                 .await?;
@@ -49,11 +49,11 @@ pub async fn jobs(command: JobsCommand) -> Result<(), ClientError> {
             server,
             output,
         } => {
-            let client = Client::new(&server.server)?;
+            let client = Client::new(&server.server, server.api_key.as_deref())?;
             run::report(&client, segment(&id)?, out_dir.as_deref(), output.json).await
         }
         JobsCommand::Cancel { id, server, output } => {
-            let client = Client::new(&server.server)?;
+            let client = Client::new(&server.server, server.api_key.as_deref())?;
             let path = format!("/api/v2/jobs/{}/cancel", segment(&id)?);
             let job = client.post(&path, &json!({})).await?;
             print_line(&job, output.json, |job| {

@@ -17,7 +17,7 @@ use super::{Client, ClientError};
 ///
 /// Every [`ClientError`]; a job that did not succeed is `JobFailed`.
 pub async fn run(args: RunArgs) -> Result<(), ClientError> {
-    let client = Client::new(&args.server.server)?;
+    let client = Client::new(&args.server.server, args.server.api_key.as_deref())?;
     let template_path = format!("/api/templates/{}", encode(&args.template));
     let template = client.get(&template_path).await?;
     let schema = params::schema_of(&template);

@@ -12,7 +12,7 @@ use super::{Client, ClientError, params};
 pub async fn templates(command: TemplatesCommand) -> Result<(), ClientError> {
     match command {
         TemplatesCommand::List { server, output } => {
-            let client = Client::new(&server.server)?;
+            let client = Client::new(&server.server, server.api_key.as_deref())?;
             let answer = client.get("/api/templates").await?;
             print_list(&answer, output.json);
         }
@@ -21,7 +21,7 @@ pub async fn templates(command: TemplatesCommand) -> Result<(), ClientError> {
             server,
             output,
         } => {
-            let client = Client::new(&server.server)?;
+            let client = Client::new(&server.server, server.api_key.as_deref())?;
             let encoded: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
             let template = client.get(&format!("/api/templates/{encoded}")).await?;
             print_template(&name, &template, output.json);

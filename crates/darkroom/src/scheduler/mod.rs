@@ -72,6 +72,9 @@ pub struct Settings {
     /// third of it. Another replica takes a backend over at most this long after its
     /// holder died.
     pub lease_duration: Duration,
+    /// How long a run may take on its backend, from dispatch, before it is stopped there
+    /// and its job fails with `run_timeout`; `None` lets runs take as long as they take.
+    pub max_run_time: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -84,6 +87,7 @@ impl Default for Settings {
             backend_lost_after: Duration::from_secs(60),
             replica: ReplicaId("local".to_owned()),
             lease_duration: Duration::from_secs(30),
+            max_run_time: None,
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct Run {
     pub state: JobState,
     /// When it was posted (or adopted), for the lost-prompt grace.
     pub since: Instant,
+    /// When it was dispatched, by the wall clock (adopted runs keep their first one), for
+    /// the longest run time.
+    pub dispatched_at: time::OffsetDateTime,
     /// A message said the run ended; `/history` is due now.
     pub end_hinted: bool,
     /// Any websocket message arrived for it (a run that finishes without one points at a
@@ -68,6 +71,7 @@ impl Run {
             prompt_id,
             state,
             since: Instant::now(),
+            dispatched_at: time::OffsetDateTime::now_utc(),
             end_hinted: false,
             heard: false,
             cancel_requested: false,

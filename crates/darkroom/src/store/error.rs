@@ -21,6 +21,17 @@ pub enum StoreError {
     #[error("queue is full: {queued} jobs are waiting")]
     QueueFull { queued: u64 },
 
+    /// The job's owner already has its limit of jobs waiting.
+    #[error("the owner already has {queued} jobs waiting, its limit")]
+    OwnerQueueFull { queued: u64 },
+
+    #[error("a live API key is already named {name:?}")]
+    KeyNameTaken { name: String },
+
+    /// No live key has this id or name.
+    #[error("no live API key has the id or name {key:?}")]
+    KeyNotFound { key: String },
+
     /// The state machine has no such edge.
     #[error("a job cannot move from {from} to {to}")]
     IllegalTransition { from: JobState, to: JobState },

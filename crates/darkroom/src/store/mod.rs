@@ -34,6 +34,7 @@ pub use request::{
 pub use sqlite::SqliteStore;
 
 use crate::artifacts::BlobHash;
+use crate::auth::ApiKey;
 use crate::jobs::model::{
     Asset, AssetId, BackendId, Job, JobEvent, JobId, OutputRecord, Progress, ReplicaId,
 };
@@ -53,7 +54,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// # Errors
     ///
     /// `IdempotencyKeyReused` when the owner used the key in the last 24
-    /// hours; `QueueFull` when `max_queued` is reached.
+    /// hours; `QueueFull` when `max_queued` is reached; `OwnerQueueFull`
+    /// when the owner has `max_queued_for_owner` jobs waiting.
     async fn create_job(&self, job: NewJob) -> Result<JobChange, StoreError>;
 
     /// # Errors
@@ -326,6 +328,48 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ///
     /// Database faults while starting to listen.
     async fn event_feed(&self) -> Result<Option<Box<dyn EventFeed>>, StoreError>;
+
+    /// Stores a new API key (its hash, never the key).
+    ///
+    /// # Errors
+    ///
+    /// `KeyNameTaken` when a live key has the same name.
+    async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError>;
+
+    /// Every key, live and revoked, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only.
+    async fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// The live (not revoked) key whose hash is `hash`: how a request's key is checked.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only; no such key is `Ok(None)`.
+    async fn live_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError>;
+
+    /// The live key with this id.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only; no such key is `Ok(None)`.
+    async fn live_key(&self, id: &str) -> Result<Option<ApiKey>, StoreError>;
+
+    /// How many keys are live: none means requests may come without one (on loopback).
+    ///
+    /// # Errors
+    ///
+    /// Database faults only.
+    async fn count_live_keys(&self) -> Result<u64, StoreError>;
+
+    /// Revokes the live key whose id or name is `key`, and returns it.
+    ///
+    /// # Errors
+    ///
+    /// `KeyNotFound` when no live key has that id or name.
+    async fn revoke_api_key(&self, key: &str, at: OffsetDateTime) -> Result<ApiKey, StoreError>;
 }
 
 /// Notices of committed events, from any replica.

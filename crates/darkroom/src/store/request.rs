@@ -37,6 +37,9 @@ pub struct NewJob {
     /// Refuse with `QueueFull` when this many jobs already wait; checked in
     /// the same transaction as the insert, so the bound holds under races.
     pub max_queued: Option<u64>,
+    /// Refuse with `OwnerQueueFull` when this job's owner already has this many jobs
+    /// waiting; checked in the same transaction too.
+    pub max_queued_for_owner: Option<u64>,
 }
 
 impl NewJob {
@@ -58,6 +61,7 @@ impl NewJob {
             created_at,
             expires_at,
             max_queued: None,
+            max_queued_for_owner: None,
         }
     }
 }

@@ -15,6 +15,7 @@ use sqlx::{Encode, Postgres, Sqlite, Type};
 use time::OffsetDateTime;
 
 use super::StoreError;
+use crate::auth::{ApiKey, KeyLimits};
 use crate::jobs::model::{
     Asset, EventKind, Job, JobError, JobEvent, OriginFolder, OutputOrigin, OutputRecord, Progress,
 };
@@ -269,6 +270,47 @@ impl TryFrom<QueuedRow> for crate::store::QueuedJob {
                 .map_err(|_| StoreError::corrupt("priority", row.priority))?,
             created_at: from_micros(row.created_at)?,
             requirements: row.requirements.map(|json| json.0).unwrap_or_default(),
+        })
+    }
+}
+
+pub(crate) const KEY_COLUMNS: &str = "id, name, role, hash, shown, requests_per_minute, burst, \
+     max_queued, max_streams, created_at, revoked_at";
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct KeyRow {
+    id: String,
+    name: String,
+    role: String,
+    hash: String,
+    shown: String,
+    requests_per_minute: Option<i64>,
+    burst: Option<i64>,
+    max_queued: Option<i64>,
+    max_streams: Option<i64>,
+    created_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<KeyRow> for ApiKey {
+    type Error = StoreError;
+
+    fn try_from(row: KeyRow) -> Result<Self, Self::Error> {
+        let limit = |what, value: Option<i64>| value.map(|value| unsigned(what, value)).transpose();
+        Ok(ApiKey {
+            id: row.id,
+            name: row.name,
+            role: parse("key role", &row.role)?,
+            hash: row.hash,
+            shown: row.shown,
+            limits: KeyLimits {
+                requests_per_minute: limit("requests per minute", row.requests_per_minute)?,
+                burst: limit("burst", row.burst)?,
+                max_queued: limit("max queued", row.max_queued)?,
+                max_streams: limit("max streams", row.max_streams)?,
+            },
+            created_at: from_micros(row.created_at)?,
+            revoked_at: optional_time(row.revoked_at)?,
         })
     }
 }

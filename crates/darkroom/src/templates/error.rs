@@ -79,6 +79,9 @@ pub enum ParameterError {
     },
     #[error("parameter {parameter:?}: asset {asset_id:?} does not exist")]
     MissingAsset { parameter: String, asset_id: String },
+    /// An image parameter naming an asset whose bytes are no picture.
+    #[error("parameter {parameter:?}: asset {asset_id:?} is not an image (checked by its content)")]
+    NotAnImage { parameter: String, asset_id: String },
     /// The backend refuses the value where the parameter lands; `problem` reads after
     /// the parameter's name ("must be one of ...").
     #[error("parameter {parameter:?} {problem}")]
@@ -95,6 +98,7 @@ impl ParameterError {
             | Self::OutOfBounds { parameter, .. }
             | Self::NotAChoice { parameter, .. }
             | Self::MissingAsset { parameter, .. }
+            | Self::NotAnImage { parameter, .. }
             | Self::Refused { parameter, .. } => parameter,
         }
     }
@@ -108,6 +112,7 @@ impl ParameterError {
             Self::OutOfBounds { .. } => "out_of_bounds",
             Self::NotAChoice { .. } => "not_a_choice",
             Self::MissingAsset { .. } => "missing_asset",
+            Self::NotAnImage { .. } => "not_an_image",
             Self::Refused { .. } => "refused_by_backend",
         }
     }

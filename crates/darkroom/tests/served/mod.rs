@@ -123,6 +123,27 @@ impl Served {
         );
     }
 
+    /// Creates an API key with `darkroom keys create` on the server's database (the
+    /// running server sees it at once) and returns the key. From then on every request
+    /// needs a key.
+    pub async fn create_key(&self, name: &str) -> String {
+        let created = Command::new(env!("CARGO_BIN_EXE_darkroom"))
+            .args(["keys", "create", name, "--data-dir"])
+            .arg(self.data_dir.path())
+            .env_remove("DARKROOM_CONFIG")
+            .env_remove("DARKROOM_DATABASE_URL")
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            created.status.success(),
+            "darkroom keys create failed: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&created.stdout).into_owned();
+        stdout.lines().last().unwrap().trim().to_owned()
+    }
+
     /// The last lines of the server's log (all its runs), for failure messages.
     pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();

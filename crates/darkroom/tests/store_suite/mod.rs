@@ -4,6 +4,7 @@
 
 pub mod assets;
 pub mod jobs;
+pub mod keys;
 pub mod leases;
 pub mod queue;
 
@@ -49,6 +50,8 @@ macro_rules! store_suite {
             leases::a_backend_lease_has_one_holder_until_it_lapses,
             leases::jobs_are_taken_over_once_their_lease_lapses_and_the_old_holders_writes_are_refused,
             leases::requeued_and_ended_jobs_are_nobodys_and_a_release_hands_jobs_over_at_once,
+            keys::keys_are_found_by_hash_while_live_and_revoked_by_id_or_name,
+            keys::an_owner_may_hold_only_its_bound_of_queued_jobs,
         );
     };
     (@cases $open:path; $($case:ident :: $name:ident),+ $(,)?) => {

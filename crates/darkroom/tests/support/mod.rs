@@ -18,7 +18,8 @@
 use std::time::Duration;
 
 use comfy_sim::{Knobs, SimHandle, Simulator};
-use darkroom::config::{BackendConfig, Config};
+use darkroom::auth::{KeyLimits, NewKey, Role};
+use darkroom::config::{BackendConfig, Config, Limits, Timeouts};
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -45,6 +46,9 @@ pub struct Options {
     pub prompts_per_backend: u32,
     /// Backends to use instead of the simulator the server starts (which still starts).
     pub backends: Vec<BackendConfig>,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for Options {
@@ -56,6 +60,9 @@ impl Default for Options {
             templates_dir: None,
             prompts_per_backend: 1,
             backends: Vec::new(),
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -63,6 +70,8 @@ impl Default for Options {
 /// A running Darkroom with its own data folder and simulator; stopped when dropped.
 pub struct TestServer {
     pub base: String,
+    /// The store the server uses: its SQLite file, or its PostgreSQL schema.
+    pub database_url: String,
     pub http: reqwest::Client,
     pub sim: SimHandle,
     shutdown: Option<oneshot::Sender<()>>,
@@ -96,7 +105,7 @@ impl TestServer {
         let config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: data.path().to_path_buf(),
-            database_url,
+            database_url: database_url.clone(),
             queue_limit: options.queue_limit,
             retention: Duration::from_secs(3600),
             backend_lost_after: Duration::from_secs(60),
@@ -113,6 +122,9 @@ impl TestServer {
             templates_dir: options
                 .templates_dir
                 .unwrap_or_else(|| data.path().join("templates")),
+            limits: options.limits,
+            timeouts: options.timeouts,
+            cors_origins: options.cors_origins,
             ..Config::default()
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -121,8 +133,16 @@ impl TestServer {
         let served = tokio::spawn(darkroom::server::serve(config, listener, async {
             let _ = stopped.await;
         }));
+        // The listener is bound, so this waits (in its backlog) until the server has
+        // opened its store and serves: tests may then open the same database themselves.
+        let health = reqwest::get(format!("{base}/api/v2/health")).await;
+        assert!(
+            health.is_ok_and(|answer| answer.status().is_success()),
+            "the server did not start"
+        );
         Self {
             base,
+            database_url,
             http: reqwest::Client::new(),
             sim,
             shutdown: Some(shutdown),
@@ -151,18 +171,24 @@ impl TestServer {
         self.data.path()
     }
 
-    /// The server's SQLite database, for tests that set what the API cannot yet (owners).
-    /// The store the server uses: its SQLite file, or its PostgreSQL schema.
-    pub fn database_url(&self) -> String {
-        self.schema.as_ref().map_or_else(
-            || {
-                format!(
-                    "sqlite://{}",
-                    self.data.path().join("darkroom.db").display()
-                )
-            },
-            |schema| schema.url.clone(),
-        )
+    /// Creates an API key in the server's database, as `darkroom keys create` does (the
+    /// server sees it at once), and returns the key.
+    pub async fn create_key(&self, name: &str, role: Role, limits: KeyLimits) -> String {
+        let store = darkroom::store::open(&self.database_url).await.unwrap();
+        let key = NewKey::generate(name, role, limits, time::OffsetDateTime::now_utc());
+        store.create_api_key(&key.record).await.unwrap();
+        key.secret
+    }
+
+    /// A client that sends `key` with every request.
+    pub fn client_with_key(&self, key: &str) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = format!("Bearer {key}");
+        headers.insert(reqwest::header::AUTHORIZATION, value.parse().unwrap());
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -239,11 +265,46 @@ impl TestServer {
         job
     }
 
+    /// Cancels a job as the caller `client` speaks for.
+    pub async fn cancel_with(&self, client: &reqwest::Client, id: &str) -> Value {
+        let response = client
+            .post(self.url(&format!("/api/v2/jobs/{id}/cancel")))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        let (status, job) = read_json(response).await;
+        assert_eq!(status, StatusCode::OK, "{job}");
+        job
+    }
+
+    /// Follows the job's events, as `client`, until `status` is reached.
+    pub async fn wait_for_status_with(&self, client: &reqwest::Client, id: &str, status: &str) {
+        let mut events = self.events_with(client, id, None).await;
+        loop {
+            let event = events
+                .next()
+                .await
+                .unwrap_or_else(|| panic!("stream ended before {status}"));
+            if event.name == "status" && event.data["status"] == status {
+                return;
+            }
+        }
+    }
+
     /// Opens the job's event stream, resuming after `last_event_id` when given.
     pub async fn events(&self, id: &str, last_event_id: Option<u64>) -> EventStream {
-        let mut request = self
-            .http
-            .get(self.url(&format!("/api/v2/jobs/{id}/events")));
+        self.events_with(&self.http, id, last_event_id).await
+    }
+
+    /// Opens the job's event stream as the caller `client` speaks for.
+    pub async fn events_with(
+        &self,
+        client: &reqwest::Client,
+        id: &str,
+        last_event_id: Option<u64>,
+    ) -> EventStream {
+        let mut request = client.get(self.url(&format!("/api/v2/jobs/{id}/events")));
         if let Some(last) = last_event_id {
             request = request.header("last-event-id", last.to_string());
         }

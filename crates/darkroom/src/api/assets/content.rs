@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use super::load;
 use crate::api::{ApiError, AppState};
 use crate::artifacts::ArtifactError;
+use crate::auth::Caller;
 use crate::jobs::model::Asset;
 
 /// What a `Range` header asks of a representation of `size` bytes.
@@ -34,10 +35,11 @@ enum Wanted {
 /// `404 not_found`; `416 range_not_satisfiable`; `500` when the blob is missing.
 pub async fn content(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let asset = load(&state, &id).await?;
+    let asset = load(&state, &caller, &id).await?;
     let blob = state
         .blobs
         .open(&asset.hash)

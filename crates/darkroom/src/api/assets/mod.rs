@@ -3,6 +3,7 @@
 //! one blob, which goes only with the last of them. Job outputs are assets too.
 
 mod content;
+pub mod sniff;
 mod upload;
 
 use axum::Json;
@@ -19,6 +20,7 @@ pub use upload::upload;
 use super::links::{self, Origin};
 use super::{ApiError, AppState, body};
 use crate::artifacts::BlobHash;
+use crate::auth::Caller;
 use crate::jobs::model::{Asset, AssetId, JobId};
 
 /// Bounds of a client's retention override, in seconds (60 s to 7 days).
@@ -70,16 +72,17 @@ impl AssetView {
     }
 }
 
-/// The live asset `id` names: malformed, missing and lapsed ids are all `404`.
+/// The live asset `id` names, when `caller` may see it: malformed, missing, lapsed and
+/// other keys' ids are all the same `404`.
 ///
 /// # Errors
 ///
 /// `404 not_found`; store faults.
-async fn load(state: &AppState, id: &str) -> Result<Asset, ApiError> {
+pub async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<Asset, ApiError> {
     let not_found = || ApiError::not_found(format!("asset {id} not found"));
     let id: AssetId = id.parse().map_err(|_| not_found())?;
     let asset = state.store.asset(id).await?.ok_or_else(not_found)?;
-    if !is_live(&asset, OffsetDateTime::now_utc()) {
+    if !is_live(&asset, OffsetDateTime::now_utc()) || !caller.may_see(asset.owner.as_deref()) {
         return Err(not_found());
     }
     Ok(asset)
@@ -96,10 +99,11 @@ fn is_live(asset: &Asset, now: OffsetDateTime) -> bool {
 /// `404 not_found`.
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     origin: Origin,
 ) -> Result<Json<AssetView>, ApiError> {
-    let asset = load(&state, &id).await?;
+    let asset = load(&state, &caller, &id).await?;
     Ok(Json(AssetView::new(&asset, &origin, None)))
 }
 
@@ -110,9 +114,10 @@ pub async fn get(
 /// `404 not_found`; `409 asset_in_use` while it is an output of a retained job.
 pub async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let asset = load(&state, &id).await?;
+    let asset = load(&state, &caller, &id).await?;
     let removal = state.store.delete_asset(asset.id).await?;
     if let Some(hash) = removal.orphaned_blob
         && let Err(error) = state.blobs.delete(&hash).await
@@ -125,23 +130,36 @@ pub async fn delete(
 }
 
 /// `HEAD /api/v2/assets/by-hash/{hash}`: `200` when an asset may be minted from the blob.
-pub async fn head_by_hash(State(state): State<AppState>, Path(hash): Path<String>) -> StatusCode {
-    match source_asset(&state, &hash).await {
+pub async fn head_by_hash(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(hash): Path<String>,
+) -> StatusCode {
+    match source_asset(&state, &caller, &hash).await {
         Ok(Some(_)) => StatusCode::OK,
         Ok(None) => StatusCode::NOT_FOUND,
         Err(error) => error.status,
     }
 }
 
-/// A live asset over the blob `hash` names, whose bytes are on disk: what minting copies.
-/// Only blobs Darkroom ingested itself have a record, so a client's hash is never trusted.
-async fn source_asset(state: &AppState, hash: &str) -> Result<Option<Asset>, ApiError> {
+/// A live asset of `caller`'s over the blob `hash` names, whose bytes are on disk: what
+/// minting copies. Only blobs Darkroom ingested itself have a record, so a client's hash
+/// is never trusted; and only the caller's own records count, so a hash tells nobody
+/// what another key uploaded.
+async fn source_asset(
+    state: &AppState,
+    caller: &Caller,
+    hash: &str,
+) -> Result<Option<Asset>, ApiError> {
     let Ok(hash) = hash.parse::<BlobHash>() else {
         return Ok(None);
     };
     let now = OffsetDateTime::now_utc();
     let assets = state.store.assets_with_hash(&hash).await?;
-    let Some(source) = assets.into_iter().find(|asset| is_live(asset, now)) else {
+    let visible = assets
+        .into_iter()
+        .find(|asset| is_live(asset, now) && caller.may_see(asset.owner.as_deref()));
+    let Some(source) = visible else {
         return Ok(None);
     };
     Ok(state.blobs.exists(&hash).await?.then_some(source))
@@ -165,10 +183,11 @@ struct FromHashRequest {
 /// `404 blob_not_found`; `422 invalid_request` for a malformed body.
 pub async fn from_hash(
     State(state): State<AppState>,
+    caller: Caller,
     origin: Origin,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<AssetView>), ApiError> {
-    let request: FromHashRequest = body::json(body, "invalid_request")?;
+    let request: FromHashRequest = body::json(body, "invalid_request", &state.config.limits)?;
     if request.hash.parse::<BlobHash>().is_err() {
         return Err(ApiError::invalid_request(format!(
             "hash {:?} is not \"blake3:\" followed by 64 lowercase hex digits",
@@ -181,7 +200,7 @@ pub async fn from_hash(
         .map(upload::check_file_path)
         .transpose()?;
     let expires_in = request.expires_in.map(check_expires_in).transpose()?;
-    let Some(source) = source_asset(&state, &request.hash).await? else {
+    let Some(source) = source_asset(&state, &caller, &request.hash).await? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "blob_not_found",
@@ -195,7 +214,7 @@ pub async fn from_hash(
         file_path: file_path.or(source.file_path.clone()),
         created_at: now,
         expires_at: Some(now + expiry(&state, expires_in)),
-        owner: None,
+        owner: caller.owner(),
         job_id: None,
         ..source
     };

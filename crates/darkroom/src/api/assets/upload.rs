@@ -15,10 +15,11 @@ use futures_util::TryStreamExt;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::{AssetView, check_expires_in, expiry};
+use super::{AssetView, check_expires_in, expiry, sniff};
 use crate::api::links::Origin;
 use crate::api::{ApiError, AppState, body};
 use crate::artifacts::{ArtifactError, BlobHash, BlobInfo};
+use crate::auth::Caller;
 use crate::jobs::model::{Asset, AssetId};
 
 const FILE_PATH_MAX_LEN: usize = 1024;
@@ -40,6 +41,7 @@ struct Form {
 /// `422 invalid_request` for a missing or bad field; `409 hash_mismatch`; `413`.
 pub async fn upload(
     State(state): State<AppState>,
+    caller: Caller,
     origin: Origin,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<AssetView>), ApiError> {
@@ -52,12 +54,11 @@ pub async fn upload(
     let mut form = Form::default();
     let read = read_form(&state, &mut multipart, &mut form).await;
     let recorded = match read {
-        Ok(()) => record(&state, &form).await,
+        Ok(()) => record(&state, &caller, &form).await,
         Err(error) => Err(error),
     };
     match recorded {
-        Ok(asset) => {
-            let created_new = form.blob.as_ref().is_some_and(|blob| blob.created_new);
+        Ok((asset, created_new)) => {
             let status = if created_new {
                 StatusCode::CREATED
             } else {
@@ -84,7 +85,7 @@ async fn read_form(
     while let Some(field) = multipart
         .next_field()
         .await
-        .map_err(|error| multipart_error(&error))?
+        .map_err(|error| multipart_error(state, &error))?
     {
         let name = field.name().unwrap_or_default().to_owned();
         match name.as_str() {
@@ -94,12 +95,12 @@ async fn read_form(
                 ));
             }
             "file" => form.blob = Some(store_file(state, field).await?),
-            "content_type" => form.content_type = Some(text(field).await?),
-            "file_path" => form.file_path = Some(text(field).await?),
-            "expected_hash" => form.expected_hash = Some(text(field).await?),
-            "expires_in" => form.expires_in = Some(text(field).await?),
+            "content_type" => form.content_type = Some(text(state, field).await?),
+            "file_path" => form.file_path = Some(text(state, field).await?),
+            "expected_hash" => form.expected_hash = Some(text(state, field).await?),
+            "expires_in" => form.expires_in = Some(text(state, field).await?),
             // Accepted for compatibility; Darkroom keeps no tags.
-            "tags" | "tags[]" => drop(text(field).await?),
+            "tags" | "tags[]" => drop(text(state, field).await?),
             _ => {
                 return Err(ApiError::invalid_request(format!(
                     "unknown multipart field {name:?}; an upload takes file, content_type, \
@@ -119,35 +120,39 @@ async fn store_file(state: &AppState, field: Field<'_>) -> Result<BlobInfo, ApiE
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<MultipartError>())
         {
-            Some(multipart) => multipart_error(multipart),
+            Some(multipart) => multipart_error(state, multipart),
             None => ApiError::invalid_request(format!("upload interrupted: {source}")),
         },
         other => ApiError::from(other),
     })
 }
 
-async fn text(field: Field<'_>) -> Result<String, ApiError> {
+async fn text(state: &AppState, field: Field<'_>) -> Result<String, ApiError> {
     let name = field.name().unwrap_or_default().to_owned();
     field.text().await.map_err(|error| match error.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => multipart_error(&error),
+        StatusCode::PAYLOAD_TOO_LARGE => multipart_error(state, &error),
         _ => ApiError::invalid_request(format!("multipart field {name:?} is not UTF-8 text")),
     })
 }
 
-fn multipart_error(error: &MultipartError) -> ApiError {
-    body::unreadable(error.status(), &error.body_text(), body::UPLOAD_LIMIT)
+fn multipart_error(state: &AppState, error: &MultipartError) -> ApiError {
+    let limit = state.config.limits.max_upload_size.as_u64();
+    body::unreadable(error.status(), &error.body_text(), limit)
 }
 
-/// Checks the fields against the stored bytes and records the asset.
-async fn record(state: &AppState, form: &Form) -> Result<Asset, ApiError> {
+/// Checks the fields against the stored bytes and records the asset as `caller`'s. Says
+/// too whether the bytes were new to the caller: whether another key uploaded them
+/// before is not the caller's to learn.
+async fn record(state: &AppState, caller: &Caller, form: &Form) -> Result<(Asset, bool), ApiError> {
     let missing =
         |name: &str| ApiError::invalid_request(format!("multipart field {name:?} is missing"));
     let blob = form.blob.as_ref().ok_or_else(|| missing("file"))?;
-    let content_type = check_content_type(
+    let declared = check_content_type(
         form.content_type
             .as_deref()
             .ok_or_else(|| missing("content_type"))?,
     )?;
+
     let file_path = check_file_path(
         form.file_path
             .as_deref()
@@ -162,6 +167,11 @@ async fn record(state: &AppState, form: &Form) -> Result<Asset, ApiError> {
         .map(parse_expires_in)
         .transpose()?;
 
+    // Last, so a malformed field is named before the content is judged.
+    let head = sniff::head(&state.blobs, &blob.hash).await?;
+    let content_type = sniff::stored_type(&declared, &head)?;
+
+    let created_new = blob.created_new || !caller_holds(state, caller, &blob.hash).await?;
     let now = OffsetDateTime::now_utc();
     let asset = Asset {
         id: AssetId::new(),
@@ -171,11 +181,24 @@ async fn record(state: &AppState, form: &Form) -> Result<Asset, ApiError> {
         file_path: Some(file_path),
         created_at: now,
         expires_at: Some(now + expiry(state, expires_in)),
-        owner: None,
+        owner: caller.owner(),
         job_id: None,
     };
     state.store.create_asset(&asset).await?;
-    Ok(asset)
+    Ok((asset, created_new))
+}
+
+/// Whether `caller` can already see a live asset over these bytes.
+async fn caller_holds(
+    state: &AppState,
+    caller: &Caller,
+    hash: &BlobHash,
+) -> Result<bool, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    let assets = state.store.assets_with_hash(hash).await?;
+    Ok(assets
+        .iter()
+        .any(|asset| super::is_live(asset, now) && caller.may_see(asset.owner.as_deref())))
 }
 
 /// The server's hash decides; the client's is only compared with it.
@@ -230,15 +253,17 @@ fn check_content_type(text: &str) -> Result<String, ApiError> {
 }
 
 /// A client-facing name such as `photo.png` or `models/x.safetensors`. It never becomes
-/// a path on disk (blobs are named by hash), but it is echoed back and used as a download
-/// name, so it must be relative, without `..` and without control characters.
+/// a path on disk (blobs are named by hash, and inputs reach ComfyUI under a name made of
+/// the hash), but it is echoed back and used as a download name, so it must be relative,
+/// without `..`, control characters, or the invisible characters that make a name read
+/// other than it is (bidirectional overrides, zero-width characters).
 pub(super) fn check_file_path(text: &str) -> Result<String, ApiError> {
     let fine = !text.is_empty()
         && text.len() <= FILE_PATH_MAX_LEN
         && !text.starts_with('/')
-        && !text
-            .chars()
-            .any(|character| character.is_control() || character == '\\')
+        && !text.chars().any(|character| {
+            character.is_control() || character == '\\' || is_invisible(character)
+        })
         && text
             .split('/')
             .all(|part| !part.is_empty() && part != "." && part != "..");
@@ -248,6 +273,15 @@ pub(super) fn check_file_path(text: &str) -> Result<String, ApiError> {
     Err(ApiError::invalid_request(format!(
         "file_path {text:?} must be a relative name like \"photo.png\", without \"..\" or control characters"
     )))
+}
+
+/// Bidirectional controls and zero-width characters: a name holding one displays as
+/// something else (`photo\u{202e}gnp.exe` reads as `photoexe.png`).
+fn is_invisible(character: char) -> bool {
+    matches!(
+        character,
+        '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'
+    )
 }
 
 /// Removes a blob this request created when no asset came to refer to it.
@@ -274,7 +308,18 @@ mod tests {
     fn file_paths_stay_relative_and_plain() {
         assert!(check_file_path("photo.png").is_ok());
         assert!(check_file_path("models/checkpoints/x.safetensors").is_ok());
-        for bad in ["", "/etc/passwd", "../x", "a/../b", "a//b", "a\\b", "a\nb"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a//b",
+            "a\\b",
+            "a\nb",
+            "nul\0.png",
+            "photo\u{202e}gnp.exe",
+            "zero\u{200b}width.png",
+        ] {
             assert!(check_file_path(bad).is_err(), "{bad:?} accepted");
         }
     }

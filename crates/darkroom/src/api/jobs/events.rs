@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use super::view;
 use crate::api::links::Origin;
 use crate::api::{ApiError, AppState};
+use crate::auth::{Caller, StreamPermit};
 use crate::jobs::bus::Notice;
 use crate::jobs::model::{EventKind, Job, JobEvent, JobId, JobState};
 use crate::store::StoreError;
@@ -38,6 +39,8 @@ const PAGE: u32 = 500;
 /// At most this many previews a second reach one client; the latest always does.
 const PREVIEW_GAP: Duration = Duration::from_millis(250);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// A stream slot frees when another stream ends, which takes a while.
+const STREAMS_RETRY_SECONDS: u32 = 5;
 
 /// Opens the event stream of a job.
 ///
@@ -46,12 +49,23 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// `404 not_found` for an unknown or malformed id.
 pub async fn events(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     origin: Origin,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let notices = state.bus.subscribe();
-    let job = super::load(&state, &id).await?;
+    let job = super::load(&state, &caller, &id).await?;
+    let permit = match state.auth.limits_of(&caller) {
+        Some(limits) => Some(
+            state
+                .auth
+                .gate
+                .open_stream(caller.label(), limits)
+                .ok_or_else(|| too_many_streams(limits.max_streams))?,
+        ),
+        None => None,
+    };
     let resume_after = headers
         .get("last-event-id")
         .and_then(|value| value.to_str().ok())
@@ -59,7 +73,7 @@ pub async fn events(
         .unwrap_or(0);
     tracing::debug!(job.id = %job.id, resume_after, "event stream opened");
 
-    let follower = Follower::new(state, &job, notices, resume_after, origin);
+    let follower = Follower::new(state, &job, notices, resume_after, origin, permit);
     let stream = futures_util::stream::unfold(follower, |mut follower| async move {
         let event = follower.next().await?;
         Some((Ok(event), follower))
@@ -87,6 +101,8 @@ struct Follower {
     preview_sent_at: Option<Instant>,
     /// When a held-back preview is to be sent.
     preview_due: Option<Instant>,
+    /// Counts this stream against its caller's limit for as long as the stream lives.
+    _permit: Option<StreamPermit>,
 }
 
 impl Follower {
@@ -96,6 +112,7 @@ impl Follower {
         notices: broadcast::Receiver<Notice>,
         resume_after: u64,
         origin: Origin,
+        permit: Option<StreamPermit>,
     ) -> Self {
         Self {
             state,
@@ -111,6 +128,7 @@ impl Follower {
             finished: false,
             preview_sent_at: None,
             preview_due: None,
+            _permit: permit,
         }
     }
 
@@ -350,6 +368,21 @@ impl Follower {
         }
         self.pending.push_back(frame("status", seq, &payload));
         Ok(())
+    }
+}
+
+/// `429 too_many_streams`: the caller holds its limit of open streams.
+fn too_many_streams(limit: u32) -> ApiError {
+    ApiError {
+        retry_after: Some(STREAMS_RETRY_SECONDS),
+        ..ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!(
+                "this key already has {limit} event streams open, its limit; close one, or \
+                 poll GET /api/v2/jobs/{{id}} instead"
+            ),
+        )
     }
 }
 

@@ -17,11 +17,12 @@ use tokio::sync::broadcast;
 
 pub use events::events;
 pub use submit::{Created, accept, idempotency_key, new_job, priority, submit};
-pub use validate::asset_exists;
+pub use validate::usable_asset;
 pub use view::JobView;
 
 use super::links::Origin;
 use super::{ApiError, AppState};
+use crate::auth::Caller;
 use crate::jobs::bus::Notice;
 use crate::jobs::model::{EventKind, Job, JobId, JobState, JobStatus, WorkflowFormat};
 use crate::store::{JobCursor, JobQuery};
@@ -38,22 +39,28 @@ const LIST_MAX_LIMIT: u32 = 200;
 /// `404 not_found` for an unknown or malformed id.
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     origin: Origin,
 ) -> Result<Json<JobView>, ApiError> {
-    let job = load(&state, &id).await?;
+    let job = load(&state, &caller, &id).await?;
     Ok(Json(view::render(&state, &job, &origin).await?))
 }
 
-/// The job `id` names; a malformed id is as unknown as a missing one.
+/// The job `id` names, when `caller` may see it. A malformed id, a missing job and
+/// another key's job all answer alike, so nobody learns which ids exist.
 ///
 /// # Errors
 ///
 /// `404 not_found`; store faults.
-pub async fn load(state: &AppState, id: &str) -> Result<Job, ApiError> {
+pub async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<Job, ApiError> {
     let not_found = || ApiError::not_found(format!("job {id} not found"));
     let id: JobId = id.parse().map_err(|_| not_found())?;
-    state.store.job(id).await?.ok_or_else(not_found)
+    let job = state.store.job(id).await?.ok_or_else(not_found)?;
+    if !caller.may_see(job.owner.as_deref()) {
+        return Err(not_found());
+    }
+    Ok(job)
 }
 
 /// `GET /api/v2/jobs/{id}/workflow`: the graph the job runs, or the UI-format original
@@ -64,9 +71,10 @@ pub async fn load(state: &AppState, id: &str) -> Result<Job, ApiError> {
 /// `404 not_found`, also for an expired job (its retention is the workflow's).
 pub async fn workflow(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let job = load(&state, &id).await?;
+    let job = load(&state, &caller, &id).await?;
     if job.state == JobState::Expired {
         return Err(ApiError::not_found(format!("job {id} has expired")));
     }
@@ -88,18 +96,19 @@ pub async fn workflow(
 /// `404 not_found`; store faults.
 pub async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     origin: Origin,
 ) -> Result<Json<JobView>, ApiError> {
-    let mut job = load(&state, &id).await?;
+    let mut job = load(&state, &caller, &id).await?;
     if !job.state.is_final() {
         // Subscribed before asking, so the acknowledging event cannot slip past.
         let mut notices = state.bus.subscribe();
         state.scheduler.cancel(&job).await?;
-        job = load(&state, &id).await?;
+        job = load(&state, &caller, &id).await?;
         if !acknowledged(job.state) {
             let _ = tokio::time::timeout(CANCEL_ACK_WAIT, wait_for_ack(&mut notices, job.id)).await;
-            job = load(&state, &id).await?;
+            job = load(&state, &caller, &id).await?;
         }
         tracing::info!(job.id = %job.id, job.state = %job.state, "cancel requested");
     }
@@ -162,6 +171,7 @@ pub struct JobList {
 /// `422 invalid_request` for an unknown status, a bad limit or cursor.
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     origin: Origin,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<JobList>, ApiError> {
@@ -171,7 +181,8 @@ pub async fn list(
             rejection.body_text().to_lowercase()
         ))
     })?;
-    let query = job_query(&params)?;
+    let mut query = job_query(&params)?;
+    query.owner = caller.listing_owner();
     let page = state.store.list_jobs(&query).await?;
 
     let mut jobs = Vec::with_capacity(page.jobs.len());

@@ -14,6 +14,7 @@ use super::validate::{self, Graph};
 use super::view::{self, JobView};
 use crate::api::links::Origin;
 use crate::api::{ApiError, AppState, body};
+use crate::auth::Caller;
 use crate::store::NewJob;
 
 /// Fields the contract reserves for later versions and refuses today.
@@ -34,19 +35,20 @@ pub type Created = (StatusCode, [(header::HeaderName, String); 1], Json<JobView>
 /// The contract's 422 codes for a bad workflow, `idempotency_key_reuse`, `queue_full`.
 pub async fn submit(
     State(state): State<AppState>,
+    caller: Caller,
     origin: Origin,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Created, ApiError> {
     let idempotency_key = idempotency_key(&headers)?;
-    let submission = parse(body)?;
-    check(&state, &submission.graph).await?;
+    let submission = parse(body, &state.config.limits)?;
+    check(&state, &caller, &submission.graph).await?;
 
     let mut job = new_job(&state, Value::Object(submission.graph));
     job.idempotency_key = idempotency_key;
     job.keep_previews = submission.keep_previews;
     job.priority = submission.priority;
-    accept(&state, job, &origin).await
+    accept(&state, &caller, job, &origin).await
 }
 
 /// A job to run `workflow`, created now and kept for the configured retention.
@@ -57,17 +59,20 @@ pub fn new_job(state: &AppState, workflow: Value) -> NewJob {
     NewJob::api(workflow, now, now + retention)
 }
 
-/// Records `job` durably, wakes the scheduler and answers `201`: every route that creates
-/// a job goes through here, so each answers alike.
+/// Records `job` as `caller`'s, durably, wakes the scheduler and answers `201`: every
+/// route that creates a job goes through here, so each answers alike.
 ///
 /// # Errors
 ///
-/// `queue_full`, `idempotency_key_reuse`, store faults.
+/// `queue_full` (the whole queue, or the caller's share of it), `idempotency_key_reuse`,
+/// store faults.
 pub async fn accept(
     state: &AppState,
+    caller: &Caller,
     mut job: NewJob,
     origin: &Origin,
 ) -> Result<Created, ApiError> {
+    job.owner = caller.owner();
     job.max_queued = Some(u64::from(state.config.queue_limit));
     if let Err(unrunnable) = state.scheduler.check_runnable(&job.requirements) {
         let backends: serde_json::Map<String, Value> = unrunnable
@@ -78,6 +83,10 @@ pub async fn accept(
         return Err(ApiError::invalid_workflow(unrunnable.to_string())
             .with_details(serde_json::json!({ "backends": backends })));
     }
+    job.max_queued_for_owner = state
+        .auth
+        .limits_of(caller)
+        .map(|limits| u64::from(limits.max_queued));
     let created = state.store.create_job(job).await?;
     state.bus.publish(created.event);
     let job = created.job;
@@ -103,8 +112,11 @@ struct Submission {
 
 /// The request body down to its graph and Darkroom's `keep_previews` and `priority`
 /// fields; every other field is checked and refused or dropped as the contract says.
-fn parse(body: Result<Bytes, BytesRejection>) -> Result<Submission, ApiError> {
-    let value: Value = body::json(body, "invalid_workflow")?;
+fn parse(
+    body: Result<Bytes, BytesRejection>,
+    limits: &crate::config::Limits,
+) -> Result<Submission, ApiError> {
+    let value: Value = body::json(body, "invalid_workflow", limits)?;
     let Value::Object(mut fields) = value else {
         return Err(ApiError::invalid_workflow(
             "request body must be a JSON object with a \"workflow\" field",
@@ -196,8 +208,10 @@ fn check_fields(fields: &Map<String, Value>) -> Result<(), ApiError> {
     }
 }
 
-/// `extra_data` is a closed object. It is never stored; forwarding it to the backend is
-/// not supported yet, so it has no effect.
+/// `extra_data` is a closed object. It is never stored nor logged (only its key names are
+/// checked here); forwarding it to the backend is not supported yet, so it has no effect.
+/// Forwarding would mean holding `api_key_comfy_org` in memory until dispatch and losing
+/// it on a restart, so a job's outcome would depend on when Darkroom last restarted.
 fn check_extra_data(extra: &Map<String, Value>) -> Result<(), ApiError> {
     for (key, value) in extra {
         if !EXTRA_DATA_KEYS.contains(&key.as_str()) {
@@ -233,7 +247,7 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
 }
 
 /// Structure and classes first (one answer listing every node problem), then assets.
-async fn check(state: &AppState, graph: &Graph) -> Result<(), ApiError> {
+async fn check(state: &AppState, caller: &Caller, graph: &Graph) -> Result<(), ApiError> {
     if graph.is_empty() {
         return Err(ApiError::invalid_workflow("the workflow has no nodes"));
     }
@@ -242,7 +256,7 @@ async fn check(state: &AppState, graph: &Graph) -> Result<(), ApiError> {
     if !problems.is_empty() {
         return Err(validate::invalid_workflow(&problems));
     }
-    validate::check_assets(state.store.as_ref(), graph).await
+    validate::check_assets(state.store.as_ref(), caller, graph).await
 }
 
 fn json_kind(value: &Value) -> &'static str {

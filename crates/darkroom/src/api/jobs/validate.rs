@@ -11,7 +11,8 @@ use time::OffsetDateTime;
 
 use crate::api::ApiError;
 use crate::api::node_classes::NodeCatalog;
-use crate::jobs::model::AssetId;
+use crate::auth::Caller;
+use crate::jobs::model::{Asset, AssetId};
 use crate::store::Store;
 
 /// The graph's nodes, keyed by node id.
@@ -323,11 +324,16 @@ fn collect_references(value: &Value, found: &mut impl FnMut(&Map<String, Value>)
 /// # Errors
 ///
 /// `422 missing_asset` naming every bad reference; a store fault.
-pub async fn check_assets(store: &dyn Store, graph: &Graph) -> Result<(), ApiError> {
+pub async fn check_assets(
+    store: &dyn Store,
+    caller: &Caller,
+    graph: &Graph,
+) -> Result<(), ApiError> {
     let now = OffsetDateTime::now_utc();
     let mut missing = Vec::new();
     for reference in asset_references(graph) {
-        if !asset_exists(store, reference.asset_id.as_deref(), now).await? {
+        let asset = usable_asset(store, caller, reference.asset_id.as_deref(), now).await?;
+        if asset.is_none() {
             missing.push(reference);
         }
     }
@@ -361,21 +367,26 @@ pub async fn check_assets(store: &dyn Store, graph: &Graph) -> Result<(), ApiErr
     .with_details(json!({"missing_assets": details})))
 }
 
-/// Whether `id` names an asset that exists and has not expired.
+/// The asset `id` names, when it exists, has not expired and `caller` may use it: another
+/// key's asset is as missing as one that never was.
 ///
 /// # Errors
 ///
 /// Store faults.
-pub async fn asset_exists(
+pub async fn usable_asset(
     store: &dyn Store,
+    caller: &Caller,
     id: Option<&str>,
     now: OffsetDateTime,
-) -> Result<bool, ApiError> {
+) -> Result<Option<Asset>, ApiError> {
     let Some(id) = id.and_then(|id| id.parse::<AssetId>().ok()) else {
-        return Ok(false);
+        return Ok(None);
     };
     let asset = store.asset(id).await?;
-    Ok(asset.is_some_and(|asset| asset.expires_at.is_none_or(|expires_at| expires_at > now)))
+    Ok(asset.filter(|asset| {
+        asset.expires_at.is_none_or(|expires_at| expires_at > now)
+            && caller.may_see(asset.owner.as_deref())
+    }))
 }
 
 #[cfg(test)]

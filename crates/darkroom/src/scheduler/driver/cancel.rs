@@ -51,7 +51,7 @@ impl Driver {
     }
 
     /// Deletes a pending prompt from ComfyUI's queue, or interrupts it when it runs.
-    async fn stop_on_backend(&mut self, prompt_id: &PromptId) {
+    pub(super) async fn stop_on_backend(&mut self, prompt_id: &PromptId) {
         if let Err(error) = self
             .client
             .delete_from_queue(std::slice::from_ref(prompt_id))

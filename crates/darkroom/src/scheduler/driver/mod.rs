@@ -305,6 +305,7 @@ impl Driver {
         };
         let mut run = Run::new(&job, prompt_id.clone(), job.state);
         run.cancel_requested = job.state == JobState::Canceling;
+        run.dispatched_at = job.dispatched_at.unwrap_or(run.dispatched_at);
         tracing::info!(job.id = %job.id, prompt.id = %prompt_id, job.state = %job.state, "reconciling job");
         self.runs.insert(prompt_id, run);
     }
@@ -505,6 +506,37 @@ impl Driver {
             }
         }
         self.give_up_if_unreachable_too_long().await;
+        self.stop_overlong_runs().await;
+    }
+
+    /// Fails every run that has been on the backend longer than `max_run_time`, with
+    /// `run_timeout`, and stops it there. The job is failed first, so the interrupted
+    /// run's history entry finds it final and changes nothing.
+    async fn stop_overlong_runs(&mut self) {
+        let Some(limit) = self.context.settings.max_run_time else {
+            return;
+        };
+        let now = OffsetDateTime::now_utc();
+        let overlong: Vec<PromptId> = self
+            .runs
+            .iter()
+            .filter(|(_, run)| run.state != JobState::Canceling && now - run.dispatched_at > limit)
+            .map(|(prompt_id, _)| prompt_id.clone())
+            .collect();
+        for prompt_id in overlong {
+            let Some(run) = self.runs.remove(&prompt_id) else {
+                continue;
+            };
+            if let Some(job) = self.current_job(run.job_id).await {
+                tracing::warn!(job.id = %job.id, prompt.id = %prompt_id, ?limit, "run took too long; stopping it");
+                let error = job_error(
+                    "run_timeout",
+                    format!("the run took longer than the limit of {limit:?}"),
+                );
+                self.settle(&job, JobState::Failed, Some(error)).await;
+            }
+            self.stop_on_backend(&prompt_id).await;
+        }
     }
 
     fn note_unreachable(&mut self, error: &ComfyError) {

@@ -19,8 +19,8 @@ pub(super) const CLAIM: &str = " FOR UPDATE SKIP LOCKED";
 const QUEUE_BOUND_KEY: i64 = 0x6461_726b_0001;
 const DELETIONS_KEY: i64 = 0x6461_726b_0002;
 
-/// Serializes submissions that check the queue bound, so two racing ones
-/// cannot both see room for one more job.
+/// Serializes submissions that check a queue bound (the whole queue's or an owner's), so
+/// two racing ones cannot both see room for one more job.
 pub(super) async fn queue_bound(connection: &mut Connection) -> Result<(), StoreError> {
     advisory(connection, QUEUE_BOUND_KEY).await
 }

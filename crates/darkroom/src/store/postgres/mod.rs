@@ -23,6 +23,9 @@ mod feed;
 #[path = "../sql/jobs.rs"]
 #[expect(clippy::duplicate_mod, reason = "compiled once per engine on purpose")]
 mod jobs;
+#[path = "../sql/keys.rs"]
+#[expect(clippy::duplicate_mod, reason = "compiled once per engine on purpose")]
+mod keys;
 #[path = "../sql/leases.rs"]
 #[expect(clippy::duplicate_mod, reason = "compiled once per engine on purpose")]
 mod leases;
@@ -49,6 +52,7 @@ use super::{
     QueuedJob, Store, StoreError, Sweep, Transition,
 };
 use crate::artifacts::BlobHash;
+use crate::auth::ApiKey;
 use crate::jobs::model::{
     Asset, AssetId, BackendId, Job, JobEvent, JobId, OutputRecord, Progress, ReplicaId,
 };
@@ -326,5 +330,40 @@ impl Store for PostgresStore {
     async fn event_feed(&self) -> Result<Option<Box<dyn EventFeed>>, StoreError> {
         let feed = feed::PgEventFeed::listen(&self.pool).await?;
         Ok(Some(Box::new(feed)))
+    }
+
+    async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        keys::insert(&mut tx, key).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        keys::all(&mut connection).await
+    }
+
+    async fn live_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        keys::live_by(&mut connection, keys::KeyColumn::Hash, hash).await
+    }
+
+    async fn live_key(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        keys::live_by(&mut connection, keys::KeyColumn::Id, id).await
+    }
+
+    async fn count_live_keys(&self) -> Result<u64, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        keys::count_live(&mut connection).await
+    }
+
+    async fn revoke_api_key(&self, key: &str, at: OffsetDateTime) -> Result<ApiKey, StoreError> {
+        let mut tx = self.write().await?;
+        let revoked = keys::revoke(&mut tx, key, at).await?;
+        tx.commit().await?;
+        tracing::info!(key.id = %revoked.id, "api key revoked");
+        Ok(revoked)
     }
 }

@@ -18,11 +18,19 @@ pub(super) async fn create(
     connection: &mut Connection,
     job: &NewJob,
 ) -> Result<JobChange, StoreError> {
-    if let Some(max_queued) = job.max_queued {
+    if job.max_queued.is_some() || job.max_queued_for_owner.is_some() {
         locks::queue_bound(connection).await?;
+    }
+    if let Some(max_queued) = job.max_queued {
         let queued = queue::count_queued(connection).await?;
         if queued >= max_queued {
             return Err(StoreError::QueueFull { queued });
+        }
+    }
+    if let Some(max_queued) = job.max_queued_for_owner {
+        let queued = queue::count_queued_of(connection, job.owner.as_deref()).await?;
+        if queued >= max_queued {
+            return Err(StoreError::OwnerQueueFull { queued });
         }
     }
 

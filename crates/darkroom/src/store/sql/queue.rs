@@ -22,6 +22,23 @@ pub(super) async fn count_queued(connection: &mut Connection) -> Result<u64, Sto
     Ok(u64::try_from(queued).unwrap_or_default())
 }
 
+/// Queued jobs of one owner (`None`: the anonymous ones).
+pub(super) async fn count_queued_of(
+    connection: &mut Connection,
+    owner: Option<&str>,
+) -> Result<u64, StoreError> {
+    // `IS` compares any two values only in SQLite; this form means the same in both.
+    let queued: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs \
+         WHERE state = $1 AND (owner = $2 OR (owner IS NULL AND $2 IS NULL))",
+    )
+    .bind(JobState::Queued.as_str())
+    .bind(owner)
+    .fetch_one(&mut *connection)
+    .await?;
+    Ok(u64::try_from(queued).unwrap_or_default())
+}
+
 pub(super) async fn position(
     connection: &mut Connection,
     id: JobId,

@@ -166,9 +166,46 @@ impl TestServer {
         }
     }
 
-    /// The server's data folder (database, blobs, managed backends' folders).
+    /// The server's data folder (blobs, managed backends' folders and, on SQLite, its database).
     pub fn data_dir(&self) -> &std::path::Path {
         self.data.path()
+    }
+
+    /// Every row of the server's database as text: the SQLite file's bytes (with its
+    /// journal), or each PostgreSQL table's rows cast to text.
+    pub async fn database_contents(&self) -> Vec<(String, Vec<u8>)> {
+        if self.schema.is_none() {
+            let mut files = Vec::new();
+            for entry in std::fs::read_dir(self.data.path()).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if name.starts_with("darkroom.db") {
+                    files.push((name, std::fs::read(&path).unwrap()));
+                }
+            }
+            return files;
+        }
+        use sqlx::Connection;
+        let mut connection = sqlx::postgres::PgConnection::connect(&self.database_url)
+            .await
+            .unwrap();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = current_schema()",
+        )
+        .fetch_all(&mut connection)
+        .await
+        .unwrap();
+        let mut contents = Vec::new();
+        for table in tables {
+            let sql = format!("SELECT CAST(t AS TEXT) FROM \"{table}\" AS t");
+            let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut connection)
+                .await
+                .unwrap();
+            contents.push((table, rows.join("\n").into_bytes()));
+        }
+        contents
     }
 
     /// Creates an API key in the server's database, as `darkroom keys create` does (the

@@ -4,8 +4,8 @@
 //! It holds only live facts (health, runs, capabilities, loaded models, recent errors);
 //! nothing here is durable, the store is. It is this replica's view: with several replicas
 //! on one PostgreSQL, each backend is driven by the one replica holding its lease, and
-//! every other replica shows it as `standby`, without health, runs or probes of its own. Every change pokes the dispatcher, which looks
-//! again at the queue.
+//! every other replica shows it as `standby`, without health, runs or probes of its own.
+//! Every change pokes the dispatcher, which looks again at the queue.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;

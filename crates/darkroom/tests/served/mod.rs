@@ -110,6 +110,10 @@ impl Served {
                 command.env_remove(name);
             }
         }
+        // One prompt inside ComfyUI at a time, so a job behind a running one waits in
+        // Darkroom's queue with its position (the page test shows it) rather than in
+        // ComfyUI's.
+        command.env("DARKROOM_PROMPTS_PER_BACKEND", "1");
         let mut child = command.spawn().expect("start the darkroom binary");
         let stderr = child.stderr.take().unwrap();
         let (listening_tx, listening_rx) = tokio::sync::oneshot::channel();

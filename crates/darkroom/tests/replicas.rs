@@ -230,6 +230,9 @@ async fn a_cancel_sent_to_a_replica_that_does_not_drive_the_backend_stops_the_ru
         lease_holders(&database.url).await,
         [("backend-0".to_owned(), "replica-0".to_owned())]
     );
+    // Each replica describes the backend as it sees it: driven here, or another's.
+    assert_eq!(backend_state(&driving, "backend-0").await, "up");
+    assert_eq!(backend_state(&standby, "backend-0").await, "standby");
 
     // Submitted to, followed on and canceled through the replica that stands by.
     let long = id(&standby.submit(steps_graph(200, 50, 1)).await);
@@ -244,4 +247,24 @@ async fn a_cancel_sent_to_a_replica_that_does_not_drive_the_backend_stops_the_ru
 
     drop((driving, standby));
     sim.shutdown().await;
+}
+
+/// The state `GET /api/backends` on this replica shows for the backend.
+async fn backend_state(replica: &DarkroomProcess, backend: &str) -> String {
+    let list: Value = replica
+        .http
+        .get(format!("{}/api/backends", replica.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let view = list["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|view| view["name"] == backend)
+        .unwrap_or_else(|| panic!("{backend} is not listed: {list}"));
+    view["state"].as_str().unwrap().to_owned()
 }

@@ -36,7 +36,7 @@ use tower_http::trace::TraceLayer;
 pub use error::ApiError;
 pub use node_classes::NodeClassCache;
 
-use crate::artifacts::LocalBlobStore;
+use crate::artifacts::BlobStore;
 use crate::config::Config;
 use crate::jobs::bus::JobBus;
 use crate::scheduler::{BackendSpec, SchedulerHandle};
@@ -48,7 +48,7 @@ use crate::templates::Library;
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
-    pub blobs: LocalBlobStore,
+    pub blobs: Arc<dyn BlobStore>,
     pub bus: Arc<JobBus>,
     pub scheduler: SchedulerHandle,
     pub backends: Arc<Vec<BackendSpec>>,

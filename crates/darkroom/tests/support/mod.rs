@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use comfy_sim::{Knobs, SimHandle, Simulator};
+use darkroom::artifacts::S3Settings;
 use darkroom::config::{BackendConfig, Config};
 use futures_util::StreamExt;
 use reqwest::StatusCode;
@@ -38,6 +39,9 @@ pub struct Options {
     pub prompts_per_backend: u32,
     /// Backends to use instead of the simulator the server starts (which still starts).
     pub backends: Vec<BackendConfig>,
+    /// Where blobs go: empty for the data folder, or `s3://BUCKET/PREFIX` with `s3`.
+    pub artifacts_url: String,
+    pub s3: S3Settings,
 }
 
 impl Default for Options {
@@ -49,6 +53,8 @@ impl Default for Options {
             templates_dir: None,
             prompts_per_backend: 1,
             backends: Vec::new(),
+            artifacts_url: String::new(),
+            s3: S3Settings::default(),
         }
     }
 }
@@ -96,6 +102,8 @@ impl TestServer {
             templates_dir: options
                 .templates_dir
                 .unwrap_or_else(|| data.path().join("templates")),
+            artifacts_url: options.artifacts_url,
+            s3: options.s3,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -11,6 +11,8 @@
     reason = "each test binary uses a subset; a panic in a helper is the failure message we want"
 )]
 
+pub mod s3;
+
 use std::time::Duration;
 
 use comfy_sim::{Knobs, SimHandle, Simulator};

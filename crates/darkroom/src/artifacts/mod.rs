@@ -93,7 +93,7 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     }
 }
 
-impl dyn BlobStore {
+impl dyn BlobStore + '_ {
     /// Stores any stream of bytes; see [`BlobStore::put_stream`].
     ///
     /// # Errors

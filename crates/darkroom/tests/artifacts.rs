@@ -19,8 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use darkroom::artifacts::{
-    ArtifactError, ArtifactsLocation, BlobHash, BlobStore, LocalBlobStore, S3BlobStore,
-    S3Settings,
+    ArtifactError, ArtifactsLocation, BlobHash, BlobStore, LocalBlobStore, S3BlobStore, S3Settings,
 };
 use futures_util::{Stream, StreamExt, TryStreamExt, stream};
 use support::s3::MotoServer;
@@ -407,7 +406,9 @@ async fn a_canceled_write_leaves_nothing_behind(subject: Subject) {
     let mut signal = Some(first_part_sent);
     let source = stream::iter(0..=chunks_before_stall)
         .then(move |index| {
-            let signal = (index == chunks_before_stall).then(|| signal.take()).flatten();
+            let signal = (index == chunks_before_stall)
+                .then(|| signal.take())
+                .flatten();
             async move {
                 if let Some(sender) = signal {
                     let _ = sender.send(());

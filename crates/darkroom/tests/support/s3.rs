@@ -84,7 +84,10 @@ exit 0"#;
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = self.guard.lock().expect("guard lock").0.try_wait() {
-                panic!("moto exited ({status}) before it was ready:\n{}", self.log_tail());
+                panic!(
+                    "moto exited ({status}) before it was ready:\n{}",
+                    self.log_tail()
+                );
             }
             if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
                 return;
@@ -146,7 +149,11 @@ exit 0"#;
 
     async fn fetch(&self, url: &str) -> String {
         let response = reqwest::get(url).await.expect("moto answers");
-        assert!(response.status().is_success(), "{url}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "{url}: {}",
+            response.status()
+        );
         response.text().await.expect("moto's answer")
     }
 

@@ -5,8 +5,10 @@
 //! a bucket, and hashes from hostile clients.
 
 #![allow(
+    clippy::print_stderr,
     clippy::unwrap_used,
-    reason = "helpers outside #[test] fns panic too: that is the failure message we want"
+    reason = "the large-blob test prints what it measured; helpers outside #[test] fns panic \
+              too: that is the failure message we want"
 )]
 
 mod support;
@@ -268,6 +270,7 @@ async fn a_large_blob_streams_through_without_being_buffered(subject: Subject) {
     let chunks = LARGE / CHUNK;
     let live = Arc::new(LiveChunks::default());
 
+    let started = std::time::Instant::now();
     let info = subject
         .store()
         .put(generated(chunks, live.clone()))
@@ -302,6 +305,11 @@ async fn a_large_blob_streams_through_without_being_buffered(subject: Subject) {
         rehash.update(&chunk);
     }
     assert_eq!(BlobHash::from_digest(&rehash.finalize()), info.hash);
+    eprintln!(
+        "measured: {LARGE} bytes put and read back in {:?}, at most {peak_bytes} bytes of the \
+         source held at once",
+        started.elapsed()
+    );
     assert_eq!(subject.unfinished().await, 0, "no temp file left behind");
     assert_eq!(
         subject.blob_keys().await,

@@ -9,13 +9,15 @@
 #                     by scripts/install-comfyui.sh into ~/.cache/darkroom/comfyui
 #   browser and CLI   the page in Debian's headless chromium (playwright-core from npm, pinned
 #                     in testing/browser) and the darkroom CLI, against that ComfyUI
+#   S3 blob store     the artifact suite and one job end to end against moto's S3 server
+#                     (scripts/install-moto.sh, pinned, into ~/.cache/darkroom/moto)
 #   fuzzing           every cargo-fuzz target in fuzz/ for DARKROOM_FUZZ_SECONDS (default 30)
 #                     each, seeded from the fixtures (scripts/fuzz.sh; installs cargo-fuzz once)
 #
 # Needs: a Rust toolchain (rustup), python3.11 with venv and pip, gcc, curl, Node.js with npm,
 # root for apt-get; network access to crates.io, PyPI, Debian and npm the first time.
 # DARKROOM_SKIP_REAL_COMFYUI=1 skips the real-ComfyUI tier (browser and CLI tests included),
-# and says so.
+# and says so. DARKROOM_SKIP_S3=1 skips the S3 tier, and says so.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -45,6 +47,13 @@ else
     const installed = require("./testing/browser/node_modules/playwright-core/package.json");
     process.exit(installed.version === lock.packages["node_modules/playwright-core"].version ? 0 : 1)' \
     2>/dev/null || (cd testing/browser && npm ci --no-audit --no-fund)
+fi
+
+if [ "${DARKROOM_SKIP_S3:-}" = 1 ]; then
+  printf '\n!!! SKIPPING THE S3 TIER (DARKROOM_SKIP_S3=1) !!!\n\n'
+else
+  step "S3 test server: moto (installed once; instant when already there)"
+  scripts/install-moto.sh
 fi
 
 step "format"

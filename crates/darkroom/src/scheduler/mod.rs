@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::artifacts::LocalBlobStore;
+use crate::artifacts::BlobStore;
 use crate::jobs::bus::JobBus;
 use crate::jobs::model::{BackendId, Job, JobError, JobId, JobState};
 use crate::jobs::requirements::Requirements;
@@ -81,7 +81,7 @@ impl Default for Settings {
 #[derive(Debug)]
 pub struct Context {
     pub store: Arc<dyn Store>,
-    pub blobs: LocalBlobStore,
+    pub blobs: Arc<dyn BlobStore>,
     pub bus: Arc<JobBus>,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
@@ -93,7 +93,7 @@ impl Context {
     /// A context with fresh metrics and an empty board.
     pub fn new(
         store: Arc<dyn Store>,
-        blobs: LocalBlobStore,
+        blobs: Arc<dyn BlobStore>,
         bus: Arc<JobBus>,
         settings: Settings,
     ) -> Self {

@@ -110,6 +110,9 @@ impl Served {
                 command.env_remove(name);
             }
         }
+        // One prompt inside ComfyUI at a time, so a second job visibly waits in Darkroom's
+        // queue (the page shows its position) instead of in ComfyUI's.
+        command.env("DARKROOM_PROMPTS_PER_BACKEND", "1");
         let mut child = command.spawn().expect("start the darkroom binary");
         let stderr = child.stderr.take().unwrap();
         let (listening_tx, listening_rx) = tokio::sync::oneshot::channel();

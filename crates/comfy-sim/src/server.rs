@@ -19,7 +19,8 @@ use crate::error::SimError;
 use crate::files::Dirs;
 use crate::http;
 use crate::knobs::Knobs;
-use crate::shared::Shared;
+use crate::shared::{ProgressSent, Shared};
+use crate::state::Execution;
 
 /// A ComfyUI 0.3.75 stand-in. Start one with [`Simulator::builder`].
 #[derive(Debug)]
@@ -200,6 +201,19 @@ impl SimHandle {
     /// Every prompt id that started executing, in order, across restarts.
     pub fn executed_prompts(&self) -> Vec<String> {
         self.shared.state().executed.clone()
+    }
+
+    /// When each run started and ended, in order, across restarts: how long
+    /// the server was busy, for benchmarks of what keeps it fed.
+    pub fn executions(&self) -> Vec<Execution> {
+        self.shared.state().executions.clone()
+    }
+
+    /// Sends a `progress` message (`value` of `max`) for the running prompt
+    /// now, as its node would, and says when; `None` when nothing runs. For
+    /// measuring how long a message takes to reach a gateway's clients.
+    pub fn send_progress(&self, value: u64, max: u64) -> Option<ProgressSent> {
+        self.shared.send_progress(value, max)
     }
 
     /// Waits until `prompt_id` has a history entry; for tests that must

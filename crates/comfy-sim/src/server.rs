@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -121,6 +122,13 @@ impl SimulatorBuilder {
 
         let (stop, stopped) = oneshot::channel::<()>();
         let app = http::router(Arc::clone(&shared));
+        // No Nagle delay: like aiohttp, which ComfyUI runs on, every small websocket
+        // message leaves at once instead of waiting for the peer's delayed ACK.
+        let listener = listener.tap_io(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
         let server = tokio::spawn(async move {
             let serving = axum::serve(listener, app).with_graceful_shutdown(async {
                 let _ = stopped.await;

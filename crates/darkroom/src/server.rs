@@ -9,6 +9,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
+
 use crate::api::{self, AppState};
 use crate::artifacts::LocalBlobStore;
 use crate::config::Config;
@@ -106,6 +108,13 @@ pub async fn serve(
         shutdown.await;
         stopping.cancel();
     };
+    // No Nagle delay: an event stream writes small frames one after another, and each
+    // would otherwise wait for the client's delayed ACK (about 40 ms on Linux).
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown)
         .await;

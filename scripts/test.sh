@@ -9,6 +9,8 @@
 #                     by scripts/install-comfyui.sh into ~/.cache/darkroom/comfyui
 #   browser and CLI   the page in Debian's headless chromium (playwright-core from npm, pinned
 #                     in testing/browser) and the darkroom CLI, against that ComfyUI
+#   benchmark harness darkroom-bench --quick: every scenario must run (figures are printed,
+#                     never asserted), beside comfy-api-proxy (installed from PyPI, pinned)
 #
 # Needs: a Rust toolchain (rustup), python3.11 with venv and pip, gcc, curl, Node.js with npm,
 # root for apt-get; network access to crates.io, PyPI, Debian and npm the first time.
@@ -34,6 +36,9 @@ else
   step "real ComfyUI (installed once; instant when already there)"
   scripts/install-comfyui.sh
 
+  step "comfy-api-proxy for the benchmark comparison (installed once)"
+  scripts/install-comfy-api-proxy.sh
+
   step "browser test: Debian's chromium and the pinned playwright-core (installed once)"
   if [ ! -x /usr/bin/chromium ]; then
     apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
@@ -58,3 +63,9 @@ if [ "${DARKROOM_SKIP_REAL_COMFYUI:-}" != 1 ]; then
   step "smoke test of the installed ComfyUI and the test nodes"
   testing/smoke-real-comfyui.sh
 fi
+
+step "benchmark harness, quick mode (debug build: figures printed, not asserted)"
+cargo build --locked -p darkroom -p darkroom-bench
+real_comfyui=auto
+[ "${DARKROOM_SKIP_REAL_COMFYUI:-}" = 1 ] && real_comfyui=off
+"${CARGO_TARGET_DIR:-target}/debug/darkroom-bench" --quick --real "$real_comfyui"

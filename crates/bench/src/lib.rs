@@ -144,6 +144,8 @@ pub struct Options {
     pub proxy: Option<PathBuf>,
     pub real: RealMode,
     pub scenarios: Vec<Scenario>,
+    /// `RUST_LOG` for every Darkroom started; its data folder and log are then kept.
+    pub server_log: Option<String>,
 }
 
 /// What every scenario works with.

@@ -32,6 +32,10 @@ struct Args {
     /// Only these scenarios (repeatable, or comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Scenario>,
+    /// Run each Darkroom with this RUST_LOG filter (e.g. `info,darkroom=debug`) and keep
+    /// its data folder and log, for finding where time goes.
+    #[arg(long, value_name = "FILTER")]
+    server_log: Option<String>,
     /// Also write the table as Markdown to this file.
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
@@ -74,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
         darkroom,
         proxy,
         real: args.real,
+        server_log: args.server_log,
         scenarios: if args.only.is_empty() {
             Scenario::ALL.to_vec()
         } else {

@@ -131,6 +131,12 @@ impl Darkroom {
         self.data_dir.path()
     }
 
+    /// Keeps the data folder (its database and `darkroom.log`) after the process ends.
+    pub fn keep_data(&mut self) {
+        self.data_dir.disable_cleanup(true);
+        tracing::warn!(folder = %self.data_dir.path().display(), "darkroom's data folder and log are kept");
+    }
+
     /// Ends the process (SIGKILL: nothing it does on shutdown is measured) and waits.
     pub async fn stop(mut self) {
         let _ = self.child.start_kill();

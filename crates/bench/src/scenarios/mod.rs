@@ -44,7 +44,28 @@ pub async fn darkroom_for(
     settings: &[(&str, &str)],
 ) -> anyhow::Result<Darkroom> {
     let backends: Vec<String> = sims.iter().map(SimHandle::base_url).collect();
-    let darkroom = Darkroom::start(&bench.options.darkroom, &backends, settings).await?;
+    start_darkroom(bench, &backends, settings).await
+}
+
+/// Starts Darkroom in front of `backends` with extra settings (and the log filter asked
+/// for, its folder then kept) and lets it connect.
+///
+/// # Errors
+///
+/// When it does not start.
+pub async fn start_darkroom(
+    bench: &Bench,
+    backends: &[String],
+    settings: &[(&str, &str)],
+) -> anyhow::Result<Darkroom> {
+    let mut settings = settings.to_vec();
+    if let Some(filter) = &bench.options.server_log {
+        settings.push(("RUST_LOG", filter.as_str()));
+    }
+    let mut darkroom = Darkroom::start(&bench.options.darkroom, backends, &settings).await?;
+    if bench.options.server_log.is_some() {
+        darkroom.keep_data();
+    }
     tokio::time::sleep(SETTLE).await;
     Ok(darkroom)
 }

@@ -286,11 +286,21 @@ mod tests {
     fn padded_png_has_the_exact_size_and_valid_chunks() {
         let picture = png(4, 4, [1, 2, 3], &[]);
         let folder = tempfile::tempdir().unwrap();
-        for total in [0, 10, picture.len() as u64 + 5, picture.len() as u64 + 12, 5_000] {
+        for total in [
+            0,
+            10,
+            picture.len() as u64 + 5,
+            picture.len() as u64 + 12,
+            5_000,
+        ] {
             let path = folder.path().join("padded.png");
             write_padded_png(&path, &picture, total).unwrap();
             let bytes = fs::read(&path).unwrap();
-            let expected = if total >= picture.len() as u64 + 12 { total } else { picture.len() as u64 };
+            let expected = if total >= picture.len() as u64 + 12 {
+                total
+            } else {
+                picture.len() as u64
+            };
             assert_eq!(bytes.len() as u64, expected, "asked for {total}");
             assert_eq!(png_size(&bytes), Some((4, 4)));
             // Walk the chunks: every length and CRC is right and IEND ends it.
@@ -299,13 +309,18 @@ mod tests {
             while at < bytes.len() {
                 let length = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
                 let body = &bytes[at + 4..at + 8 + length];
-                let crc = u32::from_be_bytes(bytes[at + 8 + length..at + 12 + length].try_into().unwrap());
+                let crc = u32::from_be_bytes(
+                    bytes[at + 8 + length..at + 12 + length].try_into().unwrap(),
+                );
                 assert_eq!(crc32(body), crc);
                 kinds.push(String::from_utf8_lossy(&body[..4]).into_owned());
                 at += 12 + length;
             }
             assert_eq!(kinds.last().map(String::as_str), Some("IEND"));
-            assert_eq!(kinds.contains(&"pdNg".to_owned()), expected > picture.len() as u64);
+            assert_eq!(
+                kinds.contains(&"pdNg".to_owned()),
+                expected > picture.len() as u64
+            );
         }
     }
 

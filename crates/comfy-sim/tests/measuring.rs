@@ -29,7 +29,10 @@ async fn executions_record_when_each_run_started_and_ended() {
     socket.until_done(&second).await;
 
     let executions = sim.executions();
-    let ids: Vec<&str> = executions.iter().map(|run| run.prompt_id.as_str()).collect();
+    let ids: Vec<&str> = executions
+        .iter()
+        .map(|run| run.prompt_id.as_str())
+        .collect();
     assert_eq!(ids, [first.as_str(), second.as_str()]);
     let (one, two) = (&executions[0], &executions[1]);
     let one_end = one.finished.expect("first run finished");
@@ -45,7 +48,9 @@ async fn a_run_in_progress_has_no_end_yet() {
     let sim = start().await;
     let http = Http::new(&sim);
     let mut socket = Socket::connect(&sim, "client-r").await;
-    let prompt_id = http.queue(&quiet_until_interrupted(), Some("client-r")).await;
+    let prompt_id = http
+        .queue(&quiet_until_interrupted(), Some("client-r"))
+        .await;
     socket.until(|frame| frame.kind() == "progress").await;
 
     let executions = sim.executions();
@@ -63,7 +68,9 @@ async fn progress_on_demand_reaches_the_client_of_the_running_prompt() {
     let http = Http::new(&sim);
     assert_eq!(sim.send_progress(1, 2), None, "nothing runs yet");
     let mut socket = Socket::connect(&sim, "client-p").await;
-    let prompt_id = http.queue(&quiet_until_interrupted(), Some("client-p")).await;
+    let prompt_id = http
+        .queue(&quiet_until_interrupted(), Some("client-p"))
+        .await;
     // The node's own first heartbeat says it is running.
     socket.until(|frame| frame.kind() == "progress").await;
 
@@ -113,7 +120,9 @@ async fn output_bytes_pads_saved_files_and_view_serves_them_whole() {
     let image = &http.history(&prompt_id).await[&prompt_id]["outputs"]["2"]["images"][0];
     let filename = image["filename"].as_str().unwrap();
     assert_eq!(
-        std::fs::metadata(sim.output_dir().join(filename)).unwrap().len(),
+        std::fs::metadata(sim.output_dir().join(filename))
+            .unwrap()
+            .len(),
         size
     );
 
@@ -133,7 +142,10 @@ async fn output_bytes_pads_saved_files_and_view_serves_them_whole() {
     // Previews are never padded.
     sim.set_knobs(|knobs| knobs.output_bytes = size);
     let preview = http
-        .queue(&common::steps_preview(1, 1, false, "JPEG", false), Some("client-o"))
+        .queue(
+            &common::steps_preview(1, 1, false, "JPEG", false),
+            Some("client-o"),
+        )
         .await;
     socket.until_done(&preview).await;
     let temp = &http.history(&preview).await[&preview]["outputs"]["2"]["images"][0];

@@ -5,6 +5,9 @@
 //! so that drift on the machine falls on all paths alike; each job's added time is its
 //! time minus the direct job's just before it.
 
+use std::time::Duration;
+
+use anyhow::Context;
 use comfy_sim::Knobs;
 use serde_json::Value;
 
@@ -38,6 +41,7 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
         proxy: proxy
             .as_ref()
             .map(|proxy| V2Client::new(bench.http.clone(), &proxy.base)),
+        run_times: None,
     };
     let jobs = bench.options.sizes.latency_jobs;
     let timings = paths.compare(jobs, graphs::small_image).await;
@@ -63,6 +67,53 @@ pub struct Paths {
     pub direct: DirectClient,
     pub darkroom: V2Client,
     pub proxy: Option<V2Client>,
+    /// When set, each job's own run time on the backend (from the newest history entry's
+    /// timestamps) is taken off its time, so that a backend whose run times vary a lot
+    /// (a real ComfyUI on a busy CPU) does not drown what the paths add.
+    pub run_times: Option<RunTimes>,
+}
+
+/// Reads the run time of the newest prompt from a ComfyUI's history.
+#[derive(Debug, Clone)]
+pub struct RunTimes {
+    pub http: reqwest::Client,
+    /// `http://127.0.0.1:PORT`.
+    pub backend: String,
+}
+
+impl RunTimes {
+    /// From `execution_start` to the last message of the newest history entry.
+    ///
+    /// # Errors
+    ///
+    /// When the history cannot be read or has no timestamps.
+    pub async fn newest(&self) -> anyhow::Result<Duration> {
+        let history: Value = self
+            .http
+            .get(format!("{}/history?max_items=1", self.backend))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let entry = history
+            .as_object()
+            .and_then(|entries| entries.values().next_back())
+            .context("the history is empty")?;
+        let (start, end) = run_span(entry).context("the newest run has no timestamps")?;
+        Ok(Duration::from_millis(end.saturating_sub(start)))
+    }
+}
+
+/// Milliseconds since the epoch of a run's `execution_start` and of its last message.
+pub fn run_span(entry: &Value) -> Option<(u64, u64)> {
+    let messages = entry["status"]["messages"].as_array()?;
+    let stamp = |message: &Value| message[1]["timestamp"].as_u64();
+    let start = messages
+        .iter()
+        .find(|message| message[0] == "execution_start")
+        .and_then(stamp)?;
+    let end = messages.iter().filter_map(stamp).max()?;
+    Some((start, end))
 }
 
 /// Each path's job times, and the per-job differences to the direct path.
@@ -98,12 +149,12 @@ impl Paths {
             number += 1;
             let started = std::time::Instant::now();
             self.direct.run(&graph(number)).await?;
-            let direct = started.elapsed();
+            let direct = self.outside_the_run(started.elapsed()).await?;
 
             number += 1;
             let started = std::time::Instant::now();
             let (_, misreports) = self.darkroom.run(&graph(number)).await?;
-            let darkroom = started.elapsed();
+            let darkroom = self.outside_the_run(started.elapsed()).await?;
             timings.darkroom_misreports += misreports;
 
             if counted {
@@ -121,9 +172,9 @@ impl Paths {
                 if let Ok((_, misreports)) = &outcome {
                     timings.proxy_misreports += misreports;
                 }
+                let elapsed = self.outside_the_run(started.elapsed()).await?;
                 match outcome {
                     Ok(_) if counted => {
-                        let elapsed = started.elapsed();
                         timings.proxy.push_duration(elapsed);
                         timings
                             .proxy_added
@@ -139,6 +190,14 @@ impl Paths {
             }
         }
         Ok(timings)
+    }
+
+    /// `elapsed` less the newest run's time on the backend, when run times are taken off.
+    async fn outside_the_run(&self, elapsed: Duration) -> anyhow::Result<Duration> {
+        match &self.run_times {
+            Some(run_times) => Ok(elapsed.saturating_sub(run_times.newest().await?)),
+            None => Ok(elapsed),
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use testkit::{RealComfyUi, StartOptions};
 
-use super::latency::Paths;
+use super::latency::{Paths, RunTimes, run_span};
 use super::utilisation::{Busy, run_queue};
 use crate::direct::DirectClient;
 use crate::report::Unit;
@@ -88,11 +88,15 @@ async fn measure(
         direct: DirectClient::connect(bench.http.clone(), backend).await?,
         darkroom: darkroom_client.clone(),
         proxy: proxy_client.clone(),
+        run_times: Some(RunTimes {
+            http: bench.http.clone(),
+            backend: backend.to_owned(),
+        }),
     };
     let timings = paths
         .compare(sizes.real_latency_jobs, graphs::real_txt2img)
         .await?;
-    let latency_scenario = format!("{NAME}: added latency");
+    let latency_scenario = format!("{NAME}: added latency, outside ComfyUI's run");
     timings.report(bench, &latency_scenario, sizes.real_latency_jobs, false);
     if proxy.is_none() {
         bench.report.text(
@@ -197,16 +201,4 @@ async fn history(bench: &Bench, backend: &str) -> anyhow::Result<serde_json::Map
         .as_object()
         .cloned()
         .context("/history is not an object")
-}
-
-/// Milliseconds since the epoch of a run's `execution_start` and of its last message.
-fn run_span(entry: &Value) -> Option<(u64, u64)> {
-    let messages = entry["status"]["messages"].as_array()?;
-    let stamp = |message: &Value| message[1]["timestamp"].as_u64();
-    let start = messages
-        .iter()
-        .find(|message| message[0] == "execution_start")
-        .and_then(stamp)?;
-    let end = messages.iter().filter_map(stamp).max()?;
-    Some((start, end))
 }

@@ -19,7 +19,14 @@ const MAX_FILE_SIDE: u32 = 1024;
 pub(super) fn save_image(run: &Run<'_>, node_id: &str, prefix: &str) -> Result<NodeResult, Stop> {
     let image = image_input(run, node_id, "images");
     let pad_to = run.shared.knobs().output_bytes;
-    let images = save_images(run, &image, &run.shared.dirs.output, prefix, "output", pad_to)?;
+    let images = save_images(
+        run,
+        &image,
+        &run.shared.dirs.output,
+        prefix,
+        "output",
+        pad_to,
+    )?;
     Ok(NodeResult::ui(json!({"images": images})))
 }
 

@@ -1,8 +1,9 @@
 //! Scenario 3: how busy Darkroom keeps its backends. N simulated backends each take a
 //! fixed time per job; a queue many times N is submitted at once; the share of backend
-//! time spent working is the time the backends ran jobs over N times the span from the
-//! first job starting to the last one ending. What is lost is the time between a job
-//! ending on a backend and the next one starting there.
+//! time spent working is the time the backends ran jobs over N times a span. Two spans:
+//! while the queue still held work (from the first job starting to the last one
+//! starting), which is what the scheduler answers for; and to the last job's end, which
+//! adds the drain at the end, when some backends have run out of work before others.
 
 use std::time::{Duration, Instant};
 
@@ -182,6 +183,56 @@ impl Busy {
         Self::from_intervals(sims.len(), &intervals)
     }
 
+    /// From the simulators' records, counted from the first run's start to the last
+    /// run's start: while every backend could have had work.
+    ///
+    /// # Errors
+    ///
+    /// When fewer than two runs finished.
+    pub fn while_queued(sims: &[SimHandle]) -> anyhow::Result<Self> {
+        let executions: Vec<Execution> = sims.iter().flat_map(SimHandle::executions).collect();
+        let intervals: Vec<(Instant, Instant)> = executions
+            .iter()
+            .filter_map(|run| Some((run.started, run.finished?)))
+            .collect();
+        let first_start = intervals
+            .iter()
+            .map(|(start, _)| *start)
+            .min()
+            .context("no run finished")?;
+        let last_start = intervals
+            .iter()
+            .map(|(start, _)| *start)
+            .max()
+            .context("no run finished")?;
+        Ok(Self::within(
+            sims.len(),
+            &intervals,
+            first_start,
+            last_start,
+        ))
+    }
+
+    /// The work done inside `[from, to]` by runs that started before `to`.
+    fn within(
+        backends: usize,
+        intervals: &[(Instant, Instant)],
+        from: Instant,
+        to: Instant,
+    ) -> Self {
+        let inside: Vec<Duration> = intervals
+            .iter()
+            .filter(|(start, _)| *start < to)
+            .map(|(start, end)| (*end).min(to).saturating_duration_since((*start).max(from)))
+            .collect();
+        Self {
+            backends,
+            runs: inside.len(),
+            working: inside.iter().sum(),
+            span: to - from,
+        }
+    }
+
     /// # Errors
     ///
     /// When there are no intervals.
@@ -233,5 +284,10 @@ mod tests {
         assert!((busy.percent() - 75.0).abs() < 1e-9);
         assert!((busy.idle_per_job_ms() - 50.0 / 3.0).abs() < 1e-9);
         assert!(Busy::from_intervals(1, &[]).is_err());
+
+        // Until the last start at 60: the first backend worked 60 of 60 ms, the second 50.
+        let intervals = [(at(0), at(60)), (at(60), at(100)), (at(10), at(60))];
+        let fed = Busy::within(2, &intervals, at(0), at(60));
+        assert!((fed.percent() - 110.0 / 120.0 * 100.0).abs() < 1e-9);
     }
 }

@@ -118,8 +118,8 @@ impl Sizes {
             fanout_backends: 2,
             fanout_rounds: 5,
             large_output_bytes: 50 * 1024 * 1024,
-            real_latency_jobs: 2,
-            real_utilisation_jobs: 3,
+            real_latency_jobs: 1,
+            real_utilisation_jobs: 2,
         }
     }
 }

@@ -13,6 +13,8 @@
 #                     (scripts/install-moto.sh, pinned, into ~/.cache/darkroom/moto)
 #   fuzzing           every cargo-fuzz target in fuzz/ for DARKROOM_FUZZ_SECONDS (default 30)
 #                     each, seeded from the fixtures (scripts/fuzz.sh; installs cargo-fuzz once)
+#   benchmark harness darkroom-bench --quick: every scenario must run (figures are printed,
+#                     never asserted), beside comfy-api-proxy (installed from PyPI, pinned)
 #
 # Needs: a Rust toolchain (rustup), python3.11 with venv and pip, gcc, curl, Node.js with npm,
 # root for apt-get; network access to crates.io, PyPI, Debian and npm the first time.
@@ -37,6 +39,9 @@ if [ "${DARKROOM_SKIP_REAL_COMFYUI:-}" = 1 ]; then
 else
   step "real ComfyUI (installed once; instant when already there)"
   scripts/install-comfyui.sh
+
+  step "comfy-api-proxy for the benchmark comparison (installed once)"
+  scripts/install-comfy-api-proxy.sh
 
   step "browser test: Debian's chromium and the pinned playwright-core (installed once)"
   if [ ! -x /usr/bin/chromium ]; then
@@ -72,3 +77,9 @@ fi
 
 step "fuzzing: every target for a bounded time"
 scripts/fuzz.sh
+
+step "benchmark harness, quick mode (debug build: figures printed, not asserted)"
+cargo build --locked -p darkroom -p darkroom-bench
+real_comfyui=auto
+[ "${DARKROOM_SKIP_REAL_COMFYUI:-}" = 1 ] && real_comfyui=off
+"${CARGO_TARGET_DIR:-target}/debug/darkroom-bench" --quick --real "$real_comfyui"

@@ -9,13 +9,17 @@
 #                     by scripts/install-comfyui.sh into ~/.cache/darkroom/comfyui
 #   browser and CLI   the page in Debian's headless chromium (playwright-core from npm, pinned
 #                     in testing/browser) and the darkroom CLI, against that ComfyUI
+#   S3 blob store     the artifact suite and one job end to end against moto's S3 server
+#                     (scripts/install-moto.sh, pinned, into ~/.cache/darkroom/moto)
 #   fuzzing           every cargo-fuzz target in fuzz/ for DARKROOM_FUZZ_SECONDS (default 30)
 #                     each, seeded from the fixtures (scripts/fuzz.sh; installs cargo-fuzz once)
+#   benchmark harness darkroom-bench --quick: every scenario must run (figures are printed,
+#                     never asserted), beside comfy-api-proxy (installed from PyPI, pinned)
 #
 # Needs: a Rust toolchain (rustup), python3.11 with venv and pip, gcc, curl, Node.js with npm,
 # root for apt-get; network access to crates.io, PyPI, Debian and npm the first time.
 # DARKROOM_SKIP_REAL_COMFYUI=1 skips the real-ComfyUI tier (browser and CLI tests included),
-# and says so.
+# and says so. DARKROOM_SKIP_S3=1 skips the S3 tier, and says so.
 # PostgreSQL: the store and replica tests also run on the PostgreSQL server at
 # DARKROOM_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/test), each in a
 # schema or database of its own; they fail when it is unreachable, unless
@@ -41,6 +45,9 @@ else
   step "real ComfyUI (installed once; instant when already there)"
   scripts/install-comfyui.sh
 
+  step "comfy-api-proxy for the benchmark comparison (installed once)"
+  scripts/install-comfy-api-proxy.sh
+
   step "browser test: Debian's chromium and the pinned playwright-core (installed once)"
   if [ ! -x /usr/bin/chromium ]; then
     apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
@@ -54,6 +61,13 @@ fi
 
 if [ "${DARKROOM_SKIP_POSTGRES:-}" = 1 ]; then
   printf '\n!!! SKIPPING THE POSTGRESQL TESTS (DARKROOM_SKIP_POSTGRES=1) !!!\n\n'
+fi
+
+if [ "${DARKROOM_SKIP_S3:-}" = 1 ]; then
+  printf '\n!!! SKIPPING THE S3 TIER (DARKROOM_SKIP_S3=1) !!!\n\n'
+else
+  step "S3 test server: moto (installed once; instant when already there)"
+  scripts/install-moto.sh
 fi
 
 step "format"
@@ -72,3 +86,9 @@ fi
 
 step "fuzzing: every target for a bounded time"
 scripts/fuzz.sh
+
+step "benchmark harness, quick mode (debug build: figures printed, not asserted)"
+cargo build --locked -p darkroom -p darkroom-bench
+real_comfyui=auto
+[ "${DARKROOM_SKIP_REAL_COMFYUI:-}" = 1 ] && real_comfyui=off
+"${CARGO_TARGET_DIR:-target}/debug/darkroom-bench" --quick --real "$real_comfyui"

@@ -45,6 +45,10 @@ pub struct Knobs {
     /// When an old socket whose clientId was taken over closes, remove the
     /// new socket too, as ComfyUI does (issue #16010). Off by default.
     pub stale_close_evicts: bool,
+    /// Every file `SaveImage` writes is padded to this many bytes (0: off)
+    /// with a private ancillary PNG chunk, so it stays a valid PNG of the
+    /// same picture: a job with an output of hundreds of megabytes.
+    pub output_bytes: u64,
 }
 
 /// Which node of the next prompt fails, and with what message.
@@ -80,6 +84,7 @@ impl Default for Knobs {
             comfyui_version: "0.3.75".to_owned(),
             previews: false,
             stale_close_evicts: false,
+            output_bytes: 0,
         }
     }
 }

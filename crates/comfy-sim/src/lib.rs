@@ -34,3 +34,5 @@ mod validate;
 pub use error::SimError;
 pub use knobs::{InjectedFailure, Knobs};
 pub use server::{SimHandle, Simulator, SimulatorBuilder};
+pub use shared::ProgressSent;
+pub use state::Execution;

@@ -38,6 +38,9 @@ struct Args {
     /// Send sampler previews, like `--preview-method latent2rgb`.
     #[arg(long)]
     previews: bool,
+    /// Pad every file SaveImage writes to this many bytes (0: off).
+    #[arg(long, default_value_t = 0)]
+    output_bytes: u64,
     /// Version reported by /system_stats.
     #[arg(long, default_value = "0.3.75")]
     comfyui_version: String,
@@ -58,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
         time_scale: args.time_scale,
         history_lag: Duration::from_millis(args.history_lag_ms),
         previews: args.previews,
+        output_bytes: args.output_bytes,
         comfyui_version: args.comfyui_version,
         ..Knobs::default()
     };

@@ -6,6 +6,10 @@
 //! test double. They trade size for simplicity: PNG data is stored, not
 //! compressed.
 
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+
 /// A PNG of `width` x `height` filled with `rgb`, with optional `tEXt`
 /// chunks (ComfyUI stores the prompt and workflow that way).
 pub(crate) fn png(width: u32, height: u32, rgb: [u8; 3], text: &[(&str, String)]) -> Vec<u8> {
@@ -215,6 +219,47 @@ pub(crate) fn wav(millis: u32) -> Vec<u8> {
     out
 }
 
+/// The largest padding chunk written: PNG allows up to 2^31 - 1 bytes.
+const MAX_PADDING_CHUNK: u64 = 1 << 30;
+
+/// Writes `png` to `path`, padded to `total` bytes with private ancillary
+/// `pdNg` chunks of zeros before `IEND`, so it stays a valid PNG of the same
+/// picture that any decoder reads (ancillary chunks it does not know are
+/// skipped). Written in small blocks: memory stays flat whatever `total`.
+/// Files that would need less than one chunk of padding are written as is.
+pub(crate) fn write_padded_png(path: &Path, png: &[u8], total: u64) -> io::Result<()> {
+    const CHUNK_OVERHEAD: u64 = 12;
+    let (head, iend) = png.split_at(png.len().saturating_sub(CHUNK_OVERHEAD as usize));
+    let mut file = io::BufWriter::new(fs::File::create(path)?);
+    file.write_all(head)?;
+
+    let mut left = total.saturating_sub(png.len() as u64);
+    let zeros = vec![0u8; 1 << 20];
+    while left >= CHUNK_OVERHEAD {
+        let mut data = (left - CHUNK_OVERHEAD).min(MAX_PADDING_CHUNK);
+        let after = left - CHUNK_OVERHEAD - data;
+        if after > 0 && after < CHUNK_OVERHEAD {
+            // Leave room for one more whole chunk rather than a stub.
+            data -= CHUNK_OVERHEAD;
+        }
+        file.write_all(&u32::try_from(data).unwrap_or(u32::MAX).to_be_bytes())?;
+        let mut crc = crc32fast::Hasher::new();
+        file.write_all(b"pdNg")?;
+        crc.update(b"pdNg");
+        let mut unwritten = data;
+        while unwritten > 0 {
+            let block = &zeros[..usize::try_from(unwritten.min(zeros.len() as u64)).unwrap_or(0)];
+            file.write_all(block)?;
+            crc.update(block);
+            unwritten -= block.len() as u64;
+        }
+        file.write_all(&crc.finalize().to_be_bytes())?;
+        left -= data + CHUNK_OVERHEAD;
+    }
+    file.write_all(iend)?;
+    file.flush()
+}
+
 /// Width and height from a PNG's header, if `bytes` is a PNG.
 pub(crate) fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
     if bytes.len() < 24 || &bytes[..8] != b"\x89PNG\r\n\x1a\n" {
@@ -235,6 +280,48 @@ mod tests {
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
         assert_eq!(png_size(&bytes), Some((3, 2)));
         assert_eq!(&bytes[bytes.len() - 8..bytes.len() - 4], b"IEND");
+    }
+
+    #[test]
+    fn padded_png_has_the_exact_size_and_valid_chunks() {
+        let picture = png(4, 4, [1, 2, 3], &[]);
+        let folder = tempfile::tempdir().unwrap();
+        for total in [
+            0,
+            10,
+            picture.len() as u64 + 5,
+            picture.len() as u64 + 12,
+            5_000,
+        ] {
+            let path = folder.path().join("padded.png");
+            write_padded_png(&path, &picture, total).unwrap();
+            let bytes = fs::read(&path).unwrap();
+            let expected = if total >= picture.len() as u64 + 12 {
+                total
+            } else {
+                picture.len() as u64
+            };
+            assert_eq!(bytes.len() as u64, expected, "asked for {total}");
+            assert_eq!(png_size(&bytes), Some((4, 4)));
+            // Walk the chunks: every length and CRC is right and IEND ends it.
+            let mut at = 8;
+            let mut kinds = Vec::new();
+            while at < bytes.len() {
+                let length = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+                let body = &bytes[at + 4..at + 8 + length];
+                let crc = u32::from_be_bytes(
+                    bytes[at + 8 + length..at + 12 + length].try_into().unwrap(),
+                );
+                assert_eq!(crc32(body), crc);
+                kinds.push(String::from_utf8_lossy(&body[..4]).into_owned());
+                at += 12 + length;
+            }
+            assert_eq!(kinds.last().map(String::as_str), Some("IEND"));
+            assert_eq!(
+                kinds.contains(&"pdNg".to_owned()),
+                expected > picture.len() as u64
+            );
+        }
     }
 
     #[test]

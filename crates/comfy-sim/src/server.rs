@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -19,7 +20,8 @@ use crate::error::SimError;
 use crate::files::Dirs;
 use crate::http;
 use crate::knobs::Knobs;
-use crate::shared::Shared;
+use crate::shared::{ProgressSent, Shared};
+use crate::state::Execution;
 
 /// A ComfyUI 0.3.75 stand-in. Start one with [`Simulator::builder`].
 #[derive(Debug)]
@@ -129,6 +131,13 @@ impl SimulatorBuilder {
 
         let (stop, stopped) = oneshot::channel::<()>();
         let app = http::router(Arc::clone(&shared));
+        // No Nagle delay: like aiohttp, which ComfyUI runs on, every small websocket
+        // message leaves at once instead of waiting for the peer's delayed ACK.
+        let listener = listener.tap_io(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
         let server = tokio::spawn(async move {
             let serving = axum::serve(listener, app).with_graceful_shutdown(async {
                 let _ = stopped.await;
@@ -209,6 +218,19 @@ impl SimHandle {
     /// Every prompt id that started executing, in order, across restarts.
     pub fn executed_prompts(&self) -> Vec<String> {
         self.shared.state().executed.clone()
+    }
+
+    /// When each run started and ended, in order, across restarts: how long
+    /// the server was busy, for benchmarks of what keeps it fed.
+    pub fn executions(&self) -> Vec<Execution> {
+        self.shared.state().executions.clone()
+    }
+
+    /// Sends a `progress` message (`value` of `max`) for the running prompt
+    /// now, as its node would, and says when; `None` when nothing runs. For
+    /// measuring how long a message takes to reach a gateway's clients.
+    pub fn send_progress(&self, value: u64, max: u64) -> Option<ProgressSent> {
+        self.shared.send_progress(value, max)
     }
 
     /// Waits until `prompt_id` has a history entry; for tests that must

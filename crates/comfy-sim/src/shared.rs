@@ -3,6 +3,9 @@
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use serde_json::json;
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -12,6 +15,17 @@ use crate::files::Dirs;
 use crate::hub::{self, Hub};
 use crate::knobs::Knobs;
 use crate::state::SimState;
+
+/// What [`crate::SimHandle::send_progress`] sent, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgressSent {
+    /// The running prompt the message named.
+    pub prompt_id: String,
+    /// The node it named: the one running, or empty before the first.
+    pub node: String,
+    /// Taken just before the message was handed to the sockets.
+    pub at: Instant,
+}
 
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -71,6 +85,26 @@ impl Shared {
             "status",
             hub::status_data(state.queue_remaining(), None),
         );
+    }
+
+    /// Sends one `progress` message for the running prompt's current node
+    /// now, to the prompt's client (or to everyone without one), as a node's
+    /// progress hook would; `None` when nothing runs. The time is taken just
+    /// before the message is queued for the sockets.
+    pub fn send_progress(&self, value: u64, max: u64) -> Option<ProgressSent> {
+        let state = self.state();
+        let running = state.running.as_ref()?;
+        let node = state.last_node.clone().unwrap_or_default();
+        let data = json!({"value": value, "max": max, "prompt_id": running.prompt_id,
+                          "node": node});
+        let sent = ProgressSent {
+            prompt_id: running.prompt_id.clone(),
+            node,
+            at: Instant::now(),
+        };
+        self.hub
+            .send_json(state.current_client.as_deref(), "progress", data);
+        Some(sent)
     }
 
     pub fn start_worker(self: &Arc<Self>) {

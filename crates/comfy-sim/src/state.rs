@@ -8,6 +8,7 @@
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
@@ -100,6 +101,22 @@ pub(crate) struct SimState {
     /// Survives restarts: every prompt id accepted, and every run started.
     pub posted: Vec<String>,
     pub executed: Vec<String>,
+    /// Survives restarts: when each run started and ended, for benchmarks.
+    pub executions: Vec<Execution>,
+}
+
+/// One prompt's time on the executor: from leaving the queue to its
+/// history entry being written (history lag included), which is how long
+/// the server was busy with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Execution {
+    /// The prompt that ran.
+    pub prompt_id: String,
+    /// When the executor took it from the queue.
+    pub started: Instant,
+    /// When its history entry was written; `None` while it runs, and for
+    /// a run a restart cut short.
+    pub finished: Option<Instant>,
 }
 
 impl SimState {
@@ -111,9 +128,11 @@ impl SimState {
     pub fn forget(&mut self) {
         let posted = std::mem::take(&mut self.posted);
         let executed = std::mem::take(&mut self.executed);
+        let executions = std::mem::take(&mut self.executions);
         *self = Self {
             posted,
             executed,
+            executions,
             ..Self::default()
         };
     }

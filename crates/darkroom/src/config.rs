@@ -14,6 +14,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::artifacts::{ArtifactsLocation, S3Settings};
+
 /// The effective configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
@@ -64,6 +66,11 @@ pub struct Config {
     pub limits: Limits,
     /// Timeouts of client connections, calls to ComfyUI and runs.
     pub timeouts: Timeouts,
+    /// Where outputs and uploads are kept: empty for `<data_dir>/blobs`,
+    /// `file:///PATH`, or `s3://BUCKET/PREFIX` (shared by replicas; see `s3`).
+    pub artifacts_url: String,
+    /// How to reach the object store of an `s3://` `artifacts_url`.
+    pub s3: S3Settings,
 }
 
 /// Request sizes, and what each API key may do at once (a key may have its own values).
@@ -252,6 +259,8 @@ impl Default for Config {
             cors_origins: Vec::new(),
             limits: Limits::default(),
             timeouts: Timeouts::default(),
+            artifacts_url: String::new(),
+            s3: S3Settings::default(),
         }
     }
 }
@@ -354,6 +363,8 @@ impl Config {
         if self.max_attempts == 0 {
             return Err(ConfigError("`max_attempts` must be at least 1".to_owned()));
         }
+        ArtifactsLocation::parse(&self.artifacts_url, &self.data_dir, &self.s3)
+            .map_err(|error| ConfigError(error.to_string()))?;
         if self.prompts_per_backend == 0 {
             return Err(ConfigError(
                 "`prompts_per_backend` must be at least 1".to_owned(),
@@ -410,6 +421,9 @@ impl Config {
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
         shown.database_url = redact_url(&shown.database_url);
+        if !shown.s3.secret_access_key.is_empty() {
+            shown.s3.secret_access_key = "****".to_owned();
+        }
         for backend in &mut shown.backends {
             backend.url = redact_url(&backend.url);
             for (key, value) in backend

@@ -44,6 +44,11 @@ pub async fn serve(
                 continue;
             }
         };
+        // No Nagle delay: an event stream writes small frames one after another, and each
+        // would otherwise wait for the client's delayed ACK (about 40 ms on Linux).
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
 
         let mut builder = Builder::new(TokioExecutor::new());
         builder

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::artifacts::LocalBlobStore;
+use crate::artifacts::BlobStore;
 use crate::store::Store;
 
 /// How often the sweep runs, and how many jobs one pass expires at most.
@@ -15,16 +15,16 @@ const EVERY: Duration = Duration::from_secs(60);
 const BATCH: u32 = 200;
 
 /// Sweeps now and then, forever; abort the task to stop it.
-pub async fn sweep_forever(store: Arc<dyn Store>, blobs: LocalBlobStore) {
+pub async fn sweep_forever(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) {
     let mut interval = tokio::time::interval(EVERY);
     loop {
         interval.tick().await;
-        sweep_once(store.as_ref(), &blobs).await;
+        sweep_once(store.as_ref(), blobs.as_ref()).await;
     }
 }
 
 /// One pass: expires what is due and deletes orphaned blobs. Returns how many jobs expired.
-pub async fn sweep_once(store: &dyn Store, blobs: &LocalBlobStore) -> usize {
+pub async fn sweep_once(store: &dyn Store, blobs: &dyn BlobStore) -> usize {
     let sweep = match store.sweep_expired(OffsetDateTime::now_utc(), BATCH).await {
         Ok(sweep) => sweep,
         Err(error) => {

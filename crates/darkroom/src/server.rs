@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::api::{self, AppState};
-use crate::artifacts::LocalBlobStore;
+use crate::artifacts::ArtifactsLocation;
 use crate::auth::{Auth, ExposedWithoutKeys};
 use crate::config::Config;
 use crate::jobs::bus::JobBus;
@@ -78,7 +78,9 @@ pub async fn serve(
     tokio::fs::create_dir_all(&config.data_dir).await?;
     let store = crate::store::open(&config.database_url).await?;
     tracing::info!(database = %crate::config::redact_url(&config.database_url), "store open");
-    let blobs = LocalBlobStore::create(config.data_dir.join("blobs")).await?;
+    let location = ArtifactsLocation::parse(&config.artifacts_url, &config.data_dir, &config.s3)?;
+    let blobs = crate::artifacts::open(&location).await?;
+    tracing::info!(blobs = %location, "blob store open");
     // Loaded without /object_info, so start-up never waits on a backend; each template is
     // checked again with it on first use.
     let templates = Library::open(config.templates_folder(), None).await?;

@@ -10,10 +10,12 @@
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use futures_util::TryStreamExt;
 use image::{ImageFormat, ImageReader, Limits};
 
-use crate::artifacts::{BlobHash, LocalBlobStore};
+use crate::artifacts::{ArtifactError, BlobHash, BlobStore};
 
 /// The edge lengths a thumbnail may have; a closed set keeps the cache bounded.
 pub const SIZES: &[u32] = &[64, 128, 256, 512];
@@ -34,6 +36,8 @@ pub enum ThumbnailError {
     TooLarge { size: u64 },
     #[error("the asset is not an image this server can read: {0}")]
     NotAnImage(String),
+    #[error("cannot read the image: {0}")]
+    Blob(#[from] ArtifactError),
     #[error("thumbnail cache {path}: {source}")]
     Io {
         path: PathBuf,
@@ -48,11 +52,11 @@ pub enum ThumbnailError {
 #[derive(Debug, Clone)]
 pub struct Thumbnails {
     cache_dir: PathBuf,
-    blobs: LocalBlobStore,
+    blobs: Arc<dyn BlobStore>,
 }
 
 impl Thumbnails {
-    pub fn new(cache_dir: impl Into<PathBuf>, blobs: LocalBlobStore) -> Self {
+    pub fn new(cache_dir: impl Into<PathBuf>, blobs: Arc<dyn BlobStore>) -> Self {
         Self {
             cache_dir: cache_dir.into(),
             blobs,
@@ -75,17 +79,19 @@ impl Thumbnails {
             return Ok(bytes);
         }
 
-        let source = self.blobs.path_of(hash);
-        let length = tokio::fs::metadata(&source)
-            .await
-            .map_err(|source_error| io_error(&source, source_error))?
-            .len();
-        if length > MAX_SOURCE_BYTES {
-            return Err(ThumbnailError::TooLarge { size: length });
+        // Read through the store, so a blob in object storage works as one on disk.
+        let blob = self.blobs.open(hash).await?;
+        if blob.size() > MAX_SOURCE_BYTES {
+            return Err(ThumbnailError::TooLarge { size: blob.size() });
         }
-        let bytes = tokio::fs::read(&source)
+        let bytes = blob
+            .into_stream()
+            .try_fold(Vec::new(), |mut bytes, chunk| {
+                bytes.extend_from_slice(&chunk);
+                std::future::ready(Ok(bytes))
+            })
             .await
-            .map_err(|source_error| io_error(&source, source_error))?;
+            .map_err(|error| ThumbnailError::Blob(ArtifactError::Source(error)))?;
         let thumbnail = tokio::task::spawn_blocking(move || render(&bytes, size)).await??;
 
         store(&self.cache_dir, &cached, &thumbnail).await?;

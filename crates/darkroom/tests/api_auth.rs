@@ -22,6 +22,11 @@ async fn get(client: &reqwest::Client, server: &TestServer, path: &str) -> (Stat
     read_json(client.get(server.url(path)).send().await.unwrap()).await
 }
 
+/// A client sending a fresh key of `role`, with the default limits.
+async fn keyed(server: &TestServer, name: &str, role: Role) -> reqwest::Client {
+    server.client_with_key(&server.create_key(name, role, KeyLimits::default()).await)
+}
+
 async fn post(
     client: &reqwest::Client,
     server: &TestServer,
@@ -167,21 +172,9 @@ async fn a_revoked_key_is_refused_at_once() {
 #[tokio::test]
 async fn a_key_sees_only_its_own_jobs_and_assets_and_others_look_missing() {
     let server = TestServer::start().await;
-    let alice = server.client_with_key(
-        &server
-            .create_key("alice", Role::User, KeyLimits::default())
-            .await,
-    );
-    let bob = server.client_with_key(
-        &server
-            .create_key("bob", Role::User, KeyLimits::default())
-            .await,
-    );
-    let admin = server.client_with_key(
-        &server
-            .create_key("ops", Role::Admin, KeyLimits::default())
-            .await,
-    );
+    let alice = keyed(&server, "alice", Role::User).await;
+    let bob = keyed(&server, "bob", Role::User).await;
+    let admin = keyed(&server, "ops", Role::Admin).await;
 
     let job = submit(&alice, &server, &save_image("alice")).await;
     let id = job["id"].as_str().unwrap();
@@ -323,16 +316,8 @@ async fn a_key_sees_only_its_own_jobs_and_assets_and_others_look_missing() {
 #[tokio::test]
 async fn routes_that_change_the_server_need_an_admin_key() {
     let server = TestServer::start().await;
-    let user = server.client_with_key(
-        &server
-            .create_key("user", Role::User, KeyLimits::default())
-            .await,
-    );
-    let admin = server.client_with_key(
-        &server
-            .create_key("admin", Role::Admin, KeyLimits::default())
-            .await,
-    );
+    let user = keyed(&server, "user", Role::User).await;
+    let admin = keyed(&server, "admin", Role::Admin).await;
     let (status, body) = post(&user, &server, "/api/templates/reload", &json!({})).await;
     assert_error(status, &body, StatusCode::FORBIDDEN, "forbidden");
     let template = json!({"name": "mine", "workflow": save_image("x")});
@@ -496,11 +481,7 @@ async fn a_flood_past_the_rate_gets_429_with_retry_after() {
         ..KeyLimits::default()
     };
     let flooder = server.client_with_key(&server.create_key("flood", Role::User, limits).await);
-    let calm = server.client_with_key(
-        &server
-            .create_key("calm", Role::User, KeyLimits::default())
-            .await,
-    );
+    let calm = keyed(&server, "calm", Role::User).await;
 
     for request in 0..5 {
         let (status, body) = get(&flooder, &server, "/api/v2/jobs").await;
@@ -578,11 +559,7 @@ async fn a_key_may_hold_only_so_many_queued_jobs() {
         ..KeyLimits::default()
     };
     let busy = server.client_with_key(&server.create_key("busy", Role::User, limits).await);
-    let other = server.client_with_key(
-        &server
-            .create_key("other", Role::User, KeyLimits::default())
-            .await,
-    );
+    let other = keyed(&server, "other", Role::User).await;
     // The first job holds the only backend, so the next ones wait.
     let running = submit(&busy, &server, &until_interrupted()).await;
     let running_id = running["id"].as_str().unwrap();

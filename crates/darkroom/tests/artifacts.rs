@@ -1,20 +1,30 @@
-//! The content-addressed blob store on a temp folder: streaming writes that
-//! never hold a blob in memory, dedup, byte ranges, cleanup after failures,
-//! and hashes from hostile clients.
+//! The content-addressed blob store, one suite run against both engines: local disk on a
+//! temp folder (`local_disk::*`) and S3 on moto's server (`s3::*`, a bucket per test;
+//! `DARKROOM_SKIP_S3=1` skips those loudly). Streaming writes that never hold a blob in
+//! memory, dedup, byte ranges, cleanup after failed and canceled writes, replicas sharing
+//! a bucket, and hashes from hostile clients.
 
 #![allow(
+    clippy::print_stderr,
     clippy::unwrap_used,
-    reason = "helpers outside #[test] fns panic too: that is the failure message we want"
+    reason = "the large-blob test prints what it measured; helpers outside #[test] fns panic \
+              too: that is the failure message we want"
 )]
+
+mod support;
 
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
-use darkroom::artifacts::{ArtifactError, BlobHash, LocalBlobStore};
+use darkroom::artifacts::{
+    ArtifactError, ArtifactsLocation, BlobHash, BlobStore, LocalBlobStore, S3BlobStore, S3Settings,
+};
 use futures_util::{Stream, StreamExt, TryStreamExt, stream};
+use support::s3::MotoServer;
 use tokio::io::AsyncReadExt;
 
 const CHUNK: usize = 64 * 1024;
@@ -80,7 +90,7 @@ fn from_slices(parts: &[&'static [u8]]) -> impl Stream<Item = io::Result<Bytes>>
 }
 
 async fn read_all(
-    store: &LocalBlobStore,
+    store: &dyn BlobStore,
     hash: &BlobHash,
     offset: u64,
     length: Option<u64>,
@@ -97,30 +107,197 @@ fn files_in(folder: &Path) -> usize {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn a_large_blob_streams_through_without_being_buffered() {
+/// A store under test and a view of what its engine holds besides blobs.
+struct Subject {
+    store: Arc<dyn BlobStore>,
+    engine: Engine,
+}
+
+enum Engine {
+    Local(tempfile::TempDir),
+    S3 {
+        moto: &'static MotoServer,
+        bucket: String,
+        prefix: String,
+    },
+}
+
+async fn local_disk() -> Option<Subject> {
     let folder = tempfile::tempdir().unwrap();
     let store = LocalBlobStore::create(folder.path()).await.unwrap();
-    let chunks = 50 * 1024 * 1024 / CHUNK;
+    Some(Subject {
+        store: Arc::new(store),
+        engine: Engine::Local(folder),
+    })
+}
+
+async fn s3() -> Option<Subject> {
+    let moto = MotoServer::shared()?;
+    let bucket = moto.bucket().await;
+    let prefix = "outputs/darkroom".to_owned();
+    let store = s3_store(moto, &bucket, &prefix).await;
+    Some(Subject {
+        store,
+        engine: Engine::S3 {
+            moto,
+            bucket,
+            prefix,
+        },
+    })
+}
+
+async fn s3_store(moto: &MotoServer, bucket: &str, prefix: &str) -> Arc<dyn BlobStore> {
+    let location = ArtifactsLocation::parse(
+        &format!("s3://{bucket}/{prefix}"),
+        Path::new("/unused"),
+        &moto.settings(),
+    )
+    .unwrap();
+    darkroom::artifacts::open(&location).await.unwrap()
+}
+
+impl Subject {
+    fn store(&self) -> &dyn BlobStore {
+        self.store.as_ref()
+    }
+
+    /// Where a blob is kept, relative to the engine's root (bucket for S3).
+    fn expected_key(&self, hash: &BlobHash) -> String {
+        let hex = hash.hex();
+        match &self.engine {
+            Engine::Local(_) => format!("{}/{}/{hex}", &hex[..2], &hex[2..4]),
+            Engine::S3 { prefix, .. } => format!("{prefix}/blobs/{}/{}", &hex[..2], &hex[2..]),
+        }
+    }
+
+    /// Every blob kept, as keys relative to the engine's root, sorted.
+    async fn blob_keys(&self) -> Vec<String> {
+        match &self.engine {
+            Engine::Local(folder) => {
+                let mut keys = Vec::new();
+                walk(folder.path(), folder.path(), &mut keys);
+                keys.retain(|key| !key.starts_with("tmp/"));
+                keys.sort();
+                keys
+            }
+            Engine::S3 {
+                moto,
+                bucket,
+                prefix,
+            } => moto.keys(bucket, &format!("{prefix}/blobs/")).await,
+        }
+    }
+
+    /// Unfinished writes: temp files, or temporary objects and open multipart uploads.
+    async fn unfinished(&self) -> usize {
+        match &self.engine {
+            Engine::Local(folder) => files_in(&folder.path().join("tmp")),
+            Engine::S3 {
+                moto,
+                bucket,
+                prefix,
+            } => {
+                moto.keys(bucket, &format!("{prefix}/tmp/")).await.len()
+                    + moto.open_uploads(bucket).await
+            }
+        }
+    }
+
+    /// Waits until no write is unfinished; S3 cleans up after a canceled write on a task
+    /// of its own, which the test cannot join.
+    async fn until_nothing_unfinished(&self) {
+        let deadline = tokio::time::Instant::now() + support::PATIENCE;
+        while self.unfinished().await > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "unfinished writes remain after {:?}",
+                support::PATIENCE
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn walk(root: &Path, folder: &Path, keys: &mut Vec<String>) {
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            walk(root, &path, keys);
+        } else {
+            let relative = path.strip_prefix(root).unwrap();
+            keys.push(relative.to_string_lossy().replace('\\', "/"));
+        }
+    }
+}
+
+/// Runs each scenario once per engine: `local_disk::NAME` and `s3::NAME`.
+macro_rules! on_both_engines {
+    ($($scenario:ident),* $(,)?) => {
+        mod local_disk {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    let subject = super::local_disk().await.unwrap();
+                    super::$scenario(subject).await;
+                }
+            )*
+        }
+        mod s3 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    if let Some(subject) = super::s3().await {
+                        super::$scenario(subject).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_engines!(
+    a_large_blob_streams_through_without_being_buffered,
+    identical_bytes_are_stored_once_under_their_hash,
+    byte_ranges_read_only_what_was_asked,
+    a_failing_source_leaves_nothing_behind,
+    a_canceled_write_leaves_nothing_behind,
+);
+
+/// 112 MiB: past S3's multipart threshold many times over.
+const LARGE: usize = 112 * 1024 * 1024;
+
+async fn a_large_blob_streams_through_without_being_buffered(subject: Subject) {
+    let chunks = LARGE / CHUNK;
     let live = Arc::new(LiveChunks::default());
 
-    let info = store.put(generated(chunks, live.clone())).await.unwrap();
+    let started = std::time::Instant::now();
+    let info = subject
+        .store()
+        .put(generated(chunks, live.clone()))
+        .await
+        .unwrap();
 
     let mut expected = blake3::Hasher::new();
     for index in 0..chunks {
         expected.update(&pattern(index));
     }
     assert_eq!(info.hash, BlobHash::from_digest(&expected.finalize()));
-    assert_eq!(info.size, 50 * 1024 * 1024);
+    assert_eq!(info.size, LARGE as u64);
     assert!(info.created_new);
-    assert_eq!(
-        live.peak.load(Ordering::SeqCst),
-        1,
-        "one chunk in flight at a time"
+    // Local disk writes each chunk before asking for the next; S3 holds the parts being
+    // uploaded (8 MiB each, two in flight, one filling), never the blob.
+    let peak_bytes = live.peak.load(Ordering::SeqCst) * CHUNK;
+    let bound = match subject.engine {
+        Engine::Local(_) => CHUNK,
+        Engine::S3 { .. } => 32 * 1024 * 1024,
+    };
+    assert!(
+        peak_bytes <= bound,
+        "{peak_bytes} bytes held at once, more than {bound}"
     );
     assert_eq!(live.now.load(Ordering::SeqCst), 0);
 
-    let blob = store.open(&info.hash).await.unwrap();
+    let blob = subject.store().open(&info.hash).await.unwrap();
     assert_eq!(blob.size(), info.size);
     let mut rehash = blake3::Hasher::new();
     let mut chunks_read = blob.into_stream();
@@ -128,18 +305,20 @@ async fn a_large_blob_streams_through_without_being_buffered() {
         rehash.update(&chunk);
     }
     assert_eq!(BlobHash::from_digest(&rehash.finalize()), info.hash);
+    eprintln!(
+        "measured: {LARGE} bytes put and read back in {:?}, at most {peak_bytes} bytes of the \
+         source held at once",
+        started.elapsed()
+    );
+    assert_eq!(subject.unfinished().await, 0, "no temp file left behind");
     assert_eq!(
-        files_in(&folder.path().join("tmp")),
-        0,
-        "no temp file left behind"
+        subject.blob_keys().await,
+        vec![subject.expected_key(&info.hash)]
     );
 }
 
-#[tokio::test]
-async fn identical_bytes_are_stored_once_under_their_hash() {
-    let folder = tempfile::tempdir().unwrap();
-    let store = LocalBlobStore::create(folder.path()).await.unwrap();
-
+async fn identical_bytes_are_stored_once_under_their_hash(subject: Subject) {
+    let store = subject.store();
     let first = store
         .put(from_slices(&[b"hello ", b"world"]))
         .await
@@ -154,12 +333,12 @@ async fn identical_bytes_are_stored_once_under_their_hash() {
         first.hash,
         BlobHash::from_digest(&blake3::hash(b"hello world"))
     );
-
-    let hex = first.hash.hex();
-    let expected_path = folder.path().join(&hex[..2]).join(&hex[2..4]).join(hex);
-    assert_eq!(store.path_of(&first.hash), expected_path);
-    assert_eq!(std::fs::read(&expected_path).unwrap(), b"hello world");
-    assert_eq!(files_in(&folder.path().join("tmp")), 0);
+    assert_eq!(
+        subject.blob_keys().await,
+        vec![subject.expected_key(&first.hash)]
+    );
+    assert_eq!(read_all(store, &first.hash, 0, None).await, b"hello world");
+    assert_eq!(subject.unfinished().await, 0);
 
     assert!(store.exists(&first.hash).await.unwrap());
     assert!(store.delete(&first.hash).await.unwrap());
@@ -169,22 +348,22 @@ async fn identical_bytes_are_stored_once_under_their_hash() {
         store.open(&first.hash).await,
         Err(ArtifactError::NotFound { .. })
     ));
+    assert!(subject.blob_keys().await.is_empty());
 }
 
-#[tokio::test]
-async fn byte_ranges_read_only_what_was_asked() {
-    let folder = tempfile::tempdir().unwrap();
-    let store = LocalBlobStore::create(folder.path()).await.unwrap();
+async fn byte_ranges_read_only_what_was_asked(subject: Subject) {
+    let store = subject.store();
     let info = store.put(from_slices(&[b"0123456789"])).await.unwrap();
 
-    assert_eq!(read_all(&store, &info.hash, 0, None).await, b"0123456789");
-    assert_eq!(read_all(&store, &info.hash, 2, Some(3)).await, b"234");
-    assert_eq!(read_all(&store, &info.hash, 7, None).await, b"789");
+    assert_eq!(read_all(store, &info.hash, 0, None).await, b"0123456789");
+    assert_eq!(read_all(store, &info.hash, 2, Some(3)).await, b"234");
+    assert_eq!(read_all(store, &info.hash, 7, None).await, b"789");
     assert_eq!(
-        read_all(&store, &info.hash, 8, Some(100)).await,
+        read_all(store, &info.hash, 8, Some(100)).await,
         b"89",
         "cut at the end"
     );
+    assert!(read_all(store, &info.hash, 3, Some(0)).await.is_empty());
 
     let slice = store.open_range(&info.hash, 4, Some(4)).await.unwrap();
     assert_eq!((slice.offset, slice.length, slice.total_size), (4, 4, 10));
@@ -201,70 +380,173 @@ async fn byte_ranges_read_only_what_was_asked() {
 
     let empty = store.put(from_slices(&[])).await.unwrap();
     assert_eq!(empty.size, 0);
-    assert!(read_all(&store, &empty.hash, 0, None).await.is_empty());
+    assert!(read_all(store, &empty.hash, 0, None).await.is_empty());
+    let whole: Vec<Bytes> = store
+        .open(&empty.hash)
+        .await
+        .unwrap()
+        .into_stream()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(whole.is_empty());
 }
 
-#[tokio::test]
-async fn a_failing_source_leaves_nothing_behind() {
-    let folder = tempfile::tempdir().unwrap();
-    let store = LocalBlobStore::create(folder.path()).await.unwrap();
-    let source = stream::iter(vec![
-        Ok(Bytes::from_static(b"partial")),
-        Err(io::Error::new(
-            io::ErrorKind::ConnectionReset,
-            "upstream went away",
-        )),
-    ]);
+async fn a_failing_source_leaves_nothing_behind(subject: Subject) {
+    // Past one S3 part, so a multipart upload was under way when the source failed.
+    let parts = (0..200).map(|index| Ok(Bytes::from(pattern(index))));
+    let failure = io::Error::new(io::ErrorKind::ConnectionReset, "upstream went away");
+    let source = stream::iter(parts.chain([Err(failure)]));
 
     assert!(matches!(
-        store.put(source).await,
+        subject.store().put(source).await,
         Err(ArtifactError::Source(_))
     ));
-    assert_eq!(files_in(&folder.path().join("tmp")), 0);
-    let partial = BlobHash::from_digest(&blake3::hash(b"partial"));
-    assert!(!store.exists(&partial).await.unwrap());
-    assert_eq!(files_in(folder.path()), 1, "only the temp folder exists");
+    assert_eq!(subject.unfinished().await, 0);
+    assert!(subject.blob_keys().await.is_empty());
 }
 
-#[tokio::test]
-async fn a_canceled_write_removes_its_temp_file() {
-    let folder = tempfile::tempdir().unwrap();
-    let store = LocalBlobStore::create(folder.path()).await.unwrap();
-    let (first_written, written) = tokio::sync::oneshot::channel::<()>();
+async fn a_canceled_write_leaves_nothing_behind(subject: Subject) {
+    let (first_part_sent, sent) = tokio::sync::oneshot::channel::<()>();
 
-    // Asking for the second chunk means the first is on disk; then the
-    // source stalls until the write is canceled.
-    let mut signal = Some(first_written);
-    let source = stream::iter(0..2)
+    // 10 MiB go by (past one S3 part), then the source stalls until the write is canceled.
+    let chunks_before_stall = 10 * 1024 * 1024 / CHUNK;
+    let mut signal = Some(first_part_sent);
+    let source = stream::iter(0..=chunks_before_stall)
         .then(move |index| {
-            let signal = if index == 1 { signal.take() } else { None };
+            let signal = (index == chunks_before_stall)
+                .then(|| signal.take())
+                .flatten();
             async move {
                 if let Some(sender) = signal {
                     let _ = sender.send(());
                     std::future::pending::<()>().await;
                 }
-                Ok(Bytes::from_static(b"first chunk"))
+                Ok(Bytes::from(pattern(index)))
             }
         })
         .boxed();
     let writer = tokio::spawn({
-        let store = store.clone();
+        let store = subject.store.clone();
         async move { store.put(source).await }
     });
 
-    written.await.unwrap();
-    assert_eq!(
-        files_in(&folder.path().join("tmp")),
-        1,
-        "the write is in progress"
-    );
+    sent.await.unwrap();
+    assert!(subject.unfinished().await >= 1, "the write is in progress");
     writer.abort();
     assert!(writer.await.unwrap_err().is_cancelled());
-    assert_eq!(files_in(&folder.path().join("tmp")), 0);
+    subject.until_nothing_unfinished().await;
+    assert!(subject.blob_keys().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_blobs_through_one_bucket_and_prefixes_keep_stores_apart() {
+    let Some(moto) = MotoServer::shared() else {
+        return;
+    };
+    let bucket = moto.bucket().await;
+    let first_replica = s3_store(moto, &bucket, "shared").await;
+    let second_replica = s3_store(moto, &bucket, "shared").await;
+    let elsewhere = s3_store(moto, &bucket, "other").await;
+
+    let info = first_replica
+        .put(from_slices(&[b"an output"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_all(second_replica.as_ref(), &info.hash, 0, None).await,
+        b"an output"
+    );
+    let again = second_replica
+        .put(from_slices(&[b"an ", b"output"]))
+        .await
+        .unwrap();
+    assert!(!again.created_new, "the other replica's copy is found");
+    assert!(!elsewhere.exists(&info.hash).await.unwrap());
+    assert_eq!(moto.keys(&bucket, "other/").await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_is_named_at_start() {
+    let Some(moto) = MotoServer::shared() else {
+        return;
+    };
+    let location = ArtifactsLocation::parse(
+        "s3://no-such-bucket-here/x",
+        Path::new("/unused"),
+        &moto.settings(),
+    )
+    .unwrap();
+    let error = darkroom::artifacts::open(&location).await.unwrap_err();
+    assert!(
+        matches!(error, ArtifactError::Object { action: "list", .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn artifacts_urls_are_read_strictly() {
+    let data = Path::new("/data");
+    let settings = S3Settings {
+        endpoint: "http://127.0.0.1:1".to_owned(),
+        ..S3Settings::default()
+    };
+    let parse = |url: &str| ArtifactsLocation::parse(url, data, &settings);
+    assert_eq!(
+        parse("").unwrap(),
+        ArtifactsLocation::Local(data.join("blobs"))
+    );
+    assert_eq!(
+        parse("file:///srv/blobs").unwrap(),
+        ArtifactsLocation::Local("/srv/blobs".into())
+    );
+    assert_eq!(
+        parse("s3://bucket/some/prefix/").unwrap(),
+        ArtifactsLocation::S3 {
+            bucket: "bucket".to_owned(),
+            prefix: "some/prefix".to_owned(),
+            settings: settings.clone(),
+        }
+    );
+    for (url, says) in [
+        ("ftp://host/x", "scheme \"ftp\" is not supported"),
+        ("s3:///prefix", "needs a bucket"),
+        ("s3://bucket/x?versionId=1", "no query"),
+        ("blobs", "relative URL"),
+    ] {
+        let error = parse(url).unwrap_err().to_string();
+        assert!(
+            error.contains(url) && error.contains(says),
+            "{url}: {error}"
+        );
+    }
+    let bad_prefix = S3BlobStore::create("bucket", "a//b", &settings).unwrap_err();
+    assert!(
+        matches!(bad_prefix, ArtifactError::InvalidLocation { .. }),
+        "{bad_prefix}"
+    );
+}
+
+#[test]
+fn the_s3_secret_is_hidden_when_the_config_is_shown() {
+    let config = darkroom::config::Config {
+        artifacts_url: "s3://bucket/prefix".to_owned(),
+        s3: S3Settings {
+            access_key_id: "AKIDEXAMPLE".to_owned(),
+            secret_access_key: "very-secret-key".to_owned(),
+            ..S3Settings::default()
+        },
+        ..darkroom::config::Config::default()
+    };
+    let shown = config.to_redacted_toml();
+    assert!(!shown.contains("very-secret-key"), "{shown}");
+    assert!(shown.contains("secret_access_key = \"****\""), "{shown}");
+    assert!(shown.contains("AKIDEXAMPLE"));
+    assert!(!format!("{:?}", config.s3).contains("very-secret-key"));
 }
 
 #[tokio::test]
-async fn reopening_clears_writes_a_crash_left_unfinished() {
+async fn reopening_a_folder_clears_writes_a_crash_left_unfinished() {
     let folder = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(folder.path().join("tmp")).unwrap();
     std::fs::write(folder.path().join("tmp/0000.part"), b"half a blob").unwrap();

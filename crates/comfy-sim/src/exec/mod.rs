@@ -13,11 +13,12 @@ mod order;
 mod run;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::json;
 
 use crate::shared::Shared;
-use crate::state::{Pending, QueueItem};
+use crate::state::{Execution, Pending, QueueItem};
 
 pub(crate) use events::now_ms;
 
@@ -44,6 +45,15 @@ pub(crate) async fn worker(shared: Arc<Shared>) {
         {
             let mut state = shared.state();
             state.store_history(&item.prompt_id, entry);
+            let finished_at = Instant::now();
+            if let Some(execution) = state
+                .executions
+                .iter_mut()
+                .rev()
+                .find(|execution| execution.prompt_id == item.prompt_id)
+            {
+                execution.finished = Some(finished_at);
+            }
             state.running = None;
             state.current_client = None;
             state.last_node = None;
@@ -70,6 +80,11 @@ async fn next_item(shared: &Shared) -> Arc<QueueItem> {
                 state.running = Some(Arc::clone(&item));
                 state.current_client = item.client_id();
                 state.executed.push(item.prompt_id.clone());
+                state.executions.push(Execution {
+                    prompt_id: item.prompt_id.clone(),
+                    started: Instant::now(),
+                    finished: None,
+                });
                 shared.broadcast_status(&state);
                 return item;
             }

@@ -48,3 +48,25 @@ pub(super) async fn prompts(State(shared): State<Arc<Shared>>) -> Json<Value> {
     let state = shared.state();
     Json(json!({"posted": state.posted, "executed": state.executed}))
 }
+
+/// `{"value": V, "max": M}`: a `progress` message for the running prompt now.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ProgressRequest {
+    value: u64,
+    max: u64,
+}
+
+pub(super) async fn progress(
+    State(shared): State<Arc<Shared>>,
+    Json(request): Json<ProgressRequest>,
+) -> Response {
+    match shared.send_progress(request.value, request.max) {
+        Some(sent) => Json(json!({"prompt_id": sent.prompt_id, "node": sent.node})).into_response(),
+        None => (
+            StatusCode::CONFLICT,
+            Json(json!({"code": "nothing-running", "message": "no prompt is running"})),
+        )
+            .into_response(),
+    }
+}

@@ -5,10 +5,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Multipart, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use tokio_util::io::ReaderStream;
 
 use crate::files::Upload;
 use crate::shared::Shared;
@@ -29,7 +31,12 @@ pub(super) async fn view(
         Ok(path) => path,
         Err(status) => return status.into_response(),
     };
-    let Ok(bytes) = tokio::fs::read(&path).await else {
+    // Streamed from disk with its length, as aiohttp's FileResponse does, so a
+    // file of hundreds of megabytes is never held in memory.
+    let Ok(file) = tokio::fs::File::open(&path).await else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let Ok(metadata) = file.metadata().await else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let name = path
@@ -39,8 +46,10 @@ pub(super) async fn view(
     let headers = [
         (header::CONTENT_TYPE, content_type(&path).to_owned()),
         (header::CONTENT_DISPOSITION, format!("filename=\"{name}\"")),
+        (header::CONTENT_LENGTH, metadata.len().to_string()),
     ];
-    (headers, bytes).into_response()
+    let body = Body::from_stream(ReaderStream::new(file));
+    (headers, body).into_response()
 }
 
 /// By extension, with ComfyUI's rule that nothing is served as a type a

@@ -52,6 +52,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim/restart", post(control::restart))
         .route("/_sim/drop_sockets", post(control::drop_sockets))
         .route("/_sim/prompts", get(control::prompts))
+        .route("/_sim/progress", post(control::progress))
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared)

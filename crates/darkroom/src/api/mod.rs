@@ -43,7 +43,7 @@ pub use error::ApiError;
 pub use guard::Access;
 pub use node_classes::NodeClassCache;
 
-use crate::artifacts::LocalBlobStore;
+use crate::artifacts::BlobStore;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::jobs::bus::JobBus;
@@ -56,7 +56,7 @@ use crate::templates::Library;
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
-    pub blobs: LocalBlobStore,
+    pub blobs: Arc<dyn BlobStore>,
     pub bus: Arc<JobBus>,
     pub scheduler: SchedulerHandle,
     pub backends: Arc<Vec<BackendSpec>>,

@@ -189,7 +189,7 @@ async fn check_assets(
             });
             continue;
         };
-        let head = super::assets::sniff::head(&state.blobs, &asset.hash).await?;
+        let head = super::assets::sniff::head(state.blobs.as_ref(), &asset.hash).await?;
         if !super::assets::sniff::is_image(&head) {
             not_images.push(ParameterError::NotAnImage {
                 parameter: parameter.clone(),

@@ -27,6 +27,19 @@ pub enum ArtifactError {
     #[error("blob source stream failed")]
     Source(#[source] io::Error),
 
+    /// An `artifacts_url` that names no place blobs can live.
+    #[error("invalid artifacts_url {url:?}: {reason}")]
+    InvalidLocation { url: String, reason: String },
+
+    /// The object store refused or could not be reached.
+    #[error("object store failed to {action} {key}")]
+    Object {
+        action: &'static str,
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+
     #[error("failed to {action} {path}")]
     Io {
         action: &'static str,

@@ -1,28 +1,22 @@
 //! The local-disk blob store: atomic writes under `<root>/<aa>/<bb>/<hex>`.
+//!
+//! One process owns a root; replicas that share outputs use the S3 engine instead.
 
 use std::io;
+use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
-use std::pin::pin;
 
-use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use async_trait::async_trait;
+use futures_util::StreamExt;
 use tokio::fs::{self, File};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio_util::io::ReaderStream;
 
-use super::{ArtifactError, Blob, BlobHash, BlobSlice};
+use super::{ArtifactError, Blob, BlobHash, BlobInfo, BlobStore, ByteStream, RangeReader};
 
 /// Where unfinished writes live; inside the root so the final rename never
 /// crosses a filesystem.
 const TEMP_DIR: &str = "tmp";
-
-/// What `put` stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlobInfo {
-    pub hash: BlobHash,
-    pub size: u64,
-    /// False when identical bytes were already stored (a dedup hit).
-    pub created_new: bool,
-}
 
 /// Blobs on local disk, addressed by their blake3 hash.
 #[derive(Debug, Clone)]
@@ -63,22 +57,39 @@ impl LocalBlobStore {
         self.root.join(hash.relative_path())
     }
 
-    /// Stores a stream of bytes, hashing while writing so the blob is never
-    /// held in memory. The blob becomes visible only once it is complete and
-    /// durable. If the future is dropped midway, the temp file is removed.
-    ///
-    /// # Errors
-    ///
-    /// [`ArtifactError::Source`] when the stream yields an error; `Io` when
-    /// the disk refuses. Either way no blob is left behind.
-    pub async fn put<S>(&self, stream: S) -> Result<BlobInfo, ArtifactError>
-    where
-        S: Stream<Item = io::Result<Bytes>>,
-    {
+    fn temp_dir(&self) -> PathBuf {
+        self.root.join(TEMP_DIR)
+    }
+
+    /// Renames the finished temp file into place and makes the new directory
+    /// entries durable: a rename is only crash-safe once its folder is synced.
+    async fn install(&self, temp: TempFile, path: &Path) -> Result<(), ArtifactError> {
+        let fan_out = path.parent().unwrap_or(&self.root);
+        fs::create_dir_all(fan_out)
+            .await
+            .map_err(ArtifactError::io("create", fan_out))?;
+        let temp_path = temp.disarm();
+        fs::rename(&temp_path, path)
+            .await
+            .map_err(ArtifactError::io("rename", &temp_path))?;
+
+        let mut folder = Some(fan_out);
+        while let Some(dir) = folder {
+            sync_dir(dir).await?;
+            folder = dir.parent().filter(|_| dir != self.root);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BlobStore for LocalBlobStore {
+    // Hashes while writing to a temp file; the blob appears by rename once complete and
+    // durable. If the future is dropped midway, the temp file is removed.
+    async fn put_stream(&self, mut stream: ByteStream<'_>) -> Result<BlobInfo, ArtifactError> {
         let mut temp = TempFile::create(&self.temp_dir()).await?;
         let mut hasher = blake3::Hasher::new();
         let mut size = 0_u64;
-        let mut stream = pin!(stream);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(ArtifactError::Source)?;
             hasher.update(&chunk);
@@ -107,15 +118,15 @@ impl LocalBlobStore {
         })
     }
 
-    /// Opens a blob for reading; see [`Blob`] for ranges and streaming.
-    ///
-    /// # Errors
-    ///
-    /// [`ArtifactError::NotFound`] when no such blob is stored.
-    pub async fn open(&self, hash: &BlobHash) -> Result<Blob, ArtifactError> {
+    async fn open(&self, hash: &BlobHash) -> Result<Blob, ArtifactError> {
         let path = self.path_of(hash);
         match File::open(&path).await {
-            Ok(file) => Blob::new(hash.clone(), file).await,
+            Ok(file) => {
+                let metadata = file.metadata().await;
+                let size = metadata.map_err(ArtifactError::io("inspect", &path))?.len();
+                let reader = Box::new(LocalReader { file, path });
+                Ok(Blob::new(hash.clone(), size, reader))
+            }
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
                 Err(ArtifactError::NotFound { hash: hash.clone() })
             }
@@ -123,69 +134,20 @@ impl LocalBlobStore {
         }
     }
 
-    /// `length` bytes of a blob from `offset` (to the end when `None`).
-    ///
-    /// # Errors
-    ///
-    /// `NotFound`, `RangeNotSatisfiable`, or `Io`.
-    pub async fn open_range(
-        &self,
-        hash: &BlobHash,
-        offset: u64,
-        length: Option<u64>,
-    ) -> Result<BlobSlice, ArtifactError> {
-        self.open(hash).await?.range(offset, length).await
-    }
-
-    /// Whether a blob with this hash is stored.
-    ///
-    /// # Errors
-    ///
-    /// `Io` when the file system cannot answer.
-    pub async fn exists(&self, hash: &BlobHash) -> Result<bool, ArtifactError> {
+    async fn exists(&self, hash: &BlobHash) -> Result<bool, ArtifactError> {
         let path = self.path_of(hash);
         fs::try_exists(&path)
             .await
             .map_err(ArtifactError::io("check", &path))
     }
 
-    /// Removes a blob; returns false when it was not there. The caller (the
-    /// store's sweep) has already made sure no asset refers to it.
-    ///
-    /// # Errors
-    ///
-    /// `Io` when the file exists but cannot be removed.
-    pub async fn delete(&self, hash: &BlobHash) -> Result<bool, ArtifactError> {
+    async fn delete(&self, hash: &BlobHash) -> Result<bool, ArtifactError> {
         let path = self.path_of(hash);
         match fs::remove_file(&path).await {
             Ok(()) => Ok(true),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(error) => Err(ArtifactError::io("remove", &path)(error)),
         }
-    }
-
-    fn temp_dir(&self) -> PathBuf {
-        self.root.join(TEMP_DIR)
-    }
-
-    /// Renames the finished temp file into place and makes the new directory
-    /// entries durable: a rename is only crash-safe once its folder is synced.
-    async fn install(&self, temp: TempFile, path: &Path) -> Result<(), ArtifactError> {
-        let fan_out = path.parent().unwrap_or(&self.root);
-        fs::create_dir_all(fan_out)
-            .await
-            .map_err(ArtifactError::io("create", fan_out))?;
-        let temp_path = temp.disarm();
-        fs::rename(&temp_path, path)
-            .await
-            .map_err(ArtifactError::io("rename", &temp_path))?;
-
-        let mut folder = Some(fan_out);
-        while let Some(dir) = folder {
-            sync_dir(dir).await?;
-            folder = dir.parent().filter(|_| dir != self.root);
-        }
-        Ok(())
     }
 }
 
@@ -239,6 +201,28 @@ impl Drop for TempFile {
         if let Some(path) = self.path.take() {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// An open blob file; reads seek, so a range costs only its own bytes.
+#[derive(Debug)]
+struct LocalReader {
+    file: File,
+    path: PathBuf,
+}
+
+#[async_trait]
+impl RangeReader for LocalReader {
+    async fn read(
+        mut self: Box<Self>,
+        offset: u64,
+        length: u64,
+    ) -> Result<ByteStream<'static>, ArtifactError> {
+        self.file
+            .seek(SeekFrom::Start(offset))
+            .await
+            .map_err(ArtifactError::io("seek", &self.path))?;
+        Ok(ReaderStream::new(self.file.take(length)).boxed())
     }
 }
 

@@ -1,19 +1,128 @@
-//! Artifacts: the bytes of outputs and uploads, content-addressed on local
-//! disk.
+//! Artifacts: the bytes of outputs and uploads, content-addressed by blake3 hash, on local
+//! disk or in S3-compatible object storage that several replicas share.
 //!
-//! This module owns the blob directory: writing a blob atomically (temp file,
-//! fsync, rename, fsync of the directory), finding it again by its blake3
-//! hash, reading byte ranges and deleting. It must not know about jobs or
-//! assets (the store decides when a blob is no longer referenced) and must
-//! never build a path from anything but a validated [`BlobHash`], so no name a
+//! This module owns the blobs: writing one atomically (it becomes visible only complete),
+//! finding it again by its hash, reading byte ranges and deleting. Callers see one
+//! [`BlobStore`] trait; the engines are [`LocalBlobStore`] and [`S3BlobStore`]. It must not
+//! know about jobs or assets (the store decides when a blob is no longer referenced) and
+//! must never build a path or key from anything but a validated [`BlobHash`], so no name a
 //! client or ComfyUI sends can reach outside the root.
 
 mod error;
 mod hash;
 mod local;
+mod location;
 mod read;
+mod s3;
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 
 pub use error::ArtifactError;
 pub use hash::BlobHash;
-pub use local::{BlobInfo, LocalBlobStore};
-pub use read::{Blob, BlobSlice};
+pub use local::LocalBlobStore;
+pub use location::{ArtifactsLocation, S3Settings};
+pub use read::{Blob, BlobSlice, RangeReader};
+pub use s3::S3BlobStore;
+
+/// Chunks of bytes, as blobs are written and read.
+pub type ByteStream<'a> = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send + 'a>>;
+
+/// What `put` stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub hash: BlobHash,
+    pub size: u64,
+    /// False when identical bytes were already stored (a dedup hit).
+    pub created_new: bool,
+}
+
+/// Content-addressed blob storage. Every engine hashes while it writes, never holds a whole
+/// blob in memory, and makes a blob visible only once it is complete, so a reader never
+/// sees half of one and a failed or canceled write leaves nothing behind.
+#[async_trait]
+pub trait BlobStore: Send + Sync + fmt::Debug {
+    /// Stores a stream of bytes under their hash; callers use [`put`](Self::put).
+    ///
+    /// # Errors
+    ///
+    /// [`ArtifactError::Source`] when the stream yields an error; an engine error when the
+    /// storage refuses. Either way no blob is left behind.
+    async fn put_stream(&self, stream: ByteStream<'_>) -> Result<BlobInfo, ArtifactError>;
+
+    /// Opens a blob for reading whole or by range; see [`Blob`].
+    ///
+    /// # Errors
+    ///
+    /// [`ArtifactError::NotFound`] when no such blob is stored.
+    async fn open(&self, hash: &BlobHash) -> Result<Blob, ArtifactError>;
+
+    /// Whether a blob with this hash is stored.
+    ///
+    /// # Errors
+    ///
+    /// An engine error when the storage cannot answer.
+    async fn exists(&self, hash: &BlobHash) -> Result<bool, ArtifactError>;
+
+    /// Removes a blob; returns false when it was not there. The caller (the store's sweep)
+    /// has already made sure no asset refers to it.
+    ///
+    /// # Errors
+    ///
+    /// An engine error when the blob exists but cannot be removed.
+    async fn delete(&self, hash: &BlobHash) -> Result<bool, ArtifactError>;
+
+    /// `length` bytes of a blob from `offset` (to the end when `None`).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound`, `RangeNotSatisfiable`, or an engine error.
+    async fn open_range(
+        &self,
+        hash: &BlobHash,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<BlobSlice, ArtifactError> {
+        self.open(hash).await?.range(offset, length).await
+    }
+}
+
+impl dyn BlobStore + '_ {
+    /// Stores any stream of bytes; see [`BlobStore::put_stream`].
+    ///
+    /// # Errors
+    ///
+    /// As [`BlobStore::put_stream`].
+    pub async fn put<'a, S>(&self, stream: S) -> Result<BlobInfo, ArtifactError>
+    where
+        S: Stream<Item = io::Result<Bytes>> + Send + 'a,
+    {
+        self.put_stream(stream.boxed()).await
+    }
+}
+
+/// Opens the blob store `location` names: a local folder, or an S3 bucket and prefix.
+///
+/// # Errors
+///
+/// When the folder cannot be created, or the S3 settings are incomplete or invalid.
+pub async fn open(location: &ArtifactsLocation) -> Result<Arc<dyn BlobStore>, ArtifactError> {
+    Ok(match location {
+        ArtifactsLocation::Local(root) => Arc::new(LocalBlobStore::create(root.clone()).await?),
+        ArtifactsLocation::S3 {
+            bucket,
+            prefix,
+            settings,
+        } => {
+            let store = S3BlobStore::create(bucket, prefix, settings)?;
+            store.check().await?;
+            Arc::new(store)
+        }
+    })
+}

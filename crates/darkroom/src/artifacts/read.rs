@@ -1,26 +1,41 @@
 //! Reading a stored blob whole or by byte range, as a stream, never whole in
-//! memory.
+//! memory. The engine behind a blob is hidden behind [`RangeReader`]: a local
+//! file seeks, an object store asks for a ranged GET.
 
-use std::io::SeekFrom;
+use std::fmt;
 
+use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::Stream;
-use tokio::fs::File;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, Take};
-use tokio_util::io::ReaderStream;
+use futures_util::{StreamExt, TryStreamExt, stream};
+use tokio::io::AsyncRead;
+use tokio_util::io::StreamReader;
 
-use super::{ArtifactError, BlobHash};
+use super::{ArtifactError, BlobHash, ByteStream};
+
+/// How an engine serves bytes of one blob it has opened.
+#[async_trait]
+pub trait RangeReader: Send + fmt::Debug {
+    /// `length` bytes from `offset`; both already checked against the size.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the engine meets starting the read; later failures arrive in the stream.
+    async fn read(
+        self: Box<Self>,
+        offset: u64,
+        length: u64,
+    ) -> Result<ByteStream<'static>, ArtifactError>;
+}
 
 /// An open blob. Blobs are immutable, so the size read at open stays true.
 #[derive(Debug)]
 pub struct Blob {
     hash: BlobHash,
-    file: File,
     size: u64,
+    reader: Box<dyn RangeReader>,
 }
 
 /// A byte range of a blob, ready to stream.
-#[derive(Debug)]
 pub struct BlobSlice {
     /// First byte served.
     pub offset: u64,
@@ -28,22 +43,25 @@ pub struct BlobSlice {
     pub length: u64,
     /// The whole blob's size, for `Content-Range`.
     pub total_size: u64,
-    reader: Take<File>,
+    stream: ByteStream<'static>,
+}
+
+impl fmt::Debug for BlobSlice {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("BlobSlice")
+            .field("offset", &self.offset)
+            .field("length", &self.length)
+            .field("total_size", &self.total_size)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Blob {
-    pub(super) async fn new(hash: BlobHash, file: File) -> Result<Self, ArtifactError> {
-        let metadata = file.metadata().await;
-        let size = metadata.map_err(|source| ArtifactError::Io {
-            action: "inspect",
-            path: hash.relative_path(),
-            source,
-        })?;
-        Ok(Self {
-            hash,
-            file,
-            size: size.len(),
-        })
+    /// A blob of `size` bytes whose bytes `reader` serves.
+    #[must_use]
+    pub fn new(hash: BlobHash, size: u64, reader: Box<dyn RangeReader>) -> Self {
+        Self { hash, size, reader }
     }
 
     #[must_use]
@@ -56,15 +74,16 @@ impl Blob {
         self.size
     }
 
-    /// The open file, positioned at the start.
-    #[must_use]
-    pub fn into_file(self) -> File {
-        self.file
-    }
-
-    /// The whole blob as a stream of chunks.
-    pub fn into_stream(self) -> impl Stream<Item = std::io::Result<Bytes>> {
-        ReaderStream::new(self.file)
+    /// The whole blob as a stream of chunks. The read starts on first poll, so a
+    /// failure to start arrives as the stream's first item.
+    pub fn into_stream(self) -> ByteStream<'static> {
+        let Self { size, reader, .. } = self;
+        if size == 0 {
+            return stream::empty().boxed();
+        }
+        stream::once(async move { reader.read(0, size).await.map_err(std::io::Error::other) })
+            .try_flatten()
+            .boxed()
     }
 
     /// `length` bytes from `offset`, or to the end when `length` is `None`;
@@ -73,12 +92,8 @@ impl Blob {
     /// # Errors
     ///
     /// [`ArtifactError::RangeNotSatisfiable`] when `offset` is at or past the
-    /// end of a non-empty blob; `Io` when seeking fails.
-    pub async fn range(
-        mut self,
-        offset: u64,
-        length: Option<u64>,
-    ) -> Result<BlobSlice, ArtifactError> {
+    /// end of a non-empty blob; an engine error when the read cannot start.
+    pub async fn range(self, offset: u64, length: Option<u64>) -> Result<BlobSlice, ArtifactError> {
         let past_end = offset > self.size || (offset == self.size && self.size > 0);
         if past_end {
             return Err(ArtifactError::RangeNotSatisfiable {
@@ -90,29 +105,39 @@ impl Blob {
 
         let available = self.size - offset;
         let length = length.map_or(available, |length| length.min(available));
-        let seek = self.file.seek(SeekFrom::Start(offset)).await;
-        seek.map_err(|source| ArtifactError::Io {
-            action: "seek",
-            path: self.hash.relative_path(),
-            source,
-        })?;
+        // An empty range needs no request (and S3 has no way to ask for one).
+        let stream = if length == 0 {
+            stream::empty().boxed()
+        } else {
+            self.reader.read(offset, length).await?
+        };
         Ok(BlobSlice {
             offset,
             length,
             total_size: self.size,
-            reader: self.file.take(length),
+            stream,
         })
     }
 }
 
 impl BlobSlice {
-    /// The reader limited to this range.
-    pub fn into_reader(self) -> Take<File> {
-        self.reader
+    /// This range as a reader.
+    pub fn into_reader(self) -> impl AsyncRead + Send + Unpin {
+        StreamReader::new(self.stream)
     }
 
     /// This range as a stream of chunks.
-    pub fn into_stream(self) -> impl Stream<Item = std::io::Result<Bytes>> {
-        ReaderStream::new(self.reader)
+    pub fn into_stream(self) -> ByteStream<'static> {
+        self.stream
     }
+}
+
+/// Chunks of `Bytes` from any engine's error type.
+pub(super) fn bytes_stream<E>(
+    chunks: impl futures_util::Stream<Item = Result<Bytes, E>> + Send + 'static,
+) -> ByteStream<'static>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    chunks.map_err(std::io::Error::other).boxed()
 }

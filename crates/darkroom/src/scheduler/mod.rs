@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::artifacts::LocalBlobStore;
+use crate::artifacts::BlobStore;
 use crate::jobs::bus::JobBus;
 use crate::jobs::model::{BackendId, Job, JobError, JobId, JobState, ReplicaId};
 use crate::jobs::requirements::Requirements;
@@ -103,7 +103,7 @@ impl Settings {
 #[derive(Debug)]
 pub struct Context {
     pub store: Arc<dyn Store>,
-    pub blobs: LocalBlobStore,
+    pub blobs: Arc<dyn BlobStore>,
     pub bus: Arc<JobBus>,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
@@ -122,7 +122,7 @@ impl Context {
     #[must_use]
     pub fn new(
         store: Arc<dyn Store>,
-        blobs: LocalBlobStore,
+        blobs: Arc<dyn BlobStore>,
         bus: Arc<JobBus>,
         settings: Settings,
     ) -> Self {

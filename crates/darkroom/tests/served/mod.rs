@@ -110,9 +110,8 @@ impl Served {
                 command.env_remove(name);
             }
         }
-        // One prompt inside ComfyUI at a time, so a job behind a running one waits in
-        // Darkroom's queue with its position (the page test shows it) rather than in
-        // ComfyUI's.
+        // One prompt inside ComfyUI at a time, so a second job visibly waits in Darkroom's
+        // queue (the page shows its position) instead of in ComfyUI's.
         command.env("DARKROOM_PROMPTS_PER_BACKEND", "1");
         let mut child = command.spawn().expect("start the darkroom binary");
         let stderr = child.stderr.take().unwrap();

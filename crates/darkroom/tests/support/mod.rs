@@ -15,9 +15,12 @@
     reason = "each test binary uses a subset; a panic in a helper is the failure message we want"
 )]
 
+pub mod s3;
+
 use std::time::Duration;
 
 use comfy_sim::{Knobs, SimHandle, Simulator};
+use darkroom::artifacts::S3Settings;
 use darkroom::auth::{KeyLimits, NewKey, Role};
 use darkroom::config::{BackendConfig, Config, Limits, Timeouts};
 use futures_util::StreamExt;
@@ -49,6 +52,9 @@ pub struct Options {
     pub limits: Limits,
     pub timeouts: Timeouts,
     pub cors_origins: Vec<String>,
+    /// Where blobs go: empty for the data folder, or `s3://BUCKET/PREFIX` with `s3`.
+    pub artifacts_url: String,
+    pub s3: S3Settings,
 }
 
 impl Default for Options {
@@ -63,6 +69,8 @@ impl Default for Options {
             limits: Limits::default(),
             timeouts: Timeouts::default(),
             cors_origins: Vec::new(),
+            artifacts_url: String::new(),
+            s3: S3Settings::default(),
         }
     }
 }
@@ -125,6 +133,8 @@ impl TestServer {
             limits: options.limits,
             timeouts: options.timeouts,
             cors_origins: options.cors_origins,
+            artifacts_url: options.artifacts_url,
+            s3: options.s3,
             ..Config::default()
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -18,14 +18,22 @@ const MAX_FILE_SIDE: u32 = 1024;
 
 pub(super) fn save_image(run: &Run<'_>, node_id: &str, prefix: &str) -> Result<NodeResult, Stop> {
     let image = image_input(run, node_id, "images");
-    let images = save_images(run, &image, &run.shared.dirs.output, prefix, "output")?;
+    let pad_to = run.shared.knobs().output_bytes;
+    let images = save_images(
+        run,
+        &image,
+        &run.shared.dirs.output,
+        prefix,
+        "output",
+        pad_to,
+    )?;
     Ok(NodeResult::ui(json!({"images": images})))
 }
 
 pub(super) fn preview_image(run: &Run<'_>, node_id: &str) -> Result<NodeResult, Stop> {
     let image = image_input(run, node_id, "images");
     let prefix = format!("ComfyUI{}", temp_suffix(run, node_id));
-    let images = save_images(run, &image, &run.shared.dirs.temp, &prefix, "temp")?;
+    let images = save_images(run, &image, &run.shared.dirs.temp, &prefix, "temp", 0)?;
     Ok(NodeResult::ui(json!({"images": images})))
 }
 
@@ -37,7 +45,7 @@ pub(super) async fn multi_output(run: &mut Run<'_>, node_id: &str) -> Result<Nod
         .linked(node_id, "image")
         .unwrap_or(Data::solid(side, widgets.rgb("color", 0x22_AA44)));
     let prefix = widgets.text("filename_prefix", "darkroom/multi");
-    let images = save_images(run, &image, &run.shared.dirs.output, &prefix, "output")?;
+    let images = save_images(run, &image, &run.shared.dirs.output, &prefix, "output", 0)?;
 
     // The WAV takes the first image's counter, as the real node names it.
     let first = images
@@ -83,13 +91,15 @@ fn temp_suffix(run: &Run<'_>, node_id: &str) -> String {
     suffix.clone()
 }
 
-/// Writes one PNG per batch item; returns the UI `images` list.
+/// Writes one PNG per batch item, each padded to `pad_to` bytes when that is
+/// more than its size; returns the UI `images` list.
 fn save_images(
     run: &Run<'_>,
     image: &Data,
     root: &Path,
     prefix: &str,
     kind: &str,
+    pad_to: u64,
 ) -> Result<Vec<Value>, Stop> {
     let (width, height, batch, rgb) = match image {
         Data::Image {
@@ -117,7 +127,12 @@ fn save_images(
     let mut images = Vec::new();
     for counter in target.counter..target.counter + batch {
         let filename = format!("{}_{counter:05}_.png", target.base);
-        fs::write(target.folder.join(&filename), &png).map_err(io_failure)?;
+        let path = target.folder.join(&filename);
+        if pad_to > png.len() as u64 {
+            media::write_padded_png(&path, &png, pad_to).map_err(io_failure)?;
+        } else {
+            fs::write(&path, &png).map_err(io_failure)?;
+        }
         images.push(json!({"filename": filename, "subfolder": target.subfolder, "type": kind}));
     }
     Ok(images)

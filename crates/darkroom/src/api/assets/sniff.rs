@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::io::AsyncReadExt;
 
 use crate::api::ApiError;
-use crate::artifacts::{ArtifactError, BlobHash, LocalBlobStore};
+use crate::artifacts::{ArtifactError, BlobHash, BlobStore};
 
 /// Enough bytes for every format `infer` knows.
 const HEAD: u64 = 8192;
@@ -21,11 +21,11 @@ const HEAD: u64 = 8192;
 /// # Errors
 ///
 /// `NotFound` or `Io` from the blob store.
-pub async fn head(blobs: &LocalBlobStore, hash: &BlobHash) -> Result<Vec<u8>, ArtifactError> {
-    let blob = blobs.open(hash).await?;
+pub async fn head(blobs: &dyn BlobStore, hash: &BlobHash) -> Result<Vec<u8>, ArtifactError> {
+    let slice = blobs.open_range(hash, 0, Some(HEAD)).await?;
     let mut head = Vec::new();
-    blob.into_file()
-        .take(HEAD)
+    slice
+        .into_reader()
         .read_to_end(&mut head)
         .await
         .map_err(|source| ArtifactError::Io {

@@ -168,7 +168,7 @@ async fn record(state: &AppState, caller: &Caller, form: &Form) -> Result<(Asset
         .transpose()?;
 
     // Last, so a malformed field is named before the content is judged.
-    let head = sniff::head(&state.blobs, &blob.hash).await?;
+    let head = sniff::head(state.blobs.as_ref(), &blob.hash).await?;
     let content_type = sniff::stored_type(&declared, &head)?;
 
     let created_new = blob.created_new || !caller_holds(state, caller, &blob.hash).await?;

@@ -14,6 +14,7 @@
 //! differs between engines stays in the engine: connecting, how a write
 //! transaction starts, and the locks a query asks for (`locks.rs`).
 
+mod engine;
 mod error;
 mod postgres;
 mod request;

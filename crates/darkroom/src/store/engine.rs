@@ -1,0 +1,275 @@
+//! The `Store` methods both engines implement alike: each opens a read connection or a
+//! write transaction and calls the engine's query module of the same name (`jobs`,
+//! `queue`, `events`, ...), which `store/sql/` compiles once per engine. Written once here
+//! so the two engines cannot drift; each engine adds only what differs (`is_shared`,
+//! `event_feed`).
+
+/// Implements `Store` for an engine type whose modules `jobs`, `listing`, `queue`,
+/// `running`, `events`, `assets`, `leases` and `keys` are in scope at the call, with the
+/// engine's own items appended to the impl.
+macro_rules! shared_store_impl {
+    ($engine:ty; $($own:tt)*) => {
+        #[async_trait]
+        impl Store for $engine {
+            async fn create_job(&self, job: NewJob) -> Result<JobChange, StoreError> {
+                let mut tx = self.write().await?;
+                let change = jobs::create(&mut tx, &job).await?;
+                tx.commit().await?;
+                Ok(change)
+            }
+
+            async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+                let mut connection = self.pool.acquire().await?;
+                jobs::find(&mut connection, id).await
+            }
+
+            async fn list_jobs(&self, query: &JobQuery) -> Result<JobPage, StoreError> {
+                let mut connection = self.pool.acquire().await?;
+                listing::list(&mut connection, query).await
+            }
+
+            async fn transition(&self, change: Transition) -> Result<JobChange, StoreError> {
+                let mut tx = self.write().await?;
+                let committed = jobs::transition(&mut tx, &change, None).await?;
+                tx.commit().await?;
+                Ok(committed)
+            }
+
+            async fn claim_next_queued(
+                &self,
+                backend_id: &BackendId,
+                lease: &Lease,
+                at: OffsetDateTime,
+            ) -> Result<Option<JobChange>, StoreError> {
+                let mut tx = self.write().await?;
+                let claimed = queue::claim_next(&mut tx, backend_id, lease, at).await?;
+                tx.commit().await?;
+                Ok(claimed)
+            }
+
+            async fn queued_candidates(&self, per_owner: u32) -> Result<Vec<QueuedJob>, StoreError> {
+                let mut connection = self.pool.acquire().await?;
+                queue::candidates(&mut connection, per_owner).await
+            }
+
+            async fn claim_queued(
+                &self,
+                id: JobId,
+                backend_id: &BackendId,
+                lease: &Lease,
+                at: OffsetDateTime,
+            ) -> Result<Option<JobChange>, StoreError> {
+                let mut tx = self.write().await?;
+                let claimed = queue::claim(&mut tx, id, backend_id, lease, at).await?;
+                tx.commit().await?;
+                Ok(claimed)
+            }
+
+            async fn record_dispatch(&self, id: JobId, dispatch: &Dispatch) -> Result<Job, StoreError> {
+                let mut tx = self.write().await?;
+                let job = running::record_dispatch(&mut tx, id, dispatch).await?;
+                tx.commit().await?;
+                Ok(job)
+            }
+
+            async fn update_progress(
+                &self,
+                id: JobId,
+                progress: &Progress,
+                holder: &ReplicaId,
+                at: OffsetDateTime,
+            ) -> Result<JobEvent, StoreError> {
+                let mut tx = self.write().await?;
+                let event = running::update_progress(&mut tx, id, progress, holder, at).await?;
+                tx.commit().await?;
+                Ok(event)
+            }
+
+            async fn append_event(&self, id: JobId, event: NewEvent) -> Result<JobEvent, StoreError> {
+                let mut tx = self.write().await?;
+                let appended = events::append(&mut tx, id, &event).await?;
+                tx.commit().await?;
+                Ok(appended)
+            }
+
+            async fn events_after(
+                &self,
+                id: JobId,
+                after_seq: u64,
+                limit: u32,
+            ) -> Result<Vec<JobEvent>, StoreError> {
+                let mut connection = self.pool.acquire().await?;
+                events::after(&mut connection, id, after_seq, limit).await
+            }
+
+            async fn add_output(
+                &self,
+                output: &OutputRecord,
+                holder: &ReplicaId,
+                at: OffsetDateTime,
+            ) -> Result<JobEvent, StoreError> {
+                let mut tx = self.write().await?;
+                let event = events::add_output(&mut tx, output, holder, at).await?;
+                tx.commit().await?;
+                Ok(event)
+            }
+
+            async fn outputs(&self, job_id: JobId) -> Result<Vec<OutputRecord>, StoreError> {
+                let mut connection = self.pool.acquire().await?;
+                events::outputs(&mut connection, job_id).await
+            }
+
+            async fn create_asset(&self, asset: &Asset) -> Result<(), StoreError> {
+                let mut connection = self.pool.acquire().await?;
+                assets::insert(&mut connection, asset).await
+            }
+
+            async fn asset(&self, id: AssetId) -> Result<Option<Asset>, StoreError> {
+                let mut connection = self.pool.acquire().await?;
+                assets::find(&mut connection, id).await
+            }
+
+            async fn assets_with_hash(&self, hash: &BlobHash) -> Result<Vec<Asset>, StoreError> {
+                let mut connection = self.pool.acquire().await?;
+                assets::with_hash(&mut connection, hash).await
+            }
+
+            async fn delete_asset(&self, id: AssetId) -> Result<AssetRemoval, StoreError> {
+                let mut tx = self.write().await?;
+                let removal = assets::delete(&mut tx, id).await?;
+                tx.commit().await?;
+                Ok(removal)
+            }
+
+            async fn unfinished_jobs(&self) -> Result<Vec<Job>, StoreError> {
+                let mut connection = self.pool.acquire().await?;
+                queue::unfinished(&mut connection).await
+            }
+
+            async fn count_queued(&self) -> Result<u64, StoreError> {
+                let mut connection = self.pool.acquire().await?;
+                queue::count_queued(&mut connection).await
+            }
+
+            async fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError> {
+                let mut connection = self.pool.acquire().await?;
+                queue::position(&mut connection, id).await
+            }
+
+            async fn sweep_expired(&self, now: OffsetDateTime, limit: u32) -> Result<Sweep, StoreError> {
+                let mut tx = self.write().await?;
+                let sweep = assets::sweep_expired(&mut tx, now, limit).await?;
+                tx.commit().await?;
+                if !sweep.expired_jobs.is_empty() {
+                    tracing::info!(
+                        jobs.expired = sweep.expired_jobs.len(),
+                        blobs.orphaned = sweep.orphaned_blobs.len(),
+                        "expired jobs"
+                    );
+                }
+                Ok(sweep)
+            }
+
+            async fn acquire_backend_lease(
+                &self,
+                backend_id: &BackendId,
+                lease: &Lease,
+                at: OffsetDateTime,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.write().await?;
+                let acquired = leases::acquire_backend(&mut tx, backend_id, lease, at).await?;
+                tx.commit().await?;
+                Ok(acquired)
+            }
+
+            async fn renew_backend_lease(
+                &self,
+                backend_id: &BackendId,
+                lease: &Lease,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.write().await?;
+                let renewed = leases::renew_backend(&mut tx, backend_id, lease).await?;
+                tx.commit().await?;
+                Ok(renewed)
+            }
+
+            async fn release_backend_lease(
+                &self,
+                backend_id: &BackendId,
+                holder: &ReplicaId,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.write().await?;
+                leases::release_backend(&mut tx, backend_id, holder).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn backend_lease(&self, backend_id: &BackendId) -> Result<Option<Lease>, StoreError> {
+                let mut connection = self.pool.acquire().await?;
+                leases::backend_lease(&mut connection, backend_id).await
+            }
+
+            async fn adopt_jobs(
+                &self,
+                backend_id: &BackendId,
+                lease: &Lease,
+                at: OffsetDateTime,
+            ) -> Result<Vec<Job>, StoreError> {
+                let mut tx = self.write().await?;
+                let adopted = leases::adopt_jobs(&mut tx, backend_id, lease, at).await?;
+                tx.commit().await?;
+                Ok(adopted)
+            }
+
+            async fn renew_job_leases(
+                &self,
+                backend_id: &BackendId,
+                lease: &Lease,
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.write().await?;
+                let renewed = leases::renew_jobs(&mut tx, backend_id, lease).await?;
+                tx.commit().await?;
+                Ok(renewed)
+            }
+
+            async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+                let mut tx = self.write().await?;
+                keys::insert(&mut tx, key).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
+                let mut connection = self.pool.acquire().await?;
+                keys::all(&mut connection).await
+            }
+
+            async fn live_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+                let mut connection = self.pool.acquire().await?;
+                keys::live_by(&mut connection, keys::KeyColumn::Hash, hash).await
+            }
+
+            async fn live_key(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
+                let mut connection = self.pool.acquire().await?;
+                keys::live_by(&mut connection, keys::KeyColumn::Id, id).await
+            }
+
+            async fn count_live_keys(&self) -> Result<u64, StoreError> {
+                let mut connection = self.pool.acquire().await?;
+                keys::count_live(&mut connection).await
+            }
+
+            async fn revoke_api_key(&self, key: &str, at: OffsetDateTime) -> Result<ApiKey, StoreError> {
+                let mut tx = self.write().await?;
+                let revoked = keys::revoke(&mut tx, key, at).await?;
+                tx.commit().await?;
+                tracing::info!(key.id = %revoked.id, "api key revoked");
+                Ok(revoked)
+            }
+
+            $($own)*
+        }
+    };
+}
+
+pub(crate) use shared_store_impl;

@@ -38,9 +38,18 @@ cd fuzz
 for target in "${targets[@]}"; do
   corpus="$target_dir/fuzz-corpus/$target"
   mkdir -p "$corpus" "$seeds/$target"
-  echo "[fuzz] $target for ${seconds}s"
-  cargo fuzz run --sanitizer none "$target" "$corpus" "$seeds/$target" -- \
+  log="$target_dir/fuzz-logs/$target.log"
+  mkdir -p "$(dirname "$log")"
+  echo "[fuzz] $target for ${seconds}s (libFuzzer's log: $log)"
+  # libFuzzer reports every new input it finds; keep that in the log file and show the
+  # summary here, or the whole tail when the target crashed.
+  if ! cargo fuzz run --sanitizer none "$target" "$corpus" "$seeds/$target" -- \
     -max_total_time="$seconds" -max_len=262144 -rss_limit_mb=4096 -timeout=20 \
-    -print_final_stats=1
+    -print_final_stats=1 >"$log" 2>&1; then
+    tail -n 80 "$log"
+    echo "[fuzz] $target crashed: see the input named above under fuzz/artifacts/$target/" >&2
+    exit 1
+  fi
+  grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec|stat::new_units_added|stat::peak_rss_mb)' "$log" || true
 done
 echo "[fuzz] no crash in ${#targets[@]} target(s), ${seconds}s each"

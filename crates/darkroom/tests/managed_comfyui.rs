@@ -64,34 +64,6 @@ fn steps_job(prefix: &str) -> Value {
     })
 }
 
-/// Polls `/api/backends` (backends have no event stream) until `done` holds for `name`.
-async fn wait_backend(
-    server: &TestServer,
-    name: &str,
-    what: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = tokio::time::Instant::now() + START_PATIENCE;
-    loop {
-        let (_, list) = server.get("/api/backends").await;
-        let backend = list["backends"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|backend| backend["name"] == name)
-            .cloned()
-            .unwrap();
-        if done(&backend) {
-            return backend;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "backend {name} never {what}: {backend}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Output files whose name starts with `prefix`, in both backends' output folders.
 fn files_named(data_dir: &Path, prefix: &str) -> usize {
     ["one", "two"]
@@ -130,8 +102,8 @@ async fn a_killed_managed_comfyui_loses_no_job_and_is_started_again() {
     .await;
     let up = |backend: &Value| backend["state"] == "up";
     let started = std::time::Instant::now();
-    let first = wait_backend(&server, "one", "up", up).await;
-    wait_backend(&server, "two", "up", up).await;
+    let first = server.wait_backend("one", "up", START_PATIENCE, up).await;
+    server.wait_backend("two", "up", START_PATIENCE, up).await;
     eprintln!(
         "two managed ComfyUI processes up after {:?}",
         started.elapsed()
@@ -145,13 +117,14 @@ async fn a_killed_managed_comfyui_loses_no_job_and_is_started_again() {
     }
 
     // Kill "one" while it runs a job, early in its steps.
-    let running = wait_backend(&server, "one", "running a job", |backend| {
-        backend["current_job"]["state"] == "running"
-            && backend["current_job"]["progress"]["step"]
-                .as_u64()
-                .is_some_and(|step| step < STEPS - 4)
-    })
-    .await;
+    let running = server
+        .wait_backend("one", "running a job", START_PATIENCE, |backend| {
+            backend["current_job"]["state"] == "running"
+                && backend["current_job"]["progress"]["step"]
+                    .as_u64()
+                    .is_some_and(|step| step < STEPS - 4)
+        })
+        .await;
     let victim = running["current_job"]["id"].as_str().unwrap().to_owned();
     let killed = std::process::Command::new("kill")
         .args(["-KILL", &first_pid.to_string()])
@@ -191,10 +164,11 @@ async fn a_killed_managed_comfyui_loses_no_job_and_is_started_again() {
         "the lost attempt is recorded: {events:?}"
     );
 
-    let restarted = wait_backend(&server, "one", "restarted", |backend| {
-        up(backend) && backend["managed"]["restarts"] == 1
-    })
-    .await;
+    let restarted = server
+        .wait_backend("one", "restarted", START_PATIENCE, |backend| {
+            up(backend) && backend["managed"]["restarts"] == 1
+        })
+        .await;
     assert_ne!(restarted["managed"]["pid"].as_u64(), Some(first_pid));
     eprintln!(
         "killed ComfyUI up again after {:?}; every job done and restart seen",

@@ -16,14 +16,13 @@
 mod support;
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use comfy_sim::{SimHandle, Simulator};
 use darkroom::config::BackendConfig;
 use darkroom::store::NewJob;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Options, PATIENCE, TestServer, save_image, steps_then_save};
+use support::{Options, TestServer, save_image, steps_then_save};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -47,29 +46,6 @@ async fn server_with(backends: &[(&str, &SimHandle)], prompts_per_backend: u32) 
     .await
 }
 
-/// Waits until `/api/backends` shows `name` in `state`; backends have no event stream.
-async fn wait_backend(server: &TestServer, name: &str, state: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let (_, list) = server.get("/api/backends").await;
-        let backend = list["backends"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|backend| backend["name"] == name)
-            .cloned()
-            .unwrap();
-        if backend["state"] == state {
-            return backend;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "backend {name} never {state}: {backend}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn time_of(job: &Value, field: &str) -> OffsetDateTime {
     OffsetDateTime::parse(job[field].as_str().unwrap(), &Rfc3339).unwrap()
 }
@@ -79,8 +55,8 @@ async fn a_job_needing_a_node_only_one_backend_has_goes_to_that_one() {
     let plain = sim(&["DarkroomSteps"]).await;
     let full = sim(&[]).await;
     let server = server_with(&[("plain", &plain), ("full", &full)], 2).await;
-    wait_backend(&server, "plain", "up").await;
-    wait_backend(&server, "full", "up").await;
+    server.wait_backend_in("plain", "up").await;
+    server.wait_backend_in("full", "up").await;
 
     let mut steps = Vec::new();
     let mut saves = Vec::new();
@@ -121,8 +97,8 @@ async fn a_job_needing_what_no_single_backend_has_is_refused_naming_each_lack() 
     let no_steps = sim(&["DarkroomSteps"]).await;
     let no_save = sim(&["SaveImage"]).await;
     let server = server_with(&[("no-steps", &no_steps), ("no-save", &no_save)], 2).await;
-    wait_backend(&server, "no-steps", "up").await;
-    wait_backend(&server, "no-save", "up").await;
+    server.wait_backend_in("no-steps", "up").await;
+    server.wait_backend_in("no-save", "up").await;
 
     let (status, refused) = server.try_submit(&steps_then_save(2, 1)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
@@ -141,8 +117,8 @@ async fn a_draining_backend_takes_no_new_job_and_finishes_its_own() {
     let first = sim(&[]).await;
     let second = sim(&[]).await;
     let server = server_with(&[("a", &first), ("b", &second)], 1).await;
-    wait_backend(&server, "a", "up").await;
-    wait_backend(&server, "b", "up").await;
+    server.wait_backend_in("a", "up").await;
+    server.wait_backend_in("b", "up").await;
 
     // One long job on each backend, then drain the one "long" runs on.
     let long = server.submit(&steps_then_save(40, 20)).await;
@@ -186,7 +162,7 @@ async fn a_draining_backend_takes_no_new_job_and_finishes_its_own() {
 async fn one_owners_flood_does_not_delay_another_owners_single_job() {
     let only = sim(&[]).await;
     let server = server_with(&[("only", &only)], 2).await;
-    wait_backend(&server, "only", "up").await;
+    server.wait_backend_in("only", "up").await;
 
     // API keys come with another change; until then the flood's owner is set in the
     // store, as a key's submissions will be. The single job is anonymous: another owner.
@@ -245,7 +221,7 @@ async fn one_owners_flood_does_not_delay_another_owners_single_job() {
 async fn a_higher_priority_job_runs_before_older_ones() {
     let only = sim(&[]).await;
     let server = server_with(&[("only", &only)], 1).await;
-    wait_backend(&server, "only", "up").await;
+    server.wait_backend_in("only", "up").await;
 
     let long = server.submit(&steps_then_save(20, 20)).await;
     server
@@ -294,8 +270,8 @@ async fn a_backend_restarted_mid_run_has_its_jobs_run_again() {
     let first = sim(&[]).await;
     let second = sim(&[]).await;
     let server = server_with(&[("a", &first), ("b", &second)], 2).await;
-    wait_backend(&server, "a", "up").await;
-    wait_backend(&server, "b", "up").await;
+    server.wait_backend_in("a", "up").await;
+    server.wait_backend_in("b", "up").await;
 
     let mut jobs = Vec::new();
     for _ in 0..8 {
@@ -350,11 +326,11 @@ async fn a_backend_that_stops_answering_is_down_and_takes_no_work() {
     let doomed = sim(&[]).await;
     let alive = sim(&[]).await;
     let server = server_with(&[("doomed", &doomed), ("alive", &alive)], 2).await;
-    wait_backend(&server, "doomed", "up").await;
-    wait_backend(&server, "alive", "up").await;
+    server.wait_backend_in("doomed", "up").await;
+    server.wait_backend_in("alive", "up").await;
 
     doomed.shutdown().await;
-    let down = wait_backend(&server, "doomed", "down").await;
+    let down = server.wait_backend_in("doomed", "down").await;
     assert_eq!(down["up"], false);
     assert!(
         !down["recent_errors"].as_array().unwrap().is_empty(),

@@ -176,6 +176,42 @@ impl TestServer {
         }
     }
 
+    /// Polls `/api/backends` (backends have no event stream) until `done` holds for the
+    /// backend `name`, within `patience`; `what` names the wait in the failure message.
+    pub async fn wait_backend(
+        &self,
+        name: &str,
+        what: &str,
+        patience: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let (_, list) = self.get("/api/backends").await;
+            let backend = list["backends"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|backend| backend["name"] == name)
+                .cloned()
+                .unwrap();
+            if done(&backend) {
+                return backend;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "backend {name} never {what}: {backend}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits, within `PATIENCE`, until `/api/backends` shows `name` in `state`.
+    pub async fn wait_backend_in(&self, name: &str, state: &str) -> Value {
+        self.wait_backend(name, state, PATIENCE, |backend| backend["state"] == state)
+            .await
+    }
+
     /// The server's data folder (blobs, managed backends' folders and, on SQLite, its database).
     pub fn data_dir(&self) -> &std::path::Path {
         self.data.path()

@@ -12,7 +12,7 @@ macro_rules! shared_store_impl {
         #[async_trait]
         impl Store for $engine {
             async fn create_job(&self, job: NewJob) -> Result<JobChange, StoreError> {
-                let mut tx = self.write().await?;
+                let mut tx = self.write(Durability::PowerSafe).await?;
                 let change = jobs::create(&mut tx, &job).await?;
                 tx.commit().await?;
                 Ok(change)
@@ -29,7 +29,7 @@ macro_rules! shared_store_impl {
             }
 
             async fn transition(&self, change: Transition) -> Result<JobChange, StoreError> {
-                let mut tx = self.write().await?;
+                let mut tx = self.write(change.durability()).await?;
                 let committed = jobs::transition(&mut tx, &change, None).await?;
                 tx.commit().await?;
                 Ok(committed)
@@ -41,7 +41,7 @@ macro_rules! shared_store_impl {
                 lease: &Lease,
                 at: OffsetDateTime,
             ) -> Result<Option<JobChange>, StoreError> {
-                let mut tx = self.write().await?;
+                let mut tx = self.write(Durability::CrashSafe).await?;
                 let claimed = queue::claim_next(&mut tx, backend_id, lease, at).await?;
                 tx.commit().await?;
                 Ok(claimed)
@@ -59,14 +59,14 @@ macro_rules! shared_store_impl {
                 lease: &Lease,
                 at: OffsetDateTime,
             ) -> Result<Option<JobChange>, StoreError> {
-                let mut tx = self.write().await?;
+                let mut tx = self.write(Durability::CrashSafe).await?;
                 let claimed = queue::claim(&mut tx, id, backend_id, lease, at).await?;
                 tx.commit().await?;
                 Ok(claimed)
             }
 
             async fn record_dispatch(&self, id: JobId, dispatch: &Dispatch) -> Result<Job, StoreError> {
-                let mut tx = self.write().await?;
+                let mut tx = self.write(Durability::CrashSafe).await?;
                 let job = running::record_dispatch(&mut tx, id, dispatch).await?;
                 tx.commit().await?;
                 Ok(job)
@@ -79,14 +79,14 @@ macro_rules! shared_store_impl {
                 holder: &ReplicaId,
                 at: OffsetDateTime,
             ) -> Result<JobEvent, StoreError> {
-                let mut tx = self.write().await?;
+                let mut tx = self.write(Durability::CrashSafe).await?;
                 let event = running::update_progress(&mut tx, id, progress, holder, at).await?;
                 tx.commit().await?;
                 Ok(event)
             }
 
             async fn append_event(&self, id: JobId, event: NewEvent) -> Result<JobEvent, StoreError> {
-                let mut tx = self.write().await?;
+                let mut tx = self.write(Durability::CrashSafe).await?;
                 let appended = events::append(&mut tx, id, &event).await?;
                 tx.commit().await?;
                 Ok(appended)
@@ -108,7 +108,7 @@ macro_rules! shared_store_impl {
                 holder: &ReplicaId,
                 at: OffsetDateTime,
             ) -> Result<JobEvent, StoreError> {
-                let mut tx = self.write().await?;
+                let mut tx = self.write(Durability::CrashSafe).await?;
                 let event = events::add_output(&mut tx, output, holder, at).await?;
                 tx.commit().await?;
                 Ok(event)
@@ -135,7 +135,7 @@ macro_rules! shared_store_impl {
             }
 
             async fn delete_asset(&self, id: AssetId) -> Result<AssetRemoval, StoreError> {
-                let mut tx = self.write().await?;
+                let mut tx = self.write(Durability::PowerSafe).await?;
                 let removal = assets::delete(&mut tx, id).await?;
                 tx.commit().await?;
                 Ok(removal)
@@ -157,7 +157,7 @@ macro_rules! shared_store_impl {
             }
 
             async fn sweep_expired(&self, now: OffsetDateTime, limit: u32) -> Result<Sweep, StoreError> {
-                let mut tx = self.write().await?;
+                let mut tx = self.write(Durability::PowerSafe).await?;
                 let sweep = assets::sweep_expired(&mut tx, now, limit).await?;
                 tx.commit().await?;
                 if !sweep.expired_jobs.is_empty() {
@@ -176,7 +176,7 @@ macro_rules! shared_store_impl {
                 lease: &Lease,
                 at: OffsetDateTime,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.write().await?;
+                let mut tx = self.write(Durability::PowerSafe).await?;
                 let acquired = leases::acquire_backend(&mut tx, backend_id, lease, at).await?;
                 tx.commit().await?;
                 Ok(acquired)
@@ -187,7 +187,7 @@ macro_rules! shared_store_impl {
                 backend_id: &BackendId,
                 lease: &Lease,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.write().await?;
+                let mut tx = self.write(Durability::PowerSafe).await?;
                 let renewed = leases::renew_backend(&mut tx, backend_id, lease).await?;
                 tx.commit().await?;
                 Ok(renewed)
@@ -198,7 +198,7 @@ macro_rules! shared_store_impl {
                 backend_id: &BackendId,
                 holder: &ReplicaId,
             ) -> Result<(), StoreError> {
-                let mut tx = self.write().await?;
+                let mut tx = self.write(Durability::PowerSafe).await?;
                 leases::release_backend(&mut tx, backend_id, holder).await?;
                 tx.commit().await?;
                 Ok(())
@@ -215,7 +215,7 @@ macro_rules! shared_store_impl {
                 lease: &Lease,
                 at: OffsetDateTime,
             ) -> Result<Vec<Job>, StoreError> {
-                let mut tx = self.write().await?;
+                let mut tx = self.write(Durability::PowerSafe).await?;
                 let adopted = leases::adopt_jobs(&mut tx, backend_id, lease, at).await?;
                 tx.commit().await?;
                 Ok(adopted)
@@ -226,14 +226,14 @@ macro_rules! shared_store_impl {
                 backend_id: &BackendId,
                 lease: &Lease,
             ) -> Result<u64, StoreError> {
-                let mut tx = self.write().await?;
+                let mut tx = self.write(Durability::PowerSafe).await?;
                 let renewed = leases::renew_jobs(&mut tx, backend_id, lease).await?;
                 tx.commit().await?;
                 Ok(renewed)
             }
 
             async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
-                let mut tx = self.write().await?;
+                let mut tx = self.write(Durability::PowerSafe).await?;
                 keys::insert(&mut tx, key).await?;
                 tx.commit().await?;
                 Ok(())
@@ -260,7 +260,7 @@ macro_rules! shared_store_impl {
             }
 
             async fn revoke_api_key(&self, key: &str, at: OffsetDateTime) -> Result<ApiKey, StoreError> {
-                let mut tx = self.write().await?;
+                let mut tx = self.write(Durability::PowerSafe).await?;
                 let revoked = keys::revoke(&mut tx, key, at).await?;
                 tx.commit().await?;
                 tracing::info!(key.id = %revoked.id, "api key revoked");

@@ -14,6 +14,7 @@
 //! differs between engines stays in the engine: connecting, how a write
 //! transaction starts, and the locks a query asks for (`locks.rs`).
 
+mod durability;
 mod engine;
 mod error;
 mod postgres;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+pub use durability::Durability;
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use request::{

@@ -13,6 +13,7 @@ use crate::jobs::model::{
     ReplicaId, WorkflowFormat,
 };
 use crate::jobs::requirements::Requirements;
+use crate::store::Durability;
 
 /// A job to create. The store never reads the clock: every time comes from
 /// the caller, so tests control it and one request carries one "now".
@@ -105,6 +106,18 @@ impl Transition {
             error: None,
             expires_at: None,
             holder: None,
+        }
+    }
+
+    /// How durable the move must be: a final state (the client is told "done") and a
+    /// cancel the client asked for wait for the disk; the steps of a run between them need
+    /// only survive a crash of Darkroom (`store::durability`).
+    #[must_use]
+    pub fn durability(&self) -> Durability {
+        if self.to.is_final() || self.to == JobState::Canceling {
+            Durability::PowerSafe
+        } else {
+            Durability::CrashSafe
         }
     }
 

@@ -50,8 +50,8 @@ use sqlx::{PgConnection, Postgres, Transaction};
 use time::OffsetDateTime;
 
 use super::{
-    AssetRemoval, Dispatch, EventFeed, JobChange, JobPage, JobQuery, Lease, NewEvent, NewJob,
-    QueuedJob, Store, StoreError, Sweep, Transition,
+    AssetRemoval, Dispatch, Durability, EventFeed, JobChange, JobPage, JobQuery, Lease, NewEvent,
+    NewJob, QueuedJob, Store, StoreError, Sweep, Transition,
 };
 use crate::artifacts::BlobHash;
 use crate::auth::ApiKey;
@@ -97,8 +97,19 @@ impl PostgresStore {
         self.pool.close().await;
     }
 
-    async fn write(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
-        Ok(self.pool.begin().await?)
+    /// A write transaction; a crash-safe one commits without waiting for the server's
+    /// WAL flush (`synchronous_commit = off`, for this transaction only).
+    async fn write(
+        &self,
+        durability: Durability,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut transaction = self.pool.begin().await?;
+        if durability == Durability::CrashSafe {
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *transaction)
+                .await?;
+        }
+        Ok(transaction)
     }
 }
 

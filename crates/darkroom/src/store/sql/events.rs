@@ -26,7 +26,17 @@ pub(super) async fn append(
     .fetch_optional(&mut *connection)
     .await?;
     let seq = seq.ok_or(StoreError::JobNotFound(job_id))?;
+    insert(connection, job_id, seq, event).await
+}
 
+/// Inserts an event under a number already taken from the job's counter (by the same
+/// statement that changed the job).
+pub(super) async fn insert(
+    connection: &mut Connection,
+    job_id: JobId,
+    seq: i64,
+    event: &NewEvent,
+) -> Result<JobEvent, StoreError> {
     let at = to_micros(event.at);
     sqlx::query(
         "INSERT INTO job_events (job_id, seq, kind, payload, at) VALUES ($1, $2, $3, $4, $5)",

@@ -4,7 +4,7 @@
 use super::Connection;
 
 use super::{events, leases, locks, queue};
-use crate::jobs::model::{BackendId, EventKind, Job, JobId, JobState};
+use crate::jobs::model::{BackendId, EventKind, Job, JobError, JobId, JobState};
 use crate::store::request::status_payload;
 use crate::store::rows::{AsSent, JOB_COLUMNS, JobRow, to_micros};
 use crate::store::{
@@ -152,30 +152,57 @@ pub(super) async fn transition(
         });
     }
 
-    // A holder moves the job only while no other replica holds it.
-    let moved = sqlx::query(
-        "UPDATE jobs SET state = $1 WHERE id = $2 AND state = $3 \
-         AND ($4 IS NULL OR lease_holder IS NULL OR lease_holder = $4)",
-    )
-    .bind(change.to.as_str())
-    .bind(change.job_id.to_string())
-    .bind(change.from.as_str())
-    .bind(change.holder.as_ref().map(|holder| holder.0.as_str()))
-    .execute(&mut *connection)
-    .await?;
-    if moved.rows_affected() == 0 {
-        return Err(conflict(connection, change.job_id, change.from).await);
+    // One statement moves the job, sets the columns its new state owns and takes the
+    // next event number, so a move is two statements (and the output expiry on an end)
+    // instead of one per column. A holder moves the job only while no other replica
+    // holds it.
+    let (effects, values) = effects(change, claim);
+    let sql = format!(
+        "UPDATE jobs SET state = $1, last_event_seq = last_event_seq + 1{effects} \
+         WHERE id = $2 AND state = $3 \
+         AND ($4 IS NULL OR lease_holder IS NULL OR lease_holder = $4) \
+         RETURNING {JOB_COLUMNS}, last_event_seq"
+    );
+    let mut moving = sqlx::query_as::<_, MovedRow>(sqlx::AssertSqlSafe(sql))
+        .bind(change.to.as_str())
+        .bind(change.job_id.to_string())
+        .bind(change.from.as_str())
+        .bind(change.holder.as_ref().map(|holder| holder.0.as_str()));
+    for value in values {
+        moving = match value {
+            Value::Number(number) => moving.bind(number),
+            Value::Text(text) => moving.bind(text),
+            Value::Error(error) => moving.bind(sqlx::types::Json(error)),
+        };
     }
+    let Some(moved) = moving.fetch_optional(&mut *connection).await? else {
+        return Err(conflict(connection, change.job_id, change.from).await);
+    };
 
-    apply_effects(connection, change, claim).await?;
+    if let Some(expires_at) = change.expires_at {
+        // Outputs live exactly as long as their job.
+        sqlx::query("UPDATE assets SET expires_at = $2 WHERE job_id = $1")
+            .bind(change.job_id.to_string())
+            .bind(to_micros(expires_at))
+            .execute(&mut *connection)
+            .await?;
+    }
     let status = NewEvent {
         kind: EventKind::Status,
         payload: status_payload(change.to, change.error.as_ref()),
         at: change.at,
     };
-    let event = events::append(connection, change.job_id, &status).await?;
-    let job = fetch(connection, change.job_id).await?;
+    let event = events::insert(connection, change.job_id, moved.last_event_seq, &status).await?;
+    let job = Job::try_from(moved.job)?;
     Ok(JobChange { job, event })
+}
+
+/// A job row as a move left it, with the number its status event takes.
+#[derive(Debug, sqlx::FromRow)]
+struct MovedRow {
+    #[sqlx(flatten)]
+    job: JobRow,
+    last_event_seq: i64,
 }
 
 /// Why a compare-and-set matched nothing.
@@ -192,75 +219,59 @@ async fn conflict(connection: &mut Connection, id: JobId, expected: JobState) ->
     }
 }
 
-/// The columns a state owns: timestamps, the attempt count, and on a
-/// requeue the traces of the attempt that was given up.
-async fn apply_effects(
-    connection: &mut Connection,
-    change: &Transition,
-    claim: Option<&Claim<'_>>,
-) -> Result<(), StoreError> {
-    let id = change.job_id.to_string();
-    let at = to_micros(change.at);
-    let effect = match change.to {
-        JobState::Dispatched => Some(
-            sqlx::query(
-                "UPDATE jobs SET attempt = attempt + 1, dispatched_at = $2, backend_id = $3, \
-                 prompt_id = NULL, lease_holder = $4, lease_expires_at = $5 WHERE id = $1",
-            )
-            .bind(&id)
-            .bind(at)
-            .bind(claim.map(|claim| claim.backend_id.0.as_str()))
-            .bind(claim.map(|claim| claim.lease.holder.0.as_str()))
-            .bind(claim.map(|claim| to_micros(claim.lease.expires_at))),
-        ),
-        JobState::Queued => Some(
-            sqlx::query(
-                "UPDATE jobs SET backend_id = NULL, prompt_id = NULL, dispatched_at = NULL, \
-             started_at = NULL, progress = NULL, lease_holder = NULL, lease_expires_at = NULL \
-             WHERE id = $1",
-            )
-            .bind(&id),
-        ),
-        JobState::Running => Some(
-            sqlx::query("UPDATE jobs SET started_at = $2 WHERE id = $1")
-                .bind(&id)
-                .bind(at),
-        ),
-        // An ended job is nobody's.
-        JobState::Succeeded | JobState::Failed | JobState::Canceled => Some(
-            sqlx::query(
-                "UPDATE jobs SET completed_at = $2, lease_holder = NULL, lease_expires_at = NULL \
-                 WHERE id = $1",
-            )
-            .bind(&id)
-            .bind(at),
-        ),
-        JobState::Collecting | JobState::Canceling | JobState::Expired => None,
-    };
-    if let Some(effect) = effect {
-        effect.execute(&mut *connection).await?;
-    }
+/// A value an effect binds.
+enum Value<'a> {
+    Number(Option<i64>),
+    Text(Option<&'a str>),
+    Error(&'a JobError),
+}
 
+/// The columns a state owns (timestamps, the attempt count, the claim's lease, and on a
+/// requeue the traces of the attempt that was given up), the error and the expiry, as
+/// `SET` items, with the values their parameters (from `$5` on) take, in order.
+fn effects<'a>(change: &'a Transition, claim: Option<&Claim<'a>>) -> (String, Vec<Value<'a>>) {
+    let mut sets = String::new();
+    let mut values = Vec::new();
+    let mut set = |column: &str, value: Value<'a>| {
+        values.push(value);
+        sets.push_str(&format!(", {column} = ${}", values.len() + 4));
+    };
+    let at = Value::Number(Some(to_micros(change.at)));
+    match change.to {
+        JobState::Dispatched => {
+            set("dispatched_at", at);
+            set(
+                "backend_id",
+                Value::Text(claim.map(|claim| claim.backend_id.0.as_str())),
+            );
+            set(
+                "lease_holder",
+                Value::Text(claim.map(|claim| claim.lease.holder.0.as_str())),
+            );
+            let expires = claim.map(|claim| to_micros(claim.lease.expires_at));
+            set("lease_expires_at", Value::Number(expires));
+        }
+        JobState::Running => set("started_at", at),
+        JobState::Succeeded | JobState::Failed | JobState::Canceled => set("completed_at", at),
+        JobState::Queued | JobState::Collecting | JobState::Canceling | JobState::Expired => {}
+    }
     if let Some(error) = &change.error {
-        sqlx::query("UPDATE jobs SET error = $2 WHERE id = $1")
-            .bind(&id)
-            .bind(sqlx::types::Json(error))
-            .execute(&mut *connection)
-            .await?;
+        set("error", Value::Error(error));
     }
     if let Some(expires_at) = change.expires_at {
-        let expires_at = to_micros(expires_at);
-        sqlx::query("UPDATE jobs SET expires_at = $2 WHERE id = $1")
-            .bind(&id)
-            .bind(expires_at)
-            .execute(&mut *connection)
-            .await?;
-        // Outputs live exactly as long as their job.
-        sqlx::query("UPDATE assets SET expires_at = $2 WHERE job_id = $1")
-            .bind(&id)
-            .bind(expires_at)
-            .execute(&mut *connection)
-            .await?;
+        set("expires_at", Value::Number(Some(to_micros(expires_at))));
     }
-    Ok(())
+    match change.to {
+        JobState::Dispatched => sets.push_str(", attempt = attempt + 1, prompt_id = NULL"),
+        JobState::Queued => sets.push_str(
+            ", backend_id = NULL, prompt_id = NULL, dispatched_at = NULL, started_at = NULL, \
+             progress = NULL, lease_holder = NULL, lease_expires_at = NULL",
+        ),
+        // An ended job is nobody's.
+        JobState::Succeeded | JobState::Failed | JobState::Canceled => {
+            sets.push_str(", lease_holder = NULL, lease_expires_at = NULL");
+        }
+        JobState::Running | JobState::Collecting | JobState::Canceling | JobState::Expired => {}
+    }
+    (sets, values)
 }

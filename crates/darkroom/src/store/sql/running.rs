@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use super::jobs::fetch;
 use super::{events, leases};
 use crate::jobs::model::{EventKind, Job, JobEvent, JobId, JobState, Progress, ReplicaId};
+use crate::store::rows::{JOB_COLUMNS, JobRow};
 use crate::store::{Dispatch, NewEvent, StoreError};
 
 pub(super) async fn record_dispatch(
@@ -14,21 +15,23 @@ pub(super) async fn record_dispatch(
     id: JobId,
     dispatch: &Dispatch,
 ) -> Result<Job, StoreError> {
-    let updated = sqlx::query(
+    let sql = format!(
         "UPDATE jobs SET backend_id = $2, prompt_id = $3 \
          WHERE id = $1 AND state = $4 AND attempt = $5 \
-           AND (lease_holder IS NULL OR lease_holder = $6)",
-    )
-    .bind(id.to_string())
-    .bind(dispatch.backend_id.0.as_str())
-    .bind(dispatch.prompt_id.0.as_str())
-    .bind(JobState::Dispatched.as_str())
-    .bind(i64::from(dispatch.attempt))
-    .bind(dispatch.holder.0.as_str())
-    .execute(&mut *connection)
-    .await?;
-    if updated.rows_affected() == 1 {
-        return fetch(connection, id).await;
+           AND (lease_holder IS NULL OR lease_holder = $6) \
+         RETURNING {JOB_COLUMNS}"
+    );
+    let updated: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .bind(dispatch.backend_id.0.as_str())
+        .bind(dispatch.prompt_id.0.as_str())
+        .bind(JobState::Dispatched.as_str())
+        .bind(i64::from(dispatch.attempt))
+        .bind(dispatch.holder.0.as_str())
+        .fetch_optional(&mut *connection)
+        .await?;
+    if let Some(row) = updated {
+        return Job::try_from(row);
     }
 
     let job = fetch(connection, id).await?;
@@ -61,9 +64,11 @@ pub(super) async fn update_progress(
         JobState::Running,
         JobState::Collecting,
     ];
-    let updated = sqlx::query(
-        "UPDATE jobs SET progress = $2 WHERE id = $1 AND state IN ($3, $4, $5) \
-         AND (lease_holder IS NULL OR lease_holder = $6)",
+    // The progress and the event's number in one statement.
+    let seq: Option<i64> = sqlx::query_scalar(
+        "UPDATE jobs SET progress = $2, last_event_seq = last_event_seq + 1 \
+         WHERE id = $1 AND state IN ($3, $4, $5) \
+         AND (lease_holder IS NULL OR lease_holder = $6) RETURNING last_event_seq",
     )
     .bind(id.to_string())
     .bind(sqlx::types::Json(progress))
@@ -71,9 +76,9 @@ pub(super) async fn update_progress(
     .bind(ACTIVE[1].as_str())
     .bind(ACTIVE[2].as_str())
     .bind(holder.0.as_str())
-    .execute(&mut *connection)
+    .fetch_optional(&mut *connection)
     .await?;
-    if updated.rows_affected() == 0 {
+    let Some(seq) = seq else {
         let job = fetch(connection, id).await?;
         if ACTIVE.contains(&job.state) {
             return Err(leases::lease_lost(connection, id).await);
@@ -82,12 +87,12 @@ pub(super) async fn update_progress(
             job_id: id,
             state: job.state,
         });
-    }
+    };
 
     let event = NewEvent {
         kind: EventKind::Progress,
         payload: serde_json::to_value(progress)?,
         at,
     };
-    events::append(connection, id, &event).await
+    events::insert(connection, id, seq, &event).await
 }

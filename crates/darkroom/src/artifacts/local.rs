@@ -61,25 +61,44 @@ impl LocalBlobStore {
         self.root.join(TEMP_DIR)
     }
 
-    /// Renames the finished temp file into place and makes the new directory
-    /// entries durable: a rename is only crash-safe once its folder is synced.
+    /// Renames the finished temp file into place and makes the new directory entries
+    /// durable: a rename is only crash-safe once its folder is synced, and a folder made
+    /// now only once its parent is. Folders that already existed are not synced again
+    /// (each sync is a journal commit). One blocking task does it all: each `tokio::fs`
+    /// call would be a trip to the blocking pool of its own.
     async fn install(&self, temp: TempFile, path: &Path) -> Result<(), ArtifactError> {
-        let fan_out = path.parent().unwrap_or(&self.root);
-        fs::create_dir_all(fan_out)
-            .await
-            .map_err(ArtifactError::io("create", fan_out))?;
+        let root = self.root.clone();
+        let target = path.to_path_buf();
         let temp_path = temp.disarm();
-        fs::rename(&temp_path, path)
+        tokio::task::spawn_blocking(move || install_blocking(&root, &temp_path, &target))
             .await
-            .map_err(ArtifactError::io("rename", &temp_path))?;
-
-        let mut folder = Some(fan_out);
-        while let Some(dir) = folder {
-            sync_dir(dir).await?;
-            folder = dir.parent().filter(|_| dir != self.root);
-        }
-        Ok(())
+            .map_err(|error| ArtifactError::io("rename", path)(io::Error::other(error)))?
     }
+}
+
+fn install_blocking(root: &Path, temp_path: &Path, target: &Path) -> Result<(), ArtifactError> {
+    let fan_out = target.parent().unwrap_or(root);
+    let mut made = Vec::new();
+    let mut missing = Some(fan_out);
+    while let Some(dir) = missing.filter(|dir| *dir != root && !dir.exists()) {
+        made.push(dir);
+        missing = dir.parent();
+    }
+    std::fs::create_dir_all(fan_out).map_err(ArtifactError::io("create", fan_out))?;
+    if let Err(error) = std::fs::rename(temp_path, target) {
+        let _ = std::fs::remove_file(temp_path);
+        return Err(ArtifactError::io("rename", temp_path)(error));
+    }
+    let sync = |dir: &Path| {
+        std::fs::File::open(dir)
+            .and_then(|folder| folder.sync_all())
+            .map_err(ArtifactError::io("sync", dir))
+    };
+    sync(fan_out)?;
+    for dir in made {
+        sync(dir.parent().unwrap_or(root))?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -224,15 +243,6 @@ impl RangeReader for LocalReader {
             .map_err(ArtifactError::io("seek", &self.path))?;
         Ok(ReaderStream::new(self.file.take(length)).boxed())
     }
-}
-
-async fn sync_dir(dir: &Path) -> Result<(), ArtifactError> {
-    let owned = dir.to_path_buf();
-    let result = tokio::task::spawn_blocking(move || std::fs::File::open(&owned)?.sync_all())
-        .await
-        .map_err(io::Error::other)
-        .and_then(|result| result);
-    result.map_err(ArtifactError::io("sync", dir))
 }
 
 async fn remove_leftovers(temp_dir: &Path) -> Result<usize, ArtifactError> {

@@ -340,7 +340,15 @@ impl Follower {
         if let Some(state) = state {
             self.job_state = state;
         }
-        let job = self.state.store.job(self.job_id).await?;
+        // Only a queued or dispatched job has a position, and only a final one needs the
+        // job's expiry for its outputs: the states between need no read.
+        let needs_job = matches!(self.job_state, JobState::Queued | JobState::Dispatched)
+            || self.job_state.is_final();
+        let job = if needs_job {
+            self.state.store.job(self.job_id).await?
+        } else {
+            None
+        };
         let position = match &job {
             // Only the current state has a current position; an older status shows none.
             Some(job) if job.state == self.job_state => {

@@ -41,6 +41,9 @@ pub struct Run {
     current: Option<String>,
     step: Option<(u64, u64)>,
     last_written: Option<Instant>,
+    /// A snapshot not written yet because more websocket messages were waiting: only the
+    /// newest of a burst is written (`Driver::flush_progress`).
+    pub unwritten: Option<Progress>,
 }
 
 impl Run {
@@ -78,6 +81,7 @@ impl Run {
             classes,
             done: HashSet::new(),
             current: None,
+            unwritten: None,
             step: None,
             last_written: None,
         }

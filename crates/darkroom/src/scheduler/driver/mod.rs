@@ -40,7 +40,7 @@ use super::managed::{ManagedSpec, ProcessEvent};
 use super::run::{Run, job_error};
 use super::{Command, Context, assets};
 use crate::jobs::bus::LivePreview;
-use crate::jobs::model::{self, BackendId, Job, JobError, JobId, JobState};
+use crate::jobs::model::{self, BackendId, Job, JobError, JobId, JobState, Progress};
 use crate::store::{Dispatch, StoreError};
 
 /// One backend to drive.
@@ -189,7 +189,10 @@ impl Driver {
                 let hinted = self.runs.values().any(|run| run.end_hinted);
                 tokio::select! {
                     event = self.socket_events.recv() => match event {
-                        Some(event) => self.on_socket(event).await,
+                        Some(event) => {
+                            self.on_socket(event).await;
+                            self.flush_progress().await;
+                        }
                         None => break,
                     },
                     command = self.commands.recv() => self.on_command(command).await,
@@ -389,6 +392,33 @@ impl Driver {
             );
         }
         if let Some(progress) = progress {
+            if let Some(run) = self.runs.get_mut(&prompt_id) {
+                run.unwritten = Some(progress);
+            }
+        }
+        if message.hints_run_ended() {
+            // The run is over: its last snapshot would be stale before it is read.
+            if let Some(run) = self.runs.get_mut(&prompt_id) {
+                run.unwritten = None;
+            }
+            self.check_history(&prompt_id).await;
+        }
+    }
+
+    /// Writes each run's newest unwritten progress once no websocket message is waiting.
+    /// A burst of messages (a fast node sends several at once) is one write, of its newest
+    /// snapshot, instead of a commit per message that holds up the messages behind it,
+    /// the run's end among them.
+    async fn flush_progress(&mut self) {
+        if !self.socket_events.is_empty() {
+            return;
+        }
+        let due: Vec<(JobId, Progress)> = self
+            .runs
+            .values_mut()
+            .filter_map(|run| run.unwritten.take().map(|progress| (run.job_id, progress)))
+            .collect();
+        for (job_id, progress) in due {
             match self
                 .context
                 .store
@@ -404,9 +434,6 @@ impl Driver {
                 Err(StoreError::JobNotActive { .. } | StoreError::LeaseLost { .. }) => {}
                 Err(error) => tracing::error!(job.id = %job_id, %error, "progress not stored"),
             }
-        }
-        if message.hints_run_ended() {
-            self.check_history(&prompt_id).await;
         }
     }
 

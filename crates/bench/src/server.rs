@@ -120,6 +120,33 @@ impl Darkroom {
         self.pid
     }
 
+    /// CPU time the process has used so far (user and system), from `/proc/PID/stat`:
+    /// unlike a job's wall time, it does not grow when other programs share the machine.
+    ///
+    /// # Errors
+    ///
+    /// When the process is gone or its stat line is malformed.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .with_context(|| format!("cannot read the stat of process {}", self.pid))?;
+        // The command name may hold spaces; the fields after its closing parenthesis are
+        // fixed: utime and stime are the 12th and 13th of them (fields 14 and 15).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |index: usize| -> anyhow::Result<u64> {
+            fields
+                .get(index)
+                .context("short stat line")?
+                .parse::<u64>()
+                .context("malformed stat field")
+        };
+        // Linux reports these in USER_HZ, which is 100 on every platform it supports.
+        let total = ticks(11)? + ticks(12)?;
+        Ok(Duration::from_millis(total * 10))
+    }
+
     /// # Errors
     ///
     /// When the process is gone.

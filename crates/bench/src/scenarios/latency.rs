@@ -47,13 +47,24 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
         run_times: None,
     };
     let jobs = bench.options.sizes.latency_jobs;
+    let cpu_before = darkroom.cpu_time()?;
     let timings = paths.compare(jobs, graphs::small_image).await;
+    let cpu = darkroom.cpu_time()?.saturating_sub(cpu_before);
     darkroom.stop().await;
     if let Some(proxy) = proxy {
         proxy.stop().await;
     }
     let timings = timings?;
     timings.report(bench, &format!("{NAME} (simulator)"), jobs, true);
+    // Warm-up jobs ran too; 10 ms clock ticks make this a mean over many jobs.
+    let all_jobs = jobs + warm_up(jobs);
+    bench.report.figure(
+        &format!("{NAME} (simulator)"),
+        "Darkroom CPU time per job (user + system)",
+        cpu.as_secs_f64() * 1000.0 / all_jobs as f64,
+        Unit::Milliseconds,
+        None,
+    );
     if bench.options.proxy.is_none() {
         bench.report.text(
             &format!("{NAME} (simulator)"),

@@ -293,3 +293,30 @@ pub(crate) fn status_payload(state: JobState, error: Option<&JobError>) -> Value
     }
     payload
 }
+
+#[cfg(test)]
+mod durability_tests {
+    use super::*;
+
+    fn durability_of(from: JobState, to: JobState) -> Durability {
+        let id: JobId = "00000000-0000-4000-8000-000000000001".parse().unwrap();
+        Transition::new(id, from, to, OffsetDateTime::UNIX_EPOCH).durability()
+    }
+
+    #[test]
+    fn ends_and_cancels_wait_for_the_disk_and_the_steps_between_do_not() {
+        use JobState::*;
+        for (from, to) in [(Collecting, Succeeded), (Running, Failed), (Canceling, Canceled)] {
+            assert_eq!(durability_of(from, to), Durability::PowerSafe, "{from} -> {to}");
+        }
+        assert_eq!(durability_of(Running, Canceling), Durability::PowerSafe);
+        for (from, to) in [
+            (Queued, Dispatched),
+            (Dispatched, Running),
+            (Running, Collecting),
+            (Dispatched, Queued),
+        ] {
+            assert_eq!(durability_of(from, to), Durability::CrashSafe, "{from} -> {to}");
+        }
+    }
+}

@@ -17,6 +17,8 @@ use super::{ArtifactError, Blob, BlobHash, BlobInfo, BlobStore, ByteStream, Rang
 /// Where unfinished writes live; inside the root so the final rename never
 /// crosses a filesystem.
 const TEMP_DIR: &str = "tmp";
+/// Blobs up to this size are gathered in memory and written in one go.
+const SMALL_BLOB: usize = 4 * 1024 * 1024;
 
 /// Blobs on local disk, addressed by their blake3 hash.
 #[derive(Debug, Clone)]
@@ -76,6 +78,42 @@ impl LocalBlobStore {
     }
 }
 
+impl LocalBlobStore {
+    /// Stores a blob that is all in memory, in one blocking task.
+    async fn put_small(&self, bytes: Vec<u8>, hash: BlobHash) -> Result<BlobInfo, ArtifactError> {
+        let size = bytes.len() as u64;
+        let root = self.root.clone();
+        let temp_dir = self.temp_dir();
+        let target = self.path_of(&hash);
+        let created_new = tokio::task::spawn_blocking(move || {
+            if target.exists() {
+                // Same hash, same bytes.
+                return Ok(false);
+            }
+            let temp_path = temp_dir.join(format!("{}.part", uuid::Uuid::new_v4()));
+            let written = std::fs::File::create_new(&temp_path).and_then(|mut file| {
+                io::Write::write_all(&mut file, &bytes)?;
+                file.sync_all()
+            });
+            if let Err(error) = written {
+                let _ = std::fs::remove_file(&temp_path);
+                return Err(ArtifactError::io("write", &temp_path)(error));
+            }
+            install_blocking(&root, &temp_path, &target).map(|()| true)
+        })
+        .await
+        .map_err(|error| ArtifactError::io("write", &self.root)(io::Error::other(error)))??;
+        if created_new {
+            tracing::debug!(blob.hash = %hash, blob.size = size, "stored blob");
+        }
+        Ok(BlobInfo {
+            hash,
+            size,
+            created_new,
+        })
+    }
+}
+
 fn install_blocking(root: &Path, temp_path: &Path, target: &Path) -> Result<(), ArtifactError> {
     let fan_out = target.parent().unwrap_or(root);
     let mut made = Vec::new();
@@ -106,9 +144,30 @@ impl BlobStore for LocalBlobStore {
     // Hashes while writing to a temp file; the blob appears by rename once complete and
     // durable. If the future is dropped midway, the temp file is removed.
     async fn put_stream(&self, mut stream: ByteStream<'_>) -> Result<BlobInfo, ArtifactError> {
-        let mut temp = TempFile::create(&self.temp_dir()).await?;
         let mut hasher = blake3::Hasher::new();
         let mut size = 0_u64;
+        // A small blob (most images) is gathered in memory and written, synced and
+        // installed by one blocking task; each `tokio::fs` call would be a trip of its own.
+        let mut head = Vec::new();
+        let mut rest = None;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(ArtifactError::Source)?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            head.extend_from_slice(&chunk);
+            if head.len() > SMALL_BLOB {
+                rest = Some(stream);
+                break;
+            }
+        }
+        let Some(mut stream) = rest else {
+            let hash = BlobHash::from_digest(&hasher.finalize());
+            return self.put_small(head, hash).await;
+        };
+
+        let mut temp = TempFile::create(&self.temp_dir()).await?;
+        temp.write(&head).await?;
+        drop(head);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(ArtifactError::Source)?;
             hasher.update(&chunk);

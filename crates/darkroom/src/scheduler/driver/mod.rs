@@ -397,9 +397,14 @@ impl Driver {
             }
         }
         if message.hints_run_ended() {
-            // The run is over: its last snapshot would be stale before it is read.
-            if let Some(run) = self.runs.get_mut(&prompt_id) {
-                run.unwritten = None;
+            // The run's last snapshot goes before its end, so every run that reported
+            // progress shows it, in order.
+            let unwritten = self
+                .runs
+                .get_mut(&prompt_id)
+                .and_then(|run| run.unwritten.take());
+            if let Some(progress) = unwritten {
+                self.write_progress(job_id, &progress).await;
             }
             self.check_history(&prompt_id).await;
         }
@@ -419,21 +424,25 @@ impl Driver {
             .filter_map(|run| run.unwritten.take().map(|progress| (run.job_id, progress)))
             .collect();
         for (job_id, progress) in due {
-            match self
-                .context
-                .store
-                .update_progress(
-                    job_id,
-                    &progress,
-                    &self.context.settings.replica,
-                    OffsetDateTime::now_utc(),
-                )
-                .await
-            {
-                Ok(event) => self.context.bus.publish(event),
-                Err(StoreError::JobNotActive { .. } | StoreError::LeaseLost { .. }) => {}
-                Err(error) => tracing::error!(job.id = %job_id, %error, "progress not stored"),
-            }
+            self.write_progress(job_id, &progress).await;
+        }
+    }
+
+    async fn write_progress(&self, job_id: JobId, progress: &Progress) {
+        match self
+            .context
+            .store
+            .update_progress(
+                job_id,
+                progress,
+                &self.context.settings.replica,
+                OffsetDateTime::now_utc(),
+            )
+            .await
+        {
+            Ok(event) => self.context.bus.publish(event),
+            Err(StoreError::JobNotActive { .. } | StoreError::LeaseLost { .. }) => {}
+            Err(error) => tracing::error!(job.id = %job_id, %error, "progress not stored"),
         }
     }
 

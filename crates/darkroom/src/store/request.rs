@@ -306,8 +306,16 @@ mod durability_tests {
     #[test]
     fn ends_and_cancels_wait_for_the_disk_and_the_steps_between_do_not() {
         use JobState::*;
-        for (from, to) in [(Collecting, Succeeded), (Running, Failed), (Canceling, Canceled)] {
-            assert_eq!(durability_of(from, to), Durability::PowerSafe, "{from} -> {to}");
+        for (from, to) in [
+            (Collecting, Succeeded),
+            (Running, Failed),
+            (Canceling, Canceled),
+        ] {
+            assert_eq!(
+                durability_of(from, to),
+                Durability::PowerSafe,
+                "{from} -> {to}"
+            );
         }
         assert_eq!(durability_of(Running, Canceling), Durability::PowerSafe);
         for (from, to) in [
@@ -316,7 +324,11 @@ mod durability_tests {
             (Running, Collecting),
             (Dispatched, Queued),
         ] {
-            assert_eq!(durability_of(from, to), Durability::CrashSafe, "{from} -> {to}");
+            assert_eq!(
+                durability_of(from, to),
+                Durability::CrashSafe,
+                "{from} -> {to}"
+            );
         }
     }
 }

@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 
 use crate::artifacts::BlobHash;
 use crate::jobs::model::{
-    Asset, AssetId, BackendId, EventKind, Job, JobError, JobEvent, JobId, JobState, PromptId,
-    ReplicaId, WorkflowFormat,
+    Asset, AssetId, BackendId, EventKind, Job, JobError, JobEvent, JobId, JobState, JobSummary,
+    OutputRecord, PromptId, ReplicaId, WorkflowFormat,
 };
 use crate::jobs::requirements::Requirements;
 
@@ -132,6 +132,15 @@ impl Transition {
 pub struct JobChange {
     pub job: Job,
     pub event: JobEvent,
+}
+
+/// A job as a status read shows it, read together: its summary, its outputs in the order
+/// they were stored, and its place in the queue (`None` unless it is `queued`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSnapshot {
+    pub job: JobSummary,
+    pub outputs: Vec<OutputRecord>,
+    pub queue_position: Option<u64>,
 }
 
 /// Where a dispatched attempt went: written once ComfyUI accepted the prompt.

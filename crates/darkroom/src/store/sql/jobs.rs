@@ -4,9 +4,9 @@
 use super::Connection;
 
 use super::{events, leases, locks, queue};
-use crate::jobs::model::{BackendId, EventKind, Job, JobId, JobState};
+use crate::jobs::model::{BackendId, EventKind, Job, JobId, JobState, JobSummary};
 use crate::store::request::status_payload;
-use crate::store::rows::{AsSent, JOB_COLUMNS, JobRow, to_micros};
+use crate::store::rows::{AsSent, JOB_COLUMNS, JobRow, SUMMARY_COLUMNS, SummaryRow, to_micros};
 use crate::store::{
     IDEMPOTENCY_KEY_LIFETIME, JobChange, Lease, NewEvent, NewJob, StoreError, Transition,
 };
@@ -33,7 +33,15 @@ pub(super) async fn create(
             return Err(StoreError::OwnerQueueFull { queued });
         }
     }
+    create_unbounded(connection, job).await
+}
 
+/// `create` without the queue bounds, for an engine that checks them itself (under a
+/// lock that also covers this insert).
+pub(super) async fn create_unbounded(
+    connection: &mut Connection,
+    job: &NewJob,
+) -> Result<JobChange, StoreError> {
     insert(connection, job).await?;
     if let Some(key) = &job.idempotency_key {
         claim_key(connection, job, key).await?;
@@ -121,6 +129,19 @@ pub(super) async fn find(
         .fetch_optional(&mut *connection)
         .await?;
     row.map(Job::try_from).transpose()
+}
+
+/// The job without its workflows: what a status read shows.
+pub(super) async fn find_summary(
+    connection: &mut Connection,
+    id: JobId,
+) -> Result<Option<JobSummary>, StoreError> {
+    let sql = format!("SELECT {SUMMARY_COLUMNS} FROM jobs WHERE id = $1");
+    let row: Option<SummaryRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(&mut *connection)
+        .await?;
+    row.map(JobSummary::try_from).transpose()
 }
 
 pub(super) async fn fetch(connection: &mut Connection, id: JobId) -> Result<Job, StoreError> {

@@ -1,18 +1,29 @@
-//! The SQLite engine: one file (or memory) database through sqlx.
+//! The SQLite engine: one file (or memory) database through sqlx, owned by one process.
 //!
 //! Connections run in WAL mode with `synchronous = FULL`, so a committed job
 //! survives a power cut, and a busy timeout instead of failing on a lock.
 //! Every write transaction starts with `BEGIN IMMEDIATE`: it takes the write
-//! lock up front, so two writers queue on the busy timeout instead of one
-//! failing when it upgrades a read. That also makes each compare-and-set and
-//! each claim atomic.
+//! lock up front, so two writers queue instead of one failing when it upgrades
+//! a read. That also makes each compare-and-set and each claim atomic.
+//!
+//! This process's writers first take one in-process lock (see [`Write`]), so they queue
+//! in order without sleeping in SQLite's busy handler, which only another process
+//! (`darkroom keys`) still meets. New jobs are committed in batches, one flush for many
+//! (`accepts`). Because this process owns the database, the queue and recent jobs'
+//! statuses are also kept in memory (`mirror`), updated after each commit under that lock,
+//! so queue bounds, queue positions and status reads need no query.
 
+mod accepts;
 // The queries themselves are shared with the other engines: see `store/sql`.
 #[path = "../sql/assets.rs"]
 mod assets;
 #[path = "../sql/events.rs"]
 mod events;
 #[path = "../sql/jobs.rs"]
+#[expect(
+    dead_code,
+    reason = "queue bounds are checked in memory here (see accepts)"
+)]
 mod jobs;
 #[path = "../sql/keys.rs"]
 mod keys;
@@ -21,33 +32,45 @@ mod leases;
 #[path = "../sql/listing.rs"]
 mod listing;
 mod locks;
+mod mirror;
 #[path = "../sql/queue.rs"]
+#[expect(
+    dead_code,
+    reason = "queue counts and positions are kept in memory here"
+)]
 mod queue;
+mod queue_index;
 #[path = "../sql/running.rs"]
 mod running;
 
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::engine::shared_store_impl;
+use super::engine::{Touch, shared_store_impl};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 use time::OffsetDateTime;
+use tokio::sync::{OwnedMutexGuard, mpsc};
+
+use mirror::{Mirror, Status};
 
 use super::{
-    AssetRemoval, Dispatch, EventFeed, JobChange, JobPage, JobQuery, Lease, NewEvent, NewJob,
-    QueuedJob, Store, StoreError, Sweep, Transition,
+    AssetRemoval, Dispatch, EventFeed, JobChange, JobPage, JobQuery, JobSnapshot, Lease, NewEvent,
+    NewJob, QueuedJob, Store, StoreError, Sweep, Transition,
 };
 use crate::artifacts::BlobHash;
 use crate::auth::ApiKey;
 use crate::jobs::model::{
-    Asset, AssetId, BackendId, Job, JobEvent, JobId, OutputRecord, Progress, ReplicaId,
+    Asset, AssetId, BackendId, Job, JobEvent, JobId, JobState, OutputRecord, Progress, ReplicaId,
 };
+use crate::store::rows::{self, from_micros};
 
 /// The database the shared queries are compiled for.
 type Db = Sqlite;
@@ -64,6 +87,76 @@ const DATABASE_FILE: &str = "darkroom.db";
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: Writer,
+    /// Where `create_job` hands new jobs to be committed in batches.
+    accepts: mpsc::UnboundedSender<accepts::Accept>,
+}
+
+/// What every write of this process goes through: the lock that orders them and the
+/// in-memory state each commit updates.
+#[derive(Debug, Clone)]
+struct Writer {
+    pool: SqlitePool,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    mirror: Arc<Mutex<Mirror>>,
+}
+
+/// A write transaction of this process. It holds the writer lock from before
+/// `BEGIN IMMEDIATE` until its commit is mirrored in memory: this process's writers wait
+/// here, in turn, instead of polling in SQLite's busy handler, and the mirror sees their
+/// commits in the order the database did.
+struct Write {
+    tx: Transaction<'static, Sqlite>,
+    lock: OwnedMutexGuard<()>,
+}
+
+impl Deref for Write {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for Write {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
+}
+
+impl Writer {
+    async fn begin(&self) -> Result<Write, StoreError> {
+        // The lock first: a writer waiting for it must not hold one of the readers'
+        // connections meanwhile.
+        let lock = Arc::clone(&self.lock).lock_owned().await;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(Write { tx, lock })
+    }
+
+    /// Commits `write` and records what it `touched` in memory, in a task of its own: a
+    /// caller dropped halfway (its client hung up) must not leave a commit done and the
+    /// mirror not told.
+    async fn commit(&self, write: Write, touched: Touch) -> Result<(), StoreError> {
+        let mirror = Arc::clone(&self.mirror);
+        let committing = tokio::spawn(async move {
+            let Write { tx, lock } = write;
+            tx.commit().await?;
+            lock_mirror(&mirror).apply(touched);
+            drop(lock);
+            Ok(())
+        });
+        committing.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    fn mirror(&self) -> MutexGuard<'_, Mirror> {
+        lock_mirror(&self.mirror)
+    }
+}
+
+/// The mirror is updated in whole steps that cannot panic halfway, so a poisoned lock
+/// still guards a consistent mirror.
+fn lock_mirror(mirror: &Mutex<Mirror>) -> MutexGuard<'_, Mirror> {
+    mirror.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl SqliteStore {
@@ -135,13 +228,78 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        tracing::info!(store.engine = "sqlite", "store ready");
-        Ok(Self { pool })
+        let mirror = Mirror::new(load_queue(&pool).await?);
+        tracing::info!(
+            store.engine = "sqlite",
+            queued = mirror.queue.len(),
+            "store ready"
+        );
+        let writer = Writer {
+            pool: pool.clone(),
+            lock: Arc::new(tokio::sync::Mutex::new(())),
+            mirror: Arc::new(Mutex::new(mirror)),
+        };
+        let accepts = accepts::start(writer.clone());
+        Ok(Self {
+            pool,
+            writer,
+            accepts,
+        })
     }
 
-    async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    async fn write(&self) -> Result<Write, StoreError> {
+        self.writer.begin().await
     }
+
+    async fn commit(&self, write: Write, touched: Touch) -> Result<(), StoreError> {
+        self.writer.commit(write, touched).await
+    }
+
+    /// A status read the mirror could not answer: from the database, kept for the next
+    /// read unless a write committed meanwhile.
+    async fn read_snapshot(&self, id: JobId) -> Result<Option<JobSnapshot>, StoreError> {
+        let epoch = self.writer.mirror().epoch();
+        let mut connection = self.pool.acquire().await?;
+        let Some(job) = jobs::find_summary(&mut connection, id).await? else {
+            return Ok(None);
+        };
+        let outputs = events::outputs(&mut connection, id).await?;
+        drop(connection);
+
+        let mut mirror = self.writer.mirror();
+        let queue_position = mirror.position(&job);
+        mirror.fill(
+            Status {
+                job: job.clone(),
+                outputs: outputs.clone(),
+            },
+            epoch,
+        );
+        Ok(Some(JobSnapshot {
+            job,
+            outputs,
+            queue_position,
+        }))
+    }
+}
+
+/// The queued jobs, read into the in-memory queue at open.
+async fn load_queue(pool: &SqlitePool) -> Result<queue_index::QueueIndex, StoreError> {
+    let rows: Vec<(String, i64, i64, Option<String>)> =
+        sqlx::query_as("SELECT id, priority, created_at, owner FROM jobs WHERE state = $1")
+            .bind(JobState::Queued.as_str())
+            .fetch_all(pool)
+            .await?;
+    let mut queue = queue_index::QueueIndex::default();
+    for (id, priority, created_at, owner) in rows {
+        let id: JobId = rows::parse("job id", &id)?;
+        let priority =
+            i32::try_from(priority).map_err(|_| StoreError::corrupt("priority", priority))?;
+        // Checked like every stored time, though the queue keeps the number.
+        from_micros(created_at)?;
+        queue.insert(id, priority, created_at, owner);
+    }
+    Ok(queue)
 }
 
 fn is_in_memory(url: &str) -> bool {
@@ -152,6 +310,25 @@ shared_store_impl! {
     SqliteStore;
     fn is_shared(&self) -> bool {
         false
+    }
+
+    async fn create_job(&self, job: NewJob) -> Result<JobChange, StoreError> {
+        accepts::submit(&self.accepts, job).await
+    }
+
+    async fn job_snapshot(&self, id: JobId) -> Result<Option<JobSnapshot>, StoreError> {
+        if let Some(snapshot) = self.writer.mirror().snapshot(id) {
+            return Ok(Some(snapshot));
+        }
+        self.read_snapshot(id).await
+    }
+
+    async fn count_queued(&self) -> Result<u64, StoreError> {
+        Ok(self.writer.mirror().queue.len())
+    }
+
+    async fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError> {
+        Ok(self.writer.mirror().queue.position(id))
     }
 
     async fn event_feed(&self) -> Result<Option<Box<dyn EventFeed>>, StoreError> {

@@ -69,11 +69,6 @@ macro_rules! shared_store_impl {
                 Ok(claimed)
             }
 
-            async fn queued_candidates(&self, per_owner: u32) -> Result<Vec<QueuedJob>, StoreError> {
-                let mut connection = self.pool.acquire().await?;
-                queue::candidates(&mut connection, per_owner).await
-            }
-
             async fn claim_queued(
                 &self,
                 id: JobId,

@@ -138,6 +138,11 @@ shared_store_impl! {
         Ok(Some(JobSnapshot { job, outputs, queue_position }))
     }
 
+    async fn queued_candidates(&self, per_owner: u32) -> Result<Vec<QueuedJob>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        queue::candidates(&mut connection, per_owner).await
+    }
+
     async fn count_queued(&self) -> Result<u64, StoreError> {
         let mut connection = self.pool.acquire().await?;
         queue::count_queued(&mut connection).await

@@ -101,16 +101,16 @@ async fn commit(
         outcomes.push(outcome);
     }
 
-    let created: Vec<JobSummary> = outcomes
+    let created: Vec<(JobSummary, &NewJob)> = outcomes
         .iter()
-        .flatten()
-        .map(|change| JobSummary::from(&change.job))
+        .zip(jobs)
+        .filter_map(|(outcome, job)| Some((JobSummary::from(&outcome.as_ref().ok()?.job), job)))
         .collect();
     let Write { tx, lock } = write;
     tx.commit().await?;
     let mut mirror = writer.mirror();
-    for job in created {
-        mirror.created(job);
+    for (summary, job) in created {
+        mirror.created(summary, job.requirements.clone());
     }
     drop(mirror);
     drop(lock);

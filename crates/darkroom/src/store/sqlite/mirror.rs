@@ -13,11 +13,14 @@
 //! committed since it started (the `epoch` did not move), so no stale status is ever kept.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::queue_index::QueueIndex;
 use crate::jobs::model::{JobId, JobState, JobSummary, OutputRecord};
+use crate::jobs::requirements::Requirements;
 use crate::store::JobSnapshot;
 use crate::store::engine::Touch;
+use crate::store::rows::to_micros;
 
 /// Statuses kept at most: about 300 bytes each, so a few MiB. Which are dropped when it
 /// is full does not matter for correctness: a dropped one is read again from the database.
@@ -99,9 +102,13 @@ impl Mirror {
     }
 
     /// Records a job just created: queued, without outputs.
-    pub(super) fn created(&mut self, job: JobSummary) {
+    pub(super) fn created(&mut self, job: JobSummary, requirements: Requirements) {
         self.epoch += 1;
-        self.queue.apply(&job);
+        let (priority, created_at) = (job.priority, to_micros(job.created_at));
+        let requirements = Some(Arc::new(requirements));
+        let owner = job.owner.clone();
+        self.queue
+            .insert(job.id, priority, created_at, owner, requirements);
         self.keep(Status {
             job,
             outputs: Vec::new(),

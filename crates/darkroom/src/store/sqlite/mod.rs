@@ -70,6 +70,7 @@ use crate::auth::ApiKey;
 use crate::jobs::model::{
     Asset, AssetId, BackendId, Job, JobEvent, JobId, JobState, OutputRecord, Progress, ReplicaId,
 };
+use crate::jobs::requirements::Requirements;
 use crate::store::rows::{self, from_micros};
 
 /// The database the shared queries are compiled for.
@@ -283,6 +284,24 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// What a queued job needs, read once: it never changes, so the queue keeps it.
+    async fn learn_requirements(&self, id: JobId) -> Result<Arc<Requirements>, StoreError> {
+        let stored: Option<Option<sqlx::types::Json<Requirements>>> =
+            sqlx::query_scalar("SELECT requirements FROM jobs WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        // Jobs from before requirements were stored have none: any backend may take them.
+        let requirements = Arc::new(stored.flatten().map(|json| json.0).unwrap_or_default());
+        self.writer
+            .mirror()
+            .queue
+            .learn(id, Arc::clone(&requirements));
+        Ok(requirements)
+    }
+}
+
 /// The queued jobs, read into the in-memory queue at open.
 async fn load_queue(pool: &SqlitePool) -> Result<queue_index::QueueIndex, StoreError> {
     let rows: Vec<(String, i64, i64, Option<String>)> =
@@ -297,7 +316,7 @@ async fn load_queue(pool: &SqlitePool) -> Result<queue_index::QueueIndex, StoreE
             i32::try_from(priority).map_err(|_| StoreError::corrupt("priority", priority))?;
         // Checked like every stored time, though the queue keeps the number.
         from_micros(created_at)?;
-        queue.insert(id, priority, created_at, owner);
+        queue.insert(id, priority, created_at, owner, None);
     }
     Ok(queue)
 }
@@ -321,6 +340,25 @@ shared_store_impl! {
             return Ok(Some(snapshot));
         }
         self.read_snapshot(id).await
+    }
+
+    async fn queued_candidates(&self, per_owner: u32) -> Result<Vec<QueuedJob>, StoreError> {
+        let candidates = self.writer.mirror().queue.candidates(per_owner);
+        let mut queued = Vec::with_capacity(candidates.len());
+        for candidate in candidates {
+            let requirements = match candidate.requirements {
+                Some(known) => known,
+                None => self.learn_requirements(candidate.id).await?,
+            };
+            queued.push(QueuedJob {
+                id: candidate.id,
+                owner: candidate.owner,
+                priority: candidate.priority,
+                created_at: from_micros(candidate.created_at)?,
+                requirements: Requirements::clone(&requirements),
+            });
+        }
+        Ok(queued)
     }
 
     async fn count_queued(&self) -> Result<u64, StoreError> {

@@ -18,20 +18,35 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use crate::jobs::model::{JobId, JobState, JobSummary};
+use crate::jobs::requirements::Requirements;
 use crate::store::rows::to_micros;
 
 /// A job's key within its priority: older first, then by id, as the SQL orders them
 /// (`JobId` orders as its canonical text does).
 type Place = (i64, JobId);
 
-/// What the index remembers of a queued job, to find and uncount it again.
+/// What the index remembers of a queued job: where it is, whose it is, and (once known)
+/// what it needs, which never changes, so the scheduler's candidates need no query.
 #[derive(Debug, Clone)]
 struct Member {
     priority: i32,
     place: Place,
     owner: Option<String>,
+    /// Unknown for a job loaded at open or put back in the queue, until first asked for.
+    requirements: Option<Arc<Requirements>>,
+}
+
+/// A queued job offered to the scheduler, as the index knows it.
+#[derive(Debug, Clone)]
+pub(super) struct Candidate {
+    pub id: JobId,
+    pub owner: Option<String>,
+    pub priority: i32,
+    pub created_at: i64,
+    pub requirements: Option<Arc<Requirements>>,
 }
 
 /// The queued jobs in queue order, counted per owner.
@@ -52,6 +67,7 @@ impl QueueIndex {
                 job.priority,
                 to_micros(job.created_at),
                 job.owner.clone(),
+                None,
             );
         } else {
             self.remove(job.id);
@@ -65,6 +81,7 @@ impl QueueIndex {
         priority: i32,
         created_at: i64,
         owner: Option<String>,
+        requirements: Option<Arc<Requirements>>,
     ) {
         if self.members.contains_key(&id) {
             return;
@@ -87,6 +104,7 @@ impl QueueIndex {
                 priority,
                 place,
                 owner,
+                requirements,
             },
         );
     }
@@ -115,6 +133,49 @@ impl QueueIndex {
             }
             None => self.anonymous -= 1,
         }
+    }
+
+    /// Records what a queued job needs, read from the database.
+    pub(super) fn learn(&mut self, id: JobId, requirements: Arc<Requirements>) {
+        if let Some(member) = self.members.get_mut(&id) {
+            member.requirements = Some(requirements);
+        }
+    }
+
+    /// Up to `per_owner` queued jobs of each owner (the anonymous ones count as one
+    /// owner), each owner's in queue order, all of them in queue order: what
+    /// `sql/queue.rs` `candidates` reads. Stops once every owner has its share.
+    pub(super) fn candidates(&self, per_owner: u32) -> Vec<Candidate> {
+        let per_owner = per_owner as usize;
+        let owners = self.per_owner.len() + usize::from(self.anonymous > 0);
+        let mut taken: HashMap<Option<&str>, usize> = HashMap::new();
+        let mut full_owners = 0;
+        let mut candidates = Vec::new();
+        let in_order = self.by_priority.iter().flat_map(|(_, queue)| queue);
+        for (_, id) in in_order {
+            if full_owners == owners {
+                break;
+            }
+            let Some(member) = self.members.get(id) else {
+                continue;
+            };
+            let count = taken.entry(member.owner.as_deref()).or_default();
+            if *count == per_owner {
+                continue;
+            }
+            *count += 1;
+            if *count == per_owner {
+                full_owners += 1;
+            }
+            candidates.push(Candidate {
+                id: *id,
+                owner: member.owner.clone(),
+                priority: member.priority,
+                created_at: member.place.0,
+                requirements: member.requirements.clone(),
+            });
+        }
+        candidates
     }
 
     /// How many jobs wait.
@@ -158,12 +219,12 @@ mod tests {
     fn positions_follow_priority_then_age_then_id() {
         let id = ids(5);
         let mut queue = QueueIndex::default();
-        queue.insert(id[0], 0, 10, None);
-        queue.insert(id[1], 5, 20, Some("a".to_owned()));
-        queue.insert(id[2], 0, 5, Some("a".to_owned()));
+        queue.insert(id[0], 0, 10, None, None);
+        queue.insert(id[1], 5, 20, Some("a".to_owned()), None);
+        queue.insert(id[2], 0, 5, Some("a".to_owned()), None);
         // Same age as id[0]: the id breaks the tie, and id[3] sorts after id[0].
-        queue.insert(id[3], 0, 10, None);
-        queue.insert(id[4], -3, 1, None);
+        queue.insert(id[3], 0, 10, None, None);
+        queue.insert(id[4], -3, 1, None, None);
 
         let order: Vec<Option<u64>> = id.iter().map(|id| queue.position(*id)).collect();
         assert_eq!(order, [Some(2), Some(0), Some(1), Some(3), Some(4)]);
@@ -171,6 +232,11 @@ mod tests {
         assert_eq!(queue.count_of(None), 3);
         assert_eq!(queue.count_of(Some("a")), 2);
         assert_eq!(queue.count_of(Some("b")), 0);
+
+        let two_each: Vec<JobId> = queue.candidates(2).iter().map(|job| job.id).collect();
+        assert_eq!(two_each, [id[1], id[2], id[0], id[3]]);
+        let one_each: Vec<JobId> = queue.candidates(1).iter().map(|job| job.id).collect();
+        assert_eq!(one_each, [id[1], id[0]]);
     }
 
     #[test]
@@ -178,9 +244,9 @@ mod tests {
         let id = ids(3);
         let mut queue = QueueIndex::default();
         for (age, id) in id.iter().enumerate() {
-            queue.insert(*id, 0, age as i64, Some("a".to_owned()));
+            queue.insert(*id, 0, age as i64, Some("a".to_owned()), None);
         }
-        queue.insert(id[0], 0, 0, Some("a".to_owned()));
+        queue.insert(id[0], 0, 0, Some("a".to_owned()), None);
         assert_eq!(queue.len(), 3, "a job joins the queue once");
 
         queue.remove(id[1]);

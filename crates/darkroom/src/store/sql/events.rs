@@ -26,7 +26,25 @@ pub(super) async fn append(
     .fetch_optional(&mut *connection)
     .await?;
     let seq = seq.ok_or(StoreError::JobNotFound(job_id))?;
+    insert(connection, job_id, seq, event).await
+}
 
+/// The first event of a job whose row was inserted with its counter already at 1: no
+/// `UPDATE`, which would rewrite the new row, workflows and all.
+pub(super) async fn append_first(
+    connection: &mut Connection,
+    job_id: JobId,
+    event: &NewEvent,
+) -> Result<JobEvent, StoreError> {
+    insert(connection, job_id, 1, event).await
+}
+
+async fn insert(
+    connection: &mut Connection,
+    job_id: JobId,
+    seq: i64,
+    event: &NewEvent,
+) -> Result<JobEvent, StoreError> {
     let at = to_micros(event.at);
     sqlx::query(
         "INSERT INTO job_events (job_id, seq, kind, payload, at) VALUES ($1, $2, $3, $4, $5)",

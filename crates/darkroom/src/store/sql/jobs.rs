@@ -52,17 +52,19 @@ pub(super) async fn create_unbounded(
         payload: status_payload(JobState::Queued, None),
         at: job.created_at,
     };
-    let event = events::append(connection, job.id, &status).await?;
+    let event = events::append_first(connection, job.id, &status).await?;
     let job = fetch(connection, job.id).await?;
     Ok(JobChange { job, event })
 }
 
+/// Inserts the row with its event counter at 1: the `status` event that follows is its
+/// first.
 async fn insert(connection: &mut Connection, job: &NewJob) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO jobs (id, state, workflow, original_workflow, original_format, template, \
          parameters, owner, idempotency_key, keep_previews, created_at, expires_at, priority, \
-         requirements) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         requirements, last_event_seq) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1)",
     )
     .bind(job.id.to_string())
     .bind(JobState::Queued.as_str())

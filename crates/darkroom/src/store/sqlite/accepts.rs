@@ -89,9 +89,12 @@ async fn commit(
     let mut write = writer.begin().await?;
     let mut added = Added::default();
     let mut outcomes = Vec::with_capacity(jobs.len());
+    // A job alone needs no savepoint: if it fails, nothing else is lost by rolling back.
+    let alone = jobs.len() == 1;
     for job in jobs {
         let room = added.check(&writer.mirror().queue, job);
         let outcome = match room {
+            Ok(()) if alone => jobs::create_unbounded(&mut write, job).await,
             Ok(()) => create(&mut write, job).await?,
             Err(full) => Err(full),
         };
@@ -107,6 +110,12 @@ async fn commit(
         .filter_map(|(outcome, job)| Some((JobSummary::from(&outcome.as_ref().ok()?.job), job)))
         .collect();
     let Write { tx, lock } = write;
+    if created.is_empty() {
+        // Nothing to keep; a job refused alone may have written before it failed. Rolled
+        // back before the lock goes, so the next writer finds the database free.
+        tx.rollback().await?;
+        return Ok(outcomes);
+    }
     tx.commit().await?;
     let mut mirror = writer.mirror();
     for (summary, job) in created {
@@ -165,5 +174,55 @@ impl Added {
     fn count(&mut self, job: &NewJob) {
         self.total += 1;
         *self.per_owner.entry(job.owner.clone()).or_default() += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::store::{SqliteStore, Store};
+
+    fn job(key: Option<&str>, max_queued: Option<u64>) -> NewJob {
+        let now = OffsetDateTime::now_utc();
+        let graph = json!({"1": {"class_type": "KSampler", "inputs": {}}});
+        let mut job = NewJob::api(graph, now, now + time::Duration::hours(1));
+        job.idempotency_key = key.map(str::to_owned);
+        job.max_queued = max_queued;
+        job
+    }
+
+    #[tokio::test]
+    async fn a_refused_job_in_a_batch_is_rolled_back_alone() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        store.create_job(job(Some("taken"), None)).await.unwrap();
+
+        // One batch, as the task builds it from submissions that arrived together: the
+        // key reuse and the job past the bound fail, the others commit.
+        let batch = [
+            job(None, Some(3)),
+            job(Some("taken"), None),
+            job(None, Some(3)),
+            job(None, Some(3)),
+        ];
+        let outcomes = commit(&store.writer, &batch).await.unwrap();
+        assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
+        assert!(matches!(
+            outcomes[1],
+            Err(StoreError::IdempotencyKeyReused { .. })
+        ));
+        assert!(matches!(
+            outcomes[3],
+            Err(StoreError::QueueFull { queued: 3 })
+        ));
+
+        assert_eq!(store.count_queued().await.unwrap(), 3);
+        for (job, outcome) in batch.iter().zip(&outcomes) {
+            let stored = store.job(job.id).await.unwrap();
+            assert_eq!(stored.is_some(), outcome.is_ok(), "job {}", job.id);
+        }
+        assert_eq!(store.events_after(batch[1].id, 0, 10).await.unwrap(), []);
     }
 }

@@ -262,11 +262,6 @@ macro_rules! shared_store_impl {
                 keys::live_by(&mut connection, keys::KeyColumn::Id, id).await
             }
 
-            async fn count_live_keys(&self) -> Result<u64, StoreError> {
-                let mut connection = self.pool.acquire().await?;
-                keys::count_live(&mut connection).await
-            }
-
             async fn revoke_api_key(&self, key: &str, at: OffsetDateTime) -> Result<ApiKey, StoreError> {
                 let mut tx = self.write().await?;
                 let revoked = keys::revoke(&mut tx, key, at).await?;

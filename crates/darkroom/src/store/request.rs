@@ -74,7 +74,9 @@ pub struct QueuedJob {
     pub owner: Option<String>,
     pub priority: i32,
     pub created_at: OffsetDateTime,
-    pub requirements: Requirements,
+    /// Shared: the SQLite engine keeps each queued job's in memory and hands it out on
+    /// every dispatcher pass.
+    pub requirements: std::sync::Arc<Requirements>,
 }
 
 /// A compare-and-set move of one job from `from` to `to`.

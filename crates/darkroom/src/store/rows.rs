@@ -313,7 +313,9 @@ impl TryFrom<QueuedRow> for crate::store::QueuedJob {
             priority: i32::try_from(row.priority)
                 .map_err(|_| StoreError::corrupt("priority", row.priority))?,
             created_at: from_micros(row.created_at)?,
-            requirements: row.requirements.map(|json| json.0).unwrap_or_default(),
+            requirements: std::sync::Arc::new(
+                row.requirements.map(|json| json.0).unwrap_or_default(),
+            ),
         })
     }
 }

@@ -143,6 +143,11 @@ shared_store_impl! {
         queue::candidates(&mut connection, per_owner).await
     }
 
+    async fn count_live_keys(&self) -> Result<u64, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        keys::count_live(&mut connection).await
+    }
+
     async fn count_queued(&self) -> Result<u64, StoreError> {
         let mut connection = self.pool.acquire().await?;
         queue::count_queued(&mut connection).await

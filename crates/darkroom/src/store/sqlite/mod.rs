@@ -40,6 +40,7 @@ mod mirror;
 )]
 mod queue;
 mod queue_index;
+mod rounds;
 #[path = "../sql/running.rs"]
 mod running;
 
@@ -91,6 +92,8 @@ pub struct SqliteStore {
     writer: Writer,
     /// Where `create_job` hands new jobs to be committed in batches.
     accepts: mpsc::UnboundedSender<accepts::Accept>,
+    /// Counts of live keys, shared by the requests that wait for one together.
+    live_keys: Arc<rounds::Rounds>,
 }
 
 /// What every write of this process goes through: the lock that orders them and the
@@ -220,8 +223,11 @@ impl SqliteStore {
 
     async fn connect(options: SqliteConnectOptions, connections: u32) -> Result<Self, StoreError> {
         // An in-memory database lives only as long as a connection to it, so
-        // its single connection is never retired.
+        // its single connection is never retired. No ping before each use: it checks
+        // that a server is still there, and an in-process database has none; it would
+        // cost each query another round trip to the connection's thread.
         let pool = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(connections)
             .min_connections(1)
             .idle_timeout(None)
@@ -245,6 +251,7 @@ impl SqliteStore {
             pool,
             writer,
             accepts,
+            live_keys: Arc::default(),
         })
     }
 
@@ -355,7 +362,7 @@ shared_store_impl! {
                 owner: candidate.owner,
                 priority: candidate.priority,
                 created_at: from_micros(candidate.created_at)?,
-                requirements: Requirements::clone(&requirements),
+                requirements,
             });
         }
         Ok(queued)
@@ -363,6 +370,15 @@ shared_store_impl! {
 
     async fn count_queued(&self) -> Result<u64, StoreError> {
         Ok(self.writer.mirror().queue.len())
+    }
+
+    async fn count_live_keys(&self) -> Result<u64, StoreError> {
+        self.live_keys
+            .read(|| async {
+                let mut connection = self.pool.acquire().await?;
+                keys::count_live(&mut connection).await
+            })
+            .await
     }
 
     async fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError> {

@@ -16,8 +16,8 @@ use crate::store::JobChange;
 pub(crate) enum Touch {
     /// Nothing they show: events, leases, assets, keys.
     Nothing,
-    /// The job's committed state, whole.
-    Job(JobSummary),
+    /// The job's committed state, whole (boxed: the other cases are a word or three).
+    Job(Box<JobSummary>),
     /// These jobs changed in ways the write does not carry whole (progress, outputs,
     /// expiry): what was known of them is stale.
     Forget(Vec<JobId>),
@@ -25,7 +25,7 @@ pub(crate) enum Touch {
 
 impl Touch {
     pub(crate) fn job(job: &Job) -> Self {
-        Self::Job(JobSummary::from(job))
+        Self::Job(Box::new(JobSummary::from(job)))
     }
 
     pub(crate) fn claimed(claimed: Option<&JobChange>) -> Self {

@@ -6,7 +6,9 @@ use super::Connection;
 use super::{events, leases, locks, queue};
 use crate::jobs::model::{BackendId, EventKind, Job, JobId, JobState, JobSummary};
 use crate::store::request::status_payload;
-use crate::store::rows::{AsSent, JOB_COLUMNS, JobRow, SUMMARY_COLUMNS, SummaryRow, to_micros};
+use crate::store::rows::{
+    AsSent, JOB_COLUMNS, JobRow, SUMMARY_COLUMNS, SummaryRow, from_micros, to_micros,
+};
 use crate::store::{
     IDEMPOTENCY_KEY_LIFETIME, JobChange, Lease, NewEvent, NewJob, StoreError, Transition,
 };
@@ -53,8 +55,38 @@ pub(super) async fn create_unbounded(
         at: job.created_at,
     };
     let event = events::append_first(connection, job.id, &status).await?;
-    let job = fetch(connection, job.id).await?;
-    Ok(JobChange { job, event })
+    Ok(JobChange {
+        job: inserted(job)?,
+        event,
+    })
+}
+
+/// The job `insert` wrote, as reading it back would return it (times to the microsecond,
+/// JSON as sent), without the round trip.
+fn inserted(job: &NewJob) -> Result<Job, StoreError> {
+    Ok(Job {
+        id: job.id,
+        state: JobState::Queued,
+        workflow: job.workflow.clone(),
+        original_workflow: job.original_workflow.clone(),
+        original_format: job.original_format,
+        template: job.template.clone(),
+        parameters: job.parameters.clone(),
+        backend_id: None,
+        prompt_id: None,
+        attempt: 0,
+        priority: job.priority,
+        owner: job.owner.clone(),
+        idempotency_key: job.idempotency_key.clone(),
+        keep_previews: job.keep_previews,
+        created_at: from_micros(to_micros(job.created_at))?,
+        dispatched_at: None,
+        started_at: None,
+        completed_at: None,
+        expires_at: from_micros(to_micros(job.expires_at))?,
+        progress: None,
+        error: None,
+    })
 }
 
 /// Inserts the row with its event counter at 1: the `status` event that follows is its

@@ -89,7 +89,7 @@ impl Mirror {
                 self.queue.apply(&job);
                 // Transitions leave outputs as they are; a status not kept stays unknown.
                 if let Some(status) = self.statuses.get_mut(&job.id) {
-                    status.job = job;
+                    status.job = *job;
                 }
             }
             Touch::Forget(ids) => {

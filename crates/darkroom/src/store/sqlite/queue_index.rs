@@ -151,7 +151,7 @@ impl QueueIndex {
         let mut taken: HashMap<Option<&str>, usize> = HashMap::new();
         let mut full_owners = 0;
         let mut candidates = Vec::new();
-        let in_order = self.by_priority.iter().flat_map(|(_, queue)| queue);
+        let in_order = self.by_priority.values().flatten();
         for (_, id) in in_order {
             if full_owners == owners {
                 break;

@@ -56,7 +56,7 @@ use super::engine::{Touch, shared_store_impl};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, SqliteConnection, Transaction};
+use sqlx::{ConnectOptions, Sqlite, SqliteConnection, Transaction};
 use time::OffsetDateTime;
 use tokio::sync::{OwnedMutexGuard, mpsc};
 
@@ -94,6 +94,8 @@ pub struct SqliteStore {
     accepts: mpsc::UnboundedSender<accepts::Accept>,
     /// Counts of live keys, shared by the requests that wait for one together.
     live_keys: Arc<rounds::Rounds>,
+    /// The connection those counts run on, when the database is a file.
+    key_reader: Option<Arc<tokio::sync::Mutex<SqliteConnection>>>,
 }
 
 /// What every write of this process goes through: the lock that orders them and the
@@ -232,7 +234,7 @@ impl SqliteStore {
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         let mirror = Mirror::new(load_queue(&pool).await?);
@@ -247,11 +249,21 @@ impl SqliteStore {
             mirror: Arc::new(Mutex::new(mirror)),
         };
         let accepts = accepts::start(writer.clone());
+        // A file database can be opened again: the key counts get a connection of their
+        // own, outside the pool (whose every use ends with a ping). An in-memory one would
+        // be another, empty database, so there they share the pool.
+        let key_reader = if connections > 1 {
+            let connection = options.connect().await?;
+            Some(Arc::new(tokio::sync::Mutex::new(connection)))
+        } else {
+            None
+        };
         Ok(Self {
             pool,
             writer,
             accepts,
             live_keys: Arc::default(),
+            key_reader,
         })
     }
 
@@ -375,8 +387,10 @@ shared_store_impl! {
     async fn count_live_keys(&self) -> Result<u64, StoreError> {
         self.live_keys
             .read(|| async {
-                let mut connection = self.pool.acquire().await?;
-                keys::count_live(&mut connection).await
+                match &self.key_reader {
+                    Some(connection) => keys::count_live(&mut *connection.lock().await).await,
+                    None => keys::count_live(&mut *self.pool.acquire().await?).await,
+                }
             })
             .await
     }

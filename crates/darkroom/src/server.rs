@@ -10,7 +10,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Services};
 use crate::artifacts::ArtifactsLocation;
 use crate::auth::{Auth, ExposedWithoutKeys};
 use crate::config::Config;
@@ -129,7 +129,7 @@ pub async fn serve(
 
     let stopping = tokio_util::sync::CancellationToken::new();
     let header_timeout = config.timeouts.client_header;
-    let state = AppState {
+    let state = AppState::new(Services {
         auth: Arc::new(Auth::new(&config, address)),
         config: Arc::new(config),
         store,
@@ -140,7 +140,7 @@ pub async fn serve(
         node_classes: Arc::default(),
         templates: Arc::new(templates),
         stopping: stopping.clone(),
-    };
+    });
     tracing::info!(%address, "listening");
     // Open event streams end when stopping starts; graceful shutdown waits for them.
     let shutdown = async move {

@@ -18,8 +18,8 @@ mod support;
 use std::collections::HashMap;
 
 use comfy_sim::{SimHandle, Simulator};
+use darkroom::auth::{KeyLimits, Role};
 use darkroom::config::BackendConfig;
-use darkroom::store::NewJob;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{Options, TestServer, save_image, steps_then_save};
@@ -161,18 +161,32 @@ async fn a_draining_backend_takes_no_new_job_and_finishes_its_own() {
 #[tokio::test]
 async fn one_owners_flood_does_not_delay_another_owners_single_job() {
     let only = sim(&[]).await;
-    let server = server_with(&[("only", &only)], 2).await;
+    let mut server = server_with(&[("only", &only)], 2).await;
     server.wait_backend_in("only", "up").await;
 
-    // API keys come with another change; until then the flood's owner is set in the
-    // store, as a key's submissions will be. The single job is anonymous: another owner.
-    let store = darkroom::store::open(&server.database_url).await.unwrap();
+    // The flood comes from one key; the single job from another (the admin key the
+    // server's helpers now send), so they are two owners.
+    let unlimited = KeyLimits {
+        requests_per_minute: Some(100_000),
+        burst: Some(1_000),
+        max_queued: Some(1_000),
+        max_streams: None,
+    };
+    let flooder = server.create_key("flood", Role::User, unlimited).await;
+    let admin = server.create_key("admin", Role::Admin, unlimited).await;
+    let flooder = server.client_with_key(&flooder);
+    server.http = server.client_with_key(&admin);
     let mut flood = Vec::new();
     for _ in 0..50 {
-        let now = OffsetDateTime::now_utc();
-        let mut job = NewJob::api(steps_then_save(4, 25), now, now + time::Duration::hours(1));
-        job.owner = Some("flood".to_owned());
-        flood.push(store.create_job(job).await.unwrap().job.id.to_string());
+        let response = flooder
+            .post(server.url("/api/v2/jobs"))
+            .json(&json!({"workflow": steps_then_save(4, 25)}))
+            .send()
+            .await
+            .unwrap();
+        let (status, job) = support::read_json(response).await;
+        assert_eq!(status, StatusCode::CREATED, "{job}");
+        flood.push(job["id"].as_str().unwrap().to_owned());
     }
     server.wait_for_status(&flood[0], "running").await;
 

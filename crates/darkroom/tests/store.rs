@@ -283,3 +283,51 @@ fn ids_accept_only_the_canonical_uuid_spelling() {
         assert!(bad.parse::<JobId>().is_err(), "{bad:?} must be refused");
     }
 }
+
+/// SQLite keeps its queue in memory beside the file: a reopened store rebuilds it, so
+/// positions, bounds and the scheduler's candidates go on from where they were.
+#[tokio::test]
+async fn a_reopened_file_store_rebuilds_its_queue() {
+    let folder = tempfile::tempdir().unwrap();
+    let first = SqliteStore::open_in(folder.path()).await.unwrap();
+    let mut ids = Vec::new();
+    for (minutes, priority) in [(0, 0), (1, 2), (2, 0)] {
+        let mut job = new_job(minutes);
+        job.priority = priority;
+        job.owner = Some("alice".into());
+        ids.push(first.create_job(job).await.unwrap().job.id);
+    }
+    let gone = first.create_job(new_job(3)).await.unwrap();
+    first
+        .transition(store::Transition::new(
+            gone.job.id,
+            JobState::Queued,
+            JobState::Canceled,
+            at(4),
+        ))
+        .await
+        .unwrap();
+    first.close().await;
+    drop(first);
+
+    let reopened = SqliteStore::open_in(folder.path()).await.unwrap();
+    assert_eq!(reopened.count_queued().await.unwrap(), 3);
+    let mut positions = Vec::new();
+    for id in &ids {
+        positions.push(reopened.queue_position(*id).await.unwrap());
+    }
+    assert_eq!(positions, [Some(1), Some(0), Some(2)]);
+    assert_eq!(reopened.queue_position(gone.job.id).await.unwrap(), None);
+
+    let mut over = new_job(5);
+    over.owner = Some("alice".into());
+    over.max_queued_for_owner = Some(3);
+    assert!(matches!(
+        reopened.create_job(over).await,
+        Err(StoreError::OwnerQueueFull { queued: 3 })
+    ));
+    let candidates = reopened.queued_candidates(2).await.unwrap();
+    let chosen: Vec<JobId> = candidates.iter().map(|job| job.id).collect();
+    assert_eq!(chosen, [ids[1], ids[0]]);
+    assert!(candidates[0].requirements.nodes.contains("KSampler"));
+}

@@ -51,9 +51,28 @@ use crate::scheduler::{BackendSpec, SchedulerHandle};
 use crate::store::Store;
 use crate::templates::Library;
 
-/// What every handler can reach.
+/// What every handler can reach. Each request clones it several times (the gate, the
+/// extractors), so it is one reference to the [`Services`], not a dozen.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The parts of the server handlers use.
+#[derive(Debug)]
+pub struct Services {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub blobs: Arc<dyn BlobStore>,

@@ -378,6 +378,43 @@ pub struct Job {
     pub error: Option<JobError>,
 }
 
+/// A job as a status read shows it: every field but the workflows and parameters, which
+/// only running the job needs and which are most of its row's bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSummary {
+    pub id: JobId,
+    pub state: JobState,
+    pub backend_id: Option<BackendId>,
+    pub attempt: u32,
+    pub priority: i32,
+    pub owner: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub started_at: Option<OffsetDateTime>,
+    pub completed_at: Option<OffsetDateTime>,
+    pub expires_at: OffsetDateTime,
+    pub progress: Option<Progress>,
+    pub error: Option<JobError>,
+}
+
+impl From<&Job> for JobSummary {
+    fn from(job: &Job) -> Self {
+        Self {
+            id: job.id,
+            state: job.state,
+            backend_id: job.backend_id.clone(),
+            attempt: job.attempt,
+            priority: job.priority,
+            owner: job.owner.clone(),
+            created_at: job.created_at,
+            started_at: job.started_at,
+            completed_at: job.completed_at,
+            expires_at: job.expires_at,
+            progress: job.progress.clone(),
+            error: job.error.clone(),
+        }
+    }
+}
+
 /// Something that happened to a job; `seq` counts from 1 per job with no
 /// gaps, so a client resumes a stream with "everything after N".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

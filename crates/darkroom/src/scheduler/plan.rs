@@ -257,7 +257,7 @@ mod tests {
             owner: owner.map(str::to_owned),
             priority: 0,
             created_at: OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(seconds),
-            requirements: Requirements::of(&graph),
+            requirements: std::sync::Arc::new(Requirements::of(&graph)),
         }
     }
 

@@ -2,7 +2,36 @@
 //! write transaction and calls the engine's query module of the same name (`jobs`,
 //! `queue`, `events`, ...), which `store/sql/` compiles once per engine. Written once here
 //! so the two engines cannot drift; each engine adds only what differs (`is_shared`,
-//! `event_feed`).
+//! `event_feed`, and how it creates jobs and reads the queue and a job's status).
+//!
+//! Every write commits through the engine's `commit`, saying what it changed that a status
+//! read or the queue shows ([`Touch`]): an engine that keeps such state in memory (SQLite)
+//! updates it there, in step with the database.
+
+use crate::jobs::model::{Job, JobId, JobSummary};
+use crate::store::JobChange;
+
+/// What a committed write changed that status reads or the queue show.
+#[derive(Debug)]
+pub(crate) enum Touch {
+    /// Nothing they show: events, leases, assets, keys.
+    Nothing,
+    /// The job's committed state, whole (boxed: the other cases are a word or three).
+    Job(Box<JobSummary>),
+    /// These jobs changed in ways the write does not carry whole (progress, outputs,
+    /// expiry): what was known of them is stale.
+    Forget(Vec<JobId>),
+}
+
+impl Touch {
+    pub(crate) fn job(job: &Job) -> Self {
+        Self::Job(Box::new(JobSummary::from(job)))
+    }
+
+    pub(crate) fn claimed(claimed: Option<&JobChange>) -> Self {
+        claimed.map_or(Self::Nothing, |change| Self::job(&change.job))
+    }
+}
 
 /// Implements `Store` for an engine type whose modules `jobs`, `listing`, `queue`,
 /// `running`, `events`, `assets`, `leases` and `keys` are in scope at the call, with the
@@ -11,13 +40,6 @@ macro_rules! shared_store_impl {
     ($engine:ty; $($own:tt)*) => {
         #[async_trait]
         impl Store for $engine {
-            async fn create_job(&self, job: NewJob) -> Result<JobChange, StoreError> {
-                let mut tx = self.write(Durability::PowerSafe).await?;
-                let change = jobs::create(&mut tx, &job).await?;
-                tx.commit().await?;
-                Ok(change)
-            }
-
             async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
                 let mut connection = self.pool.acquire().await?;
                 jobs::find(&mut connection, id).await
@@ -31,7 +53,7 @@ macro_rules! shared_store_impl {
             async fn transition(&self, change: Transition) -> Result<JobChange, StoreError> {
                 let mut tx = self.write(change.durability()).await?;
                 let committed = jobs::transition(&mut tx, &change, None).await?;
-                tx.commit().await?;
+                self.commit(tx, Touch::job(&committed.job)).await?;
                 Ok(committed)
             }
 
@@ -43,13 +65,8 @@ macro_rules! shared_store_impl {
             ) -> Result<Option<JobChange>, StoreError> {
                 let mut tx = self.write(Durability::CrashSafe).await?;
                 let claimed = queue::claim_next(&mut tx, backend_id, lease, at).await?;
-                tx.commit().await?;
+                self.commit(tx, Touch::claimed(claimed.as_ref())).await?;
                 Ok(claimed)
-            }
-
-            async fn queued_candidates(&self, per_owner: u32) -> Result<Vec<QueuedJob>, StoreError> {
-                let mut connection = self.pool.acquire().await?;
-                queue::candidates(&mut connection, per_owner).await
             }
 
             async fn claim_queued(
@@ -61,14 +78,14 @@ macro_rules! shared_store_impl {
             ) -> Result<Option<JobChange>, StoreError> {
                 let mut tx = self.write(Durability::CrashSafe).await?;
                 let claimed = queue::claim(&mut tx, id, backend_id, lease, at).await?;
-                tx.commit().await?;
+                self.commit(tx, Touch::claimed(claimed.as_ref())).await?;
                 Ok(claimed)
             }
 
             async fn record_dispatch(&self, id: JobId, dispatch: &Dispatch) -> Result<Job, StoreError> {
                 let mut tx = self.write(Durability::CrashSafe).await?;
                 let job = running::record_dispatch(&mut tx, id, dispatch).await?;
-                tx.commit().await?;
+                self.commit(tx, Touch::job(&job)).await?;
                 Ok(job)
             }
 
@@ -81,14 +98,14 @@ macro_rules! shared_store_impl {
             ) -> Result<JobEvent, StoreError> {
                 let mut tx = self.write(Durability::CrashSafe).await?;
                 let event = running::update_progress(&mut tx, id, progress, holder, at).await?;
-                tx.commit().await?;
+                self.commit(tx, Touch::Forget(vec![id])).await?;
                 Ok(event)
             }
 
             async fn append_event(&self, id: JobId, event: NewEvent) -> Result<JobEvent, StoreError> {
                 let mut tx = self.write(Durability::CrashSafe).await?;
                 let appended = events::append(&mut tx, id, &event).await?;
-                tx.commit().await?;
+                self.commit(tx, Touch::Nothing).await?;
                 Ok(appended)
             }
 
@@ -110,7 +127,7 @@ macro_rules! shared_store_impl {
             ) -> Result<JobEvent, StoreError> {
                 let mut tx = self.write(Durability::CrashSafe).await?;
                 let event = events::add_output(&mut tx, output, holder, at).await?;
-                tx.commit().await?;
+                self.commit(tx, Touch::Forget(vec![output.job_id])).await?;
                 Ok(event)
             }
 
@@ -120,8 +137,9 @@ macro_rules! shared_store_impl {
             }
 
             async fn create_asset(&self, asset: &Asset) -> Result<(), StoreError> {
-                let mut connection = self.pool.acquire().await?;
-                assets::insert(&mut connection, asset).await
+                let mut tx = self.write(Durability::PowerSafe).await?;
+                assets::insert(&mut tx, asset).await?;
+                self.commit(tx, Touch::Nothing).await
             }
 
             async fn asset(&self, id: AssetId) -> Result<Option<Asset>, StoreError> {
@@ -137,7 +155,7 @@ macro_rules! shared_store_impl {
             async fn delete_asset(&self, id: AssetId) -> Result<AssetRemoval, StoreError> {
                 let mut tx = self.write(Durability::PowerSafe).await?;
                 let removal = assets::delete(&mut tx, id).await?;
-                tx.commit().await?;
+                self.commit(tx, Touch::Nothing).await?;
                 Ok(removal)
             }
 
@@ -146,20 +164,10 @@ macro_rules! shared_store_impl {
                 queue::unfinished(&mut connection).await
             }
 
-            async fn count_queued(&self) -> Result<u64, StoreError> {
-                let mut connection = self.pool.acquire().await?;
-                queue::count_queued(&mut connection).await
-            }
-
-            async fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError> {
-                let mut connection = self.pool.acquire().await?;
-                queue::position(&mut connection, id).await
-            }
-
             async fn sweep_expired(&self, now: OffsetDateTime, limit: u32) -> Result<Sweep, StoreError> {
                 let mut tx = self.write(Durability::PowerSafe).await?;
                 let sweep = assets::sweep_expired(&mut tx, now, limit).await?;
-                tx.commit().await?;
+                self.commit(tx, Touch::Forget(sweep.expired_jobs.clone())).await?;
                 if !sweep.expired_jobs.is_empty() {
                     tracing::info!(
                         jobs.expired = sweep.expired_jobs.len(),
@@ -178,7 +186,7 @@ macro_rules! shared_store_impl {
             ) -> Result<bool, StoreError> {
                 let mut tx = self.write(Durability::PowerSafe).await?;
                 let acquired = leases::acquire_backend(&mut tx, backend_id, lease, at).await?;
-                tx.commit().await?;
+                self.commit(tx, Touch::Nothing).await?;
                 Ok(acquired)
             }
 
@@ -189,7 +197,7 @@ macro_rules! shared_store_impl {
             ) -> Result<bool, StoreError> {
                 let mut tx = self.write(Durability::PowerSafe).await?;
                 let renewed = leases::renew_backend(&mut tx, backend_id, lease).await?;
-                tx.commit().await?;
+                self.commit(tx, Touch::Nothing).await?;
                 Ok(renewed)
             }
 
@@ -200,7 +208,7 @@ macro_rules! shared_store_impl {
             ) -> Result<(), StoreError> {
                 let mut tx = self.write(Durability::PowerSafe).await?;
                 leases::release_backend(&mut tx, backend_id, holder).await?;
-                tx.commit().await?;
+                self.commit(tx, Touch::Nothing).await?;
                 Ok(())
             }
 
@@ -217,7 +225,7 @@ macro_rules! shared_store_impl {
             ) -> Result<Vec<Job>, StoreError> {
                 let mut tx = self.write(Durability::PowerSafe).await?;
                 let adopted = leases::adopt_jobs(&mut tx, backend_id, lease, at).await?;
-                tx.commit().await?;
+                self.commit(tx, Touch::Nothing).await?;
                 Ok(adopted)
             }
 
@@ -228,14 +236,14 @@ macro_rules! shared_store_impl {
             ) -> Result<u64, StoreError> {
                 let mut tx = self.write(Durability::PowerSafe).await?;
                 let renewed = leases::renew_jobs(&mut tx, backend_id, lease).await?;
-                tx.commit().await?;
+                self.commit(tx, Touch::Nothing).await?;
                 Ok(renewed)
             }
 
             async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
                 let mut tx = self.write(Durability::PowerSafe).await?;
                 keys::insert(&mut tx, key).await?;
-                tx.commit().await?;
+                self.commit(tx, Touch::Nothing).await?;
                 Ok(())
             }
 
@@ -254,15 +262,10 @@ macro_rules! shared_store_impl {
                 keys::live_by(&mut connection, keys::KeyColumn::Id, id).await
             }
 
-            async fn count_live_keys(&self) -> Result<u64, StoreError> {
-                let mut connection = self.pool.acquire().await?;
-                keys::count_live(&mut connection).await
-            }
-
             async fn revoke_api_key(&self, key: &str, at: OffsetDateTime) -> Result<ApiKey, StoreError> {
                 let mut tx = self.write(Durability::PowerSafe).await?;
                 let revoked = keys::revoke(&mut tx, key, at).await?;
-                tx.commit().await?;
+                self.commit(tx, Touch::Nothing).await?;
                 tracing::info!(key.id = %revoked.id, "api key revoked");
                 Ok(revoked)
             }

@@ -86,6 +86,15 @@ pub enum StoreError {
     #[error("database error")]
     Database(#[from] sqlx::Error),
 
+    /// A write done for several requests at once (a batch of submissions) failed as a
+    /// whole; each of them gets this, with the one cause.
+    #[error("a write shared with other requests failed")]
+    SharedWrite(#[source] std::sync::Arc<StoreError>),
+
+    /// The store's writer task ended (the runtime is shutting down) before it answered.
+    #[error("the store's writer stopped before answering")]
+    WriterStopped,
+
     #[error("database migration failed")]
     Migration(#[from] sqlx::migrate::MigrateError),
 }

@@ -31,8 +31,8 @@ pub use durability::Durability;
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use request::{
-    AssetRemoval, Dispatch, JobChange, JobCursor, JobPage, JobQuery, Lease, NewEvent, NewJob,
-    QueuedJob, Sweep, Transition,
+    AssetRemoval, Dispatch, JobChange, JobCursor, JobPage, JobQuery, JobSnapshot, Lease, NewEvent,
+    NewJob, QueuedJob, Sweep, Transition,
 };
 pub use sqlite::SqliteStore;
 
@@ -65,6 +65,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ///
     /// Database faults only; a missing job is `Ok(None)`.
     async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError>;
+
+    /// A job as a status read shows it: without its workflows, with its outputs and its
+    /// place in the queue.
+    ///
+    /// # Errors
+    ///
+    /// Database faults only; a missing job is `Ok(None)`.
+    async fn job_snapshot(&self, id: JobId) -> Result<Option<JobSnapshot>, StoreError>;
 
     /// Jobs matching the query, newest first, with the total count.
     ///

@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 
 use crate::artifacts::BlobHash;
 use crate::jobs::model::{
-    Asset, AssetId, BackendId, EventKind, Job, JobError, JobEvent, JobId, JobState, PromptId,
-    ReplicaId, WorkflowFormat,
+    Asset, AssetId, BackendId, EventKind, Job, JobError, JobEvent, JobId, JobState, JobSummary,
+    OutputRecord, PromptId, ReplicaId, WorkflowFormat,
 };
 use crate::jobs::requirements::Requirements;
 use crate::store::Durability;
@@ -75,7 +75,9 @@ pub struct QueuedJob {
     pub owner: Option<String>,
     pub priority: i32,
     pub created_at: OffsetDateTime,
-    pub requirements: Requirements,
+    /// Shared: the SQLite engine keeps each queued job's in memory and hands it out on
+    /// every dispatcher pass.
+    pub requirements: std::sync::Arc<Requirements>,
 }
 
 /// A compare-and-set move of one job from `from` to `to`.
@@ -145,6 +147,15 @@ impl Transition {
 pub struct JobChange {
     pub job: Job,
     pub event: JobEvent,
+}
+
+/// A job as a status read shows it, read together: its summary, its outputs in the order
+/// they were stored, and its place in the queue (`None` unless it is `queued`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSnapshot {
+    pub job: JobSummary,
+    pub outputs: Vec<OutputRecord>,
+    pub queue_position: Option<u64>,
 }
 
 /// Where a dispatched attempt went: written once ComfyUI accepted the prompt.

@@ -17,7 +17,8 @@ use time::OffsetDateTime;
 use super::StoreError;
 use crate::auth::{ApiKey, KeyLimits};
 use crate::jobs::model::{
-    Asset, EventKind, Job, JobError, JobEvent, OriginFolder, OutputOrigin, OutputRecord, Progress,
+    Asset, EventKind, Job, JobError, JobEvent, JobSummary, OriginFolder, OutputOrigin,
+    OutputRecord, Progress,
 };
 
 /// The job columns, in `JobRow` order, for every `SELECT` of a whole job.
@@ -152,6 +153,49 @@ impl TryFrom<JobRow> for Job {
     }
 }
 
+/// The columns of a [`JobSummary`], in `SummaryRow` order: a status read's, without the
+/// workflows.
+pub(crate) const SUMMARY_COLUMNS: &str = "id, state, backend_id, attempt, priority, owner, \
+     created_at, started_at, completed_at, expires_at, progress, error";
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SummaryRow {
+    id: String,
+    state: String,
+    backend_id: Option<String>,
+    attempt: i64,
+    priority: i64,
+    owner: Option<String>,
+    created_at: i64,
+    started_at: Option<i64>,
+    completed_at: Option<i64>,
+    expires_at: i64,
+    progress: Option<Json<Progress>>,
+    error: Option<Json<JobError>>,
+}
+
+impl TryFrom<SummaryRow> for JobSummary {
+    type Error = StoreError;
+
+    fn try_from(row: SummaryRow) -> Result<Self, Self::Error> {
+        Ok(JobSummary {
+            id: parse("job id", &row.id)?,
+            state: parse("job state", &row.state)?,
+            backend_id: row.backend_id.map(Into::into),
+            attempt: unsigned("attempt", row.attempt)?,
+            priority: i32::try_from(row.priority)
+                .map_err(|_| StoreError::corrupt("priority", row.priority))?,
+            owner: row.owner,
+            created_at: from_micros(row.created_at)?,
+            started_at: optional_time(row.started_at)?,
+            completed_at: optional_time(row.completed_at)?,
+            expires_at: from_micros(row.expires_at)?,
+            progress: row.progress.map(|json| json.0),
+            error: row.error.map(|json| json.0),
+        })
+    }
+}
+
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct EventRow {
     job_id: String,
@@ -269,7 +313,9 @@ impl TryFrom<QueuedRow> for crate::store::QueuedJob {
             priority: i32::try_from(row.priority)
                 .map_err(|_| StoreError::corrupt("priority", row.priority))?,
             created_at: from_micros(row.created_at)?,
-            requirements: row.requirements.map(|json| json.0).unwrap_or_default(),
+            requirements: std::sync::Arc::new(
+                row.requirements.map(|json| json.0).unwrap_or_default(),
+            ),
         })
     }
 }

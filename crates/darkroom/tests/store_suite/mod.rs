@@ -7,6 +7,7 @@ pub mod jobs;
 pub mod keys;
 pub mod leases;
 pub mod queue;
+pub mod status;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -44,6 +45,9 @@ macro_rules! store_suite {
             queue::unfinished_jobs_are_every_non_final_job,
             queue::candidates_are_each_owners_first_jobs_by_priority_then_age,
             queue::a_chosen_job_is_claimed_once_and_only_while_queued,
+            status::positions_and_bounds_stay_exact_through_claims_cancels_and_requeues,
+            status::a_status_read_shows_every_committed_change,
+            status::submissions_together_commit_apart_from_the_ones_refused,
             assets::outputs_are_stored_with_their_asset_and_event,
             assets::assets_in_use_are_not_deleted_and_shared_blobs_outlive_one_asset,
             assets::sweep_expires_final_jobs_and_reports_orphaned_blobs,

@@ -43,8 +43,16 @@ pub async fn get(
     Path(id): Path<String>,
     origin: Origin,
 ) -> Result<Json<JobView>, ApiError> {
-    let job = load(&state, &caller, &id).await?;
-    Ok(Json(view::render(&state, &job, &origin).await?))
+    // The status alone, without the workflows: the read clients poll.
+    let not_found = || ApiError::not_found(format!("job {id} not found"));
+    let job_id: JobId = id.parse().map_err(|_| not_found())?;
+    let snapshot = state
+        .store
+        .job_snapshot(job_id)
+        .await?
+        .filter(|snapshot| caller.may_see(snapshot.job.owner.as_deref()))
+        .ok_or_else(not_found)?;
+    Ok(Json(view::render(&snapshot, &origin)))
 }
 
 /// The job `id` names, when `caller` may see it. A malformed id, a missing job and
@@ -112,7 +120,8 @@ pub async fn cancel(
         }
         tracing::info!(job.id = %job.id, job.state = %job.state, "cancel requested");
     }
-    Ok(Json(view::render(&state, &job, &origin).await?))
+    let snapshot = view::snapshot(&state, &job).await?;
+    Ok(Json(view::render(&snapshot, &origin)))
 }
 
 fn acknowledged(state: JobState) -> bool {
@@ -187,7 +196,8 @@ pub async fn list(
 
     let mut jobs = Vec::with_capacity(page.jobs.len());
     for job in &page.jobs {
-        jobs.push(view::render(&state, job, &origin).await?);
+        let snapshot = view::snapshot(&state, job).await?;
+        jobs.push(view::render(&snapshot, &origin));
     }
     Ok(Json(JobList {
         jobs,

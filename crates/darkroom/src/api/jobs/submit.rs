@@ -15,7 +15,8 @@ use super::view::{self, JobView};
 use crate::api::links::Origin;
 use crate::api::{ApiError, AppState, body};
 use crate::auth::Caller;
-use crate::store::NewJob;
+use crate::jobs::model::JobSummary;
+use crate::store::{JobSnapshot, NewJob};
 
 /// Fields the contract reserves for later versions and refuses today.
 const RESERVED_FIELDS: &[&str] = &["webhook_url", "inputs"];
@@ -94,7 +95,13 @@ pub async fn accept(
     state.scheduler.context().metrics.job_submitted();
     tracing::info!(job.id = %job.id, "job accepted");
 
-    let view = view::render(state, &job, origin).await?;
+    // A new job has no outputs yet.
+    let snapshot = JobSnapshot {
+        queue_position: state.store.queue_position(job.id).await?,
+        job: JobSummary::from(&job),
+        outputs: Vec::new(),
+    };
+    let view = view::render(&snapshot, origin);
     let location = view.urls.self_.clone();
     Ok((
         StatusCode::CREATED,

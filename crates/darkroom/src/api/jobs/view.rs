@@ -11,10 +11,10 @@ use crate::api::AppState;
 use crate::api::links::{self, Origin};
 use crate::artifacts::BlobHash;
 use crate::jobs::model::{
-    AssetId, BackendId, Job, JobError, JobId, JobState, JobStatus, OutputRecord, OutputType,
-    Progress,
+    AssetId, BackendId, Job, JobError, JobId, JobState, JobStatus, JobSummary, OutputRecord,
+    OutputType, Progress,
 };
-use crate::store::StoreError;
+use crate::store::{JobSnapshot, StoreError};
 
 /// The contract's `Job`, plus Darkroom's `state`, `backend` and `attempt`.
 #[derive(Debug, Serialize)]
@@ -96,18 +96,14 @@ impl OutputView {
 }
 
 /// The whole job as `GET /api/v2/jobs/{id}` shows it.
-///
-/// # Errors
-///
-/// Store faults while reading the queue position or the outputs.
-pub async fn render(state: &AppState, job: &Job, origin: &Origin) -> Result<JobView, StoreError> {
-    let queue_position = queue_position(state, job).await?;
-    let outputs = state.store.outputs(job.id).await?;
-    let outputs = outputs
+pub fn render(snapshot: &JobSnapshot, origin: &Origin) -> JobView {
+    let job = &snapshot.job;
+    let outputs = snapshot
+        .outputs
         .iter()
         .map(|output| OutputView::new(output, job.expires_at, origin))
         .collect();
-    Ok(JobView {
+    JobView {
         id: job.id,
         status: job.state.public_status(),
         state: job.state,
@@ -118,7 +114,7 @@ pub async fn render(state: &AppState, job: &Job, origin: &Origin) -> Result<JobV
         started_at: job.started_at,
         completed_at: job.completed_at,
         expires_at: job.expires_at,
-        queue_position,
+        queue_position: shown_position(job.state, snapshot.queue_position),
         progress: job.progress.clone(),
         outputs,
         error: job.error.clone(),
@@ -128,6 +124,19 @@ pub async fn render(state: &AppState, job: &Job, origin: &Origin) -> Result<JobV
             events: links::job_events(job.id),
             cancel: links::job_cancel(job.id),
         },
+    }
+}
+
+/// A job already read whole, with its outputs and place in the queue read now.
+///
+/// # Errors
+///
+/// Store faults while reading the queue position or the outputs.
+pub async fn snapshot(state: &AppState, job: &Job) -> Result<JobSnapshot, StoreError> {
+    Ok(JobSnapshot {
+        job: JobSummary::from(job),
+        outputs: state.store.outputs(job.id).await?,
+        queue_position: queue_position(state, job).await?,
     })
 }
 
@@ -138,14 +147,23 @@ pub async fn render(state: &AppState, job: &Job, origin: &Origin) -> Result<JobV
 ///
 /// Store faults.
 pub async fn queue_position(state: &AppState, job: &Job) -> Result<Option<u64>, StoreError> {
-    match job.state {
-        JobState::Queued => state.store.queue_position(job.id).await,
-        JobState::Dispatched => Ok(Some(0)),
-        _ => Ok(None),
+    let position = match job.state {
+        JobState::Queued => state.store.queue_position(job.id).await?,
+        _ => None,
+    };
+    Ok(shown_position(job.state, position))
+}
+
+/// The position shown for a job in `state` whose place in Darkroom's queue is `position`.
+fn shown_position(state: JobState, position: Option<u64>) -> Option<u64> {
+    match state {
+        JobState::Queued => position,
+        JobState::Dispatched => Some(0),
+        _ => None,
     }
 }
 
-fn metrics(job: &Job) -> Metrics {
+fn metrics(job: &JobSummary) -> Metrics {
     let millis = |from: OffsetDateTime, to: OffsetDateTime| {
         i64::try_from((to - from).whole_milliseconds()).ok()
     };

@@ -44,19 +44,19 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 
-use super::engine::shared_store_impl;
+use super::engine::{Touch, shared_store_impl};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, Transaction};
 use time::OffsetDateTime;
 
 use super::{
-    AssetRemoval, Dispatch, Durability, EventFeed, JobChange, JobPage, JobQuery, Lease, NewEvent,
-    NewJob, QueuedJob, Store, StoreError, Sweep, Transition,
+    AssetRemoval, Dispatch, Durability, EventFeed, JobChange, JobPage, JobQuery, JobSnapshot,
+    Lease, NewEvent, NewJob, QueuedJob, Store, StoreError, Sweep, Transition,
 };
 use crate::artifacts::BlobHash;
 use crate::auth::ApiKey;
 use crate::jobs::model::{
-    Asset, AssetId, BackendId, Job, JobEvent, JobId, OutputRecord, Progress, ReplicaId,
+    Asset, AssetId, BackendId, Job, JobEvent, JobId, JobState, OutputRecord, Progress, ReplicaId,
 };
 
 /// The database the shared queries are compiled for.
@@ -111,12 +111,62 @@ impl PostgresStore {
         }
         Ok(transaction)
     }
+
+    /// Commits a write. Replicas share the database, so nothing of it is kept in memory:
+    /// what it touched is read back from the database when asked.
+    async fn commit(
+        &self,
+        tx: Transaction<'static, Postgres>,
+        _touched: Touch,
+    ) -> Result<(), StoreError> {
+        Ok(tx.commit().await?)
+    }
 }
 
 shared_store_impl! {
     PostgresStore;
     fn is_shared(&self) -> bool {
         true
+    }
+
+    async fn create_job(&self, job: NewJob) -> Result<JobChange, StoreError> {
+        let mut tx = self.write(Durability::PowerSafe).await?;
+        let change = jobs::create(&mut tx, &job).await?;
+        tx.commit().await?;
+        Ok(change)
+    }
+
+    async fn job_snapshot(&self, id: JobId) -> Result<Option<JobSnapshot>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        let Some(job) = jobs::find_summary(&mut connection, id).await? else {
+            return Ok(None);
+        };
+        let queue_position = match job.state {
+            JobState::Queued => queue::position(&mut connection, id).await?,
+            _ => None,
+        };
+        let outputs = events::outputs(&mut connection, id).await?;
+        Ok(Some(JobSnapshot { job, outputs, queue_position }))
+    }
+
+    async fn queued_candidates(&self, per_owner: u32) -> Result<Vec<QueuedJob>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        queue::candidates(&mut connection, per_owner).await
+    }
+
+    async fn count_live_keys(&self) -> Result<u64, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        keys::count_live(&mut connection).await
+    }
+
+    async fn count_queued(&self) -> Result<u64, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        queue::count_queued(&mut connection).await
+    }
+
+    async fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        queue::position(&mut connection, id).await
     }
 
     async fn event_feed(&self) -> Result<Option<Box<dyn EventFeed>>, StoreError> {

@@ -29,6 +29,16 @@ pub(super) async fn append(
     insert(connection, job_id, seq, event).await
 }
 
+/// The first event of a job whose row was inserted with its counter already at 1: no
+/// `UPDATE`, which would rewrite the new row, workflows and all.
+pub(super) async fn append_first(
+    connection: &mut Connection,
+    job_id: JobId,
+    event: &NewEvent,
+) -> Result<JobEvent, StoreError> {
+    insert(connection, job_id, 1, event).await
+}
+
 /// Inserts an event under a number already taken from the job's counter (by the same
 /// statement that changed the job).
 pub(super) async fn insert(

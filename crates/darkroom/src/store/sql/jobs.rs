@@ -4,9 +4,11 @@
 use super::Connection;
 
 use super::{events, leases, locks, queue};
-use crate::jobs::model::{BackendId, EventKind, Job, JobError, JobId, JobState};
+use crate::jobs::model::{BackendId, EventKind, Job, JobError, JobId, JobState, JobSummary};
 use crate::store::request::status_payload;
-use crate::store::rows::{AsSent, JOB_COLUMNS, JobRow, to_micros};
+use crate::store::rows::{
+    AsSent, JOB_COLUMNS, JobRow, SUMMARY_COLUMNS, SummaryRow, from_micros, to_micros,
+};
 use crate::store::{
     IDEMPOTENCY_KEY_LIFETIME, JobChange, Lease, NewEvent, NewJob, StoreError, Transition,
 };
@@ -33,7 +35,15 @@ pub(super) async fn create(
             return Err(StoreError::OwnerQueueFull { queued });
         }
     }
+    create_unbounded(connection, job).await
+}
 
+/// `create` without the queue bounds, for an engine that checks them itself (under a
+/// lock that also covers this insert).
+pub(super) async fn create_unbounded(
+    connection: &mut Connection,
+    job: &NewJob,
+) -> Result<JobChange, StoreError> {
     insert(connection, job).await?;
     if let Some(key) = &job.idempotency_key {
         claim_key(connection, job, key).await?;
@@ -44,17 +54,49 @@ pub(super) async fn create(
         payload: status_payload(JobState::Queued, None),
         at: job.created_at,
     };
-    let event = events::append(connection, job.id, &status).await?;
-    let job = fetch(connection, job.id).await?;
-    Ok(JobChange { job, event })
+    let event = events::append_first(connection, job.id, &status).await?;
+    Ok(JobChange {
+        job: inserted(job)?,
+        event,
+    })
 }
 
+/// The job `insert` wrote, as reading it back would return it (times to the microsecond,
+/// JSON as sent), without the round trip.
+fn inserted(job: &NewJob) -> Result<Job, StoreError> {
+    Ok(Job {
+        id: job.id,
+        state: JobState::Queued,
+        workflow: job.workflow.clone(),
+        original_workflow: job.original_workflow.clone(),
+        original_format: job.original_format,
+        template: job.template.clone(),
+        parameters: job.parameters.clone(),
+        backend_id: None,
+        prompt_id: None,
+        attempt: 0,
+        priority: job.priority,
+        owner: job.owner.clone(),
+        idempotency_key: job.idempotency_key.clone(),
+        keep_previews: job.keep_previews,
+        created_at: from_micros(to_micros(job.created_at))?,
+        dispatched_at: None,
+        started_at: None,
+        completed_at: None,
+        expires_at: from_micros(to_micros(job.expires_at))?,
+        progress: None,
+        error: None,
+    })
+}
+
+/// Inserts the row with its event counter at 1: the `status` event that follows is its
+/// first.
 async fn insert(connection: &mut Connection, job: &NewJob) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO jobs (id, state, workflow, original_workflow, original_format, template, \
          parameters, owner, idempotency_key, keep_previews, created_at, expires_at, priority, \
-         requirements) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         requirements, last_event_seq) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1)",
     )
     .bind(job.id.to_string())
     .bind(JobState::Queued.as_str())
@@ -121,6 +163,19 @@ pub(super) async fn find(
         .fetch_optional(&mut *connection)
         .await?;
     row.map(Job::try_from).transpose()
+}
+
+/// The job without its workflows: what a status read shows.
+pub(super) async fn find_summary(
+    connection: &mut Connection,
+    id: JobId,
+) -> Result<Option<JobSummary>, StoreError> {
+    let sql = format!("SELECT {SUMMARY_COLUMNS} FROM jobs WHERE id = $1");
+    let row: Option<SummaryRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(&mut *connection)
+        .await?;
+    row.map(JobSummary::try_from).transpose()
 }
 
 pub(super) async fn fetch(connection: &mut Connection, id: JobId) -> Result<Job, StoreError> {

@@ -1,21 +1,30 @@
-//! The SQLite engine: one file (or memory) database through sqlx.
+//! The SQLite engine: one file (or memory) database through sqlx, owned by one process.
 //!
-//! The database runs in WAL mode. Reads share a small pool; writes take turns on
-//! one of two writer connections, chosen by the write's [`Durability`]: one with
-//! `synchronous = FULL` (the commit waits for the disk: it survives a power cut) and
-//! one with `synchronous = NORMAL` (survives a crash of Darkroom; flushed by the next
-//! FULL commit, since the log is one file in commit order). Writers of this process
-//! queue on an async lock instead of in SQLite's busy handler, which sleeps for
-//! milliseconds at a time; the busy timeout still covers another process (the
-//! `darkroom keys` command) holding the lock. Every write transaction starts with
-//! `BEGIN IMMEDIATE`, so each compare-and-set and each claim is atomic.
+//! The database runs in WAL mode. Reads share a small pool; writes take turns on one of
+//! two writer connections, chosen by the write's [`Durability`]: one with `synchronous =
+//! FULL` (the commit waits for the disk: it survives a power cut) and one with
+//! `synchronous = NORMAL` (survives a crash of Darkroom; made durable by the next FULL
+//! commit, since the log is one file in commit order). Every write transaction starts
+//! with `BEGIN IMMEDIATE`, so each compare-and-set and each claim is atomic.
+//!
+//! This process's writers first take one in-process lock (see [`Write`]), so they queue
+//! in order without sleeping in SQLite's busy handler, which only another process
+//! (`darkroom keys`) still meets. New jobs are committed in batches, one flush for many
+//! (`accepts`). Because this process owns the database, the queue and recent jobs'
+//! statuses are also kept in memory (`mirror`), updated after each commit under that lock,
+//! so queue bounds, queue positions and status reads need no query.
 
+mod accepts;
 // The queries themselves are shared with the other engines: see `store/sql`.
 #[path = "../sql/assets.rs"]
 mod assets;
 #[path = "../sql/events.rs"]
 mod events;
 #[path = "../sql/jobs.rs"]
+#[expect(
+    dead_code,
+    reason = "queue bounds are checked in memory here (see accepts)"
+)]
 mod jobs;
 #[path = "../sql/keys.rs"]
 mod keys;
@@ -24,36 +33,47 @@ mod leases;
 #[path = "../sql/listing.rs"]
 mod listing;
 mod locks;
+mod mirror;
 #[path = "../sql/queue.rs"]
+#[expect(
+    dead_code,
+    reason = "queue counts and positions are kept in memory here"
+)]
 mod queue;
+mod queue_index;
+mod rounds;
 #[path = "../sql/running.rs"]
 mod running;
 
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::engine::shared_store_impl;
+use super::engine::{Touch, shared_store_impl};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, SqliteConnection, Transaction};
+use sqlx::{ConnectOptions, Sqlite, SqliteConnection, Transaction};
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{OwnedMutexGuard, mpsc};
+
+use mirror::{Mirror, Status};
 
 use super::{
-    AssetRemoval, Dispatch, Durability, EventFeed, JobChange, JobPage, JobQuery, Lease, NewEvent,
-    NewJob, QueuedJob, Store, StoreError, Sweep, Transition,
+    AssetRemoval, Dispatch, Durability, EventFeed, JobChange, JobPage, JobQuery, JobSnapshot,
+    Lease, NewEvent, NewJob, QueuedJob, Store, StoreError, Sweep, Transition,
 };
 use crate::artifacts::BlobHash;
 use crate::auth::ApiKey;
 use crate::jobs::model::{
-    Asset, AssetId, BackendId, Job, JobEvent, JobId, OutputRecord, Progress, ReplicaId,
+    Asset, AssetId, BackendId, Job, JobEvent, JobId, JobState, OutputRecord, Progress, ReplicaId,
 };
+use crate::jobs::requirements::Requirements;
+use crate::store::rows::{self, from_micros};
 
 /// The database the shared queries are compiled for.
 type Db = Sqlite;
@@ -71,12 +91,86 @@ const DATABASE_FILE: &str = "darkroom.db";
 pub struct SqliteStore {
     /// Readers. In memory, the one connection that holds the database, for everything.
     pool: SqlitePool,
+    writer: Writer,
+    /// Where `create_job` hands new jobs to be committed in batches.
+    accepts: mpsc::UnboundedSender<accepts::Accept>,
+    /// Counts of live keys, shared by the requests that wait for one together.
+    live_keys: Arc<rounds::Rounds>,
+    /// The connection those counts run on, when the database is a file.
+    key_reader: Option<Arc<tokio::sync::Mutex<SqliteConnection>>>,
+}
+
+/// What every write of this process goes through: the lock that orders them and the
+/// in-memory state each commit updates.
+#[derive(Debug, Clone)]
+struct Writer {
     /// The writer whose commits wait for the disk.
     power_safe: SqlitePool,
     /// The writer whose commits are handed to the operating system.
     crash_safe: SqlitePool,
-    /// Whose turn it is to write.
-    writer: Arc<Mutex<()>>,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    mirror: Arc<Mutex<Mirror>>,
+}
+
+/// A write transaction of this process. It holds the writer lock from before
+/// `BEGIN IMMEDIATE` until its commit is mirrored in memory: this process's writers wait
+/// here, in turn, instead of polling in SQLite's busy handler, and the mirror sees their
+/// commits in the order the database did.
+struct Write {
+    tx: Transaction<'static, Sqlite>,
+    lock: OwnedMutexGuard<()>,
+}
+
+impl Deref for Write {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for Write {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
+}
+
+impl Writer {
+    async fn begin(&self, durability: Durability) -> Result<Write, StoreError> {
+        // The lock first: a writer waiting for it must not hold a connection meanwhile.
+        let lock = Arc::clone(&self.lock).lock_owned().await;
+        let pool = match durability {
+            Durability::PowerSafe => &self.power_safe,
+            Durability::CrashSafe => &self.crash_safe,
+        };
+        let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(Write { tx, lock })
+    }
+
+    /// Commits `write` and records what it `touched` in memory, in a task of its own: a
+    /// caller dropped halfway (its client hung up) must not leave a commit done and the
+    /// mirror not told.
+    async fn commit(&self, write: Write, touched: Touch) -> Result<(), StoreError> {
+        let mirror = Arc::clone(&self.mirror);
+        let committing = tokio::spawn(async move {
+            let Write { tx, lock } = write;
+            tx.commit().await?;
+            lock_mirror(&mirror).apply(touched);
+            drop(lock);
+            Ok(())
+        });
+        committing.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    fn mirror(&self) -> MutexGuard<'_, Mirror> {
+        lock_mirror(&self.mirror)
+    }
+}
+
+/// The mirror is updated in whole steps that cannot panic halfway, so a poisoned lock
+/// still guards a consistent mirror.
+fn lock_mirror(mirror: &Mutex<Mirror>) -> MutexGuard<'_, Mirror> {
+    mirror.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl SqliteStore {
@@ -133,46 +227,36 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
-    /// A file database: the read pool migrates it, then each writer gets its connection.
+    /// A file database: readers, and one connection for each writer.
     async fn connect(options: SqliteConnectOptions) -> Result<Self, StoreError> {
-        let pool = Self::pool(
-            options.clone().synchronous(SqliteSynchronous::Normal),
-            MAX_CONNECTIONS,
-        )
-        .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        let normal = options.clone().synchronous(SqliteSynchronous::Normal);
+        let pool = Self::pool(normal.clone(), MAX_CONNECTIONS).await?;
         let power_safe =
             Self::pool(options.clone().synchronous(SqliteSynchronous::Full), 1).await?;
-        let crash_safe = Self::pool(options.synchronous(SqliteSynchronous::Normal), 1).await?;
-        tracing::info!(store.engine = "sqlite", "store ready");
-        Ok(Self {
-            pool,
-            power_safe,
-            crash_safe,
-            writer: Arc::new(Mutex::new(())),
-        })
+        let crash_safe = Self::pool(normal.clone(), 1).await?;
+        // The key counts get a connection of their own, outside the pool (whose every use
+        // ends with a ping).
+        let key_reader = Arc::new(tokio::sync::Mutex::new(normal.connect().await?));
+        Self::start(pool, power_safe, crash_safe, Some(key_reader)).await
     }
 
     /// An in-memory database lives only as long as a connection to it, so its single
-    /// connection serves every read and write and is never retired.
+    /// connection serves every read and write and is never retired; another connection
+    /// would open another, empty database.
     async fn connect_in_memory(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let pool = Self::pool(options, 1).await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        tracing::info!(store.engine = "sqlite", "store ready");
-        Ok(Self {
-            power_safe: pool.clone(),
-            crash_safe: pool.clone(),
-            pool,
-            writer: Arc::new(Mutex::new(())),
-        })
+        Self::start(pool.clone(), pool.clone(), pool, None).await
     }
 
-    /// A pool of `connections` that are never retired.
+    /// A pool of `connections` that are never retired. No ping before each use: it checks
+    /// that a server is still there, and an in-process database has none; it would cost
+    /// each query another round trip to the connection's thread.
     async fn pool(
         options: SqliteConnectOptions,
         connections: u32,
     ) -> Result<SqlitePool, StoreError> {
         let pool = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(connections)
             .min_connections(1)
             .idle_timeout(None)
@@ -182,45 +266,107 @@ impl SqliteStore {
         Ok(pool)
     }
 
-    /// A write transaction on the writer of `durability`, once it is this caller's turn.
-    async fn write(&self, durability: Durability) -> Result<Write, StoreError> {
-        let turn = Arc::clone(&self.writer).lock_owned().await;
-        let writer = match durability {
-            Durability::PowerSafe => &self.power_safe,
-            Durability::CrashSafe => &self.crash_safe,
+    /// Migrates the database, loads the queue into memory and starts taking accepts.
+    async fn start(
+        pool: SqlitePool,
+        power_safe: SqlitePool,
+        crash_safe: SqlitePool,
+        key_reader: Option<Arc<tokio::sync::Mutex<SqliteConnection>>>,
+    ) -> Result<Self, StoreError> {
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        let mirror = Mirror::new(load_queue(&pool).await?);
+        tracing::info!(
+            store.engine = "sqlite",
+            queued = mirror.queue.len(),
+            "store ready"
+        );
+        let writer = Writer {
+            power_safe,
+            crash_safe,
+            lock: Arc::new(tokio::sync::Mutex::new(())),
+            mirror: Arc::new(Mutex::new(mirror)),
         };
-        let transaction = writer.begin_with("BEGIN IMMEDIATE").await?;
-        Ok(Write {
-            transaction,
-            _turn: turn,
+        let accepts = accepts::start(writer.clone());
+        Ok(Self {
+            pool,
+            writer,
+            accepts,
+            live_keys: Arc::default(),
+            key_reader,
         })
     }
-}
 
-/// A write transaction holding the writers' turn until it is committed or dropped.
-struct Write {
-    transaction: Transaction<'static, Sqlite>,
-    _turn: OwnedMutexGuard<()>,
-}
+    async fn write(&self, durability: Durability) -> Result<Write, StoreError> {
+        self.writer.begin(durability).await
+    }
 
-impl Write {
-    async fn commit(self) -> Result<(), sqlx::Error> {
-        self.transaction.commit().await
+    async fn commit(&self, write: Write, touched: Touch) -> Result<(), StoreError> {
+        self.writer.commit(write, touched).await
+    }
+
+    /// A status read the mirror could not answer: from the database, kept for the next
+    /// read unless a write committed meanwhile.
+    async fn read_snapshot(&self, id: JobId) -> Result<Option<JobSnapshot>, StoreError> {
+        let epoch = self.writer.mirror().epoch();
+        let mut connection = self.pool.acquire().await?;
+        let Some(job) = jobs::find_summary(&mut connection, id).await? else {
+            return Ok(None);
+        };
+        let outputs = events::outputs(&mut connection, id).await?;
+        drop(connection);
+
+        let mut mirror = self.writer.mirror();
+        let queue_position = mirror.position(&job);
+        mirror.fill(
+            Status {
+                job: job.clone(),
+                outputs: outputs.clone(),
+            },
+            epoch,
+        );
+        Ok(Some(JobSnapshot {
+            job,
+            outputs,
+            queue_position,
+        }))
     }
 }
 
-impl Deref for Write {
-    type Target = SqliteConnection;
-
-    fn deref(&self) -> &SqliteConnection {
-        &self.transaction
+impl SqliteStore {
+    /// What a queued job needs, read once: it never changes, so the queue keeps it.
+    async fn learn_requirements(&self, id: JobId) -> Result<Arc<Requirements>, StoreError> {
+        let stored: Option<Option<sqlx::types::Json<Requirements>>> =
+            sqlx::query_scalar("SELECT requirements FROM jobs WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        // Jobs from before requirements were stored have none: any backend may take them.
+        let requirements = Arc::new(stored.flatten().map(|json| json.0).unwrap_or_default());
+        self.writer
+            .mirror()
+            .queue
+            .learn(id, Arc::clone(&requirements));
+        Ok(requirements)
     }
 }
 
-impl DerefMut for Write {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        &mut self.transaction
+/// The queued jobs, read into the in-memory queue at open.
+async fn load_queue(pool: &SqlitePool) -> Result<queue_index::QueueIndex, StoreError> {
+    let rows: Vec<(String, i64, i64, Option<String>)> =
+        sqlx::query_as("SELECT id, priority, created_at, owner FROM jobs WHERE state = $1")
+            .bind(JobState::Queued.as_str())
+            .fetch_all(pool)
+            .await?;
+    let mut queue = queue_index::QueueIndex::default();
+    for (id, priority, created_at, owner) in rows {
+        let id: JobId = rows::parse("job id", &id)?;
+        let priority =
+            i32::try_from(priority).map_err(|_| StoreError::corrupt("priority", priority))?;
+        // Checked like every stored time, though the queue keeps the number.
+        from_micros(created_at)?;
+        queue.insert(id, priority, created_at, owner, None);
     }
+    Ok(queue)
 }
 
 fn is_in_memory(url: &str) -> bool {
@@ -231,6 +377,55 @@ shared_store_impl! {
     SqliteStore;
     fn is_shared(&self) -> bool {
         false
+    }
+
+    async fn create_job(&self, job: NewJob) -> Result<JobChange, StoreError> {
+        accepts::submit(&self.accepts, job).await
+    }
+
+    async fn job_snapshot(&self, id: JobId) -> Result<Option<JobSnapshot>, StoreError> {
+        if let Some(snapshot) = self.writer.mirror().snapshot(id) {
+            return Ok(Some(snapshot));
+        }
+        self.read_snapshot(id).await
+    }
+
+    async fn queued_candidates(&self, per_owner: u32) -> Result<Vec<QueuedJob>, StoreError> {
+        let candidates = self.writer.mirror().queue.candidates(per_owner);
+        let mut queued = Vec::with_capacity(candidates.len());
+        for candidate in candidates {
+            let requirements = match candidate.requirements {
+                Some(known) => known,
+                None => self.learn_requirements(candidate.id).await?,
+            };
+            queued.push(QueuedJob {
+                id: candidate.id,
+                owner: candidate.owner,
+                priority: candidate.priority,
+                created_at: from_micros(candidate.created_at)?,
+                requirements,
+            });
+        }
+        Ok(queued)
+    }
+
+    async fn count_queued(&self) -> Result<u64, StoreError> {
+        Ok(self.writer.mirror().queue.len())
+    }
+
+    async fn count_live_keys(&self) -> Result<u64, StoreError> {
+        self.live_keys
+            .read(|| async {
+                match &self.key_reader {
+                    Some(connection) => keys::count_live(&mut *connection.lock().await).await,
+                    None => keys::count_live(&mut *self.pool.acquire().await?).await,
+                }
+            })
+            .await
+    }
+
+    async fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError> {
+        Ok(self.writer.mirror().queue.position(id))
     }
 
     async fn event_feed(&self) -> Result<Option<Box<dyn EventFeed>>, StoreError> {

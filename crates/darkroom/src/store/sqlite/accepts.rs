@@ -1,0 +1,228 @@
+//! Group commit of new jobs: one task takes every submission waiting, creates them all in
+//! one write transaction and one `COMMIT` (one fsync), then answers each.
+//!
+//! With `synchronous = FULL` a commit costs a disk flush, and SQLite has one writer at a
+//! time, so committing each submission alone caps accepts at one flush each. Batching
+//! keeps each accepted job as durable as before (its commit is flushed before it is
+//! answered) while many share the flush. There is no waiting to fill a batch: what
+//! arrived while the last one committed is the next one.
+//!
+//! Each job runs in its own savepoint, so one that fails (a full queue, a reused
+//! idempotency key) is rolled back alone and the others still commit. The queue bounds
+//! are checked against the in-memory queue plus the jobs this batch already added, under
+//! the writer lock that every write of the queue takes, so the check and the insert are
+//! atomic with respect to every other submission and claim.
+//!
+//! The task owns the transaction, not the callers: a caller that goes away (its client
+//! hung up) cannot cut a batch short, and its job is committed or not like the others.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::queue_index::QueueIndex;
+use super::{Write, Writer, jobs};
+use crate::jobs::model::JobSummary;
+use crate::store::{Durability, JobChange, NewJob, StoreError};
+
+/// Submissions committed together at most: bounds how long the first of a batch waits
+/// behind the others' inserts.
+const MAX_BATCH: usize = 256;
+
+/// One submission and where its answer goes.
+#[derive(Debug)]
+pub(super) struct Accept {
+    job: NewJob,
+    answer: oneshot::Sender<Result<JobChange, StoreError>>,
+}
+
+/// Starts the task that commits submissions; it ends when every sender is gone.
+pub(super) fn start(writer: Writer) -> mpsc::UnboundedSender<Accept> {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    tokio::spawn(run(writer, receiver));
+    sender
+}
+
+/// Hands `job` to the committing task and waits for its outcome.
+pub(super) async fn submit(
+    accepts: &mpsc::UnboundedSender<Accept>,
+    job: NewJob,
+) -> Result<JobChange, StoreError> {
+    let (answer, answered) = oneshot::channel();
+    accepts
+        .send(Accept { job, answer })
+        .map_err(|_| StoreError::WriterStopped)?;
+    answered.await.map_err(|_| StoreError::WriterStopped)?
+}
+
+async fn run(writer: Writer, mut requests: mpsc::UnboundedReceiver<Accept>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (jobs, answers): (Vec<NewJob>, Vec<_>) = batch
+            .drain(..)
+            .map(|accept| (accept.job, accept.answer))
+            .unzip();
+        let outcomes = match commit(&writer, &jobs).await {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                tracing::error!(%error, jobs = jobs.len(), "cannot commit submitted jobs");
+                let error = Arc::new(error);
+                jobs.iter()
+                    .map(|_| Err(StoreError::SharedWrite(Arc::clone(&error))))
+                    .collect()
+            }
+        };
+        for (answer, outcome) in answers.into_iter().zip(outcomes) {
+            // A caller that went away needs no answer.
+            let _ = answer.send(outcome);
+        }
+    }
+}
+
+/// Creates `jobs` in one transaction: the outcome of each, or the fault that sank them
+/// all (nothing was committed then).
+async fn commit(
+    writer: &Writer,
+    jobs: &[NewJob],
+) -> Result<Vec<Result<JobChange, StoreError>>, StoreError> {
+    let mut write = writer.begin(Durability::PowerSafe).await?;
+    let mut added = Added::default();
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    // A job alone needs no savepoint: if it fails, nothing else is lost by rolling back.
+    let alone = jobs.len() == 1;
+    for job in jobs {
+        let room = added.check(&writer.mirror().queue, job);
+        let outcome = match room {
+            Ok(()) if alone => jobs::create_unbounded(&mut write, job).await,
+            Ok(()) => create(&mut write, job).await?,
+            Err(full) => Err(full),
+        };
+        if outcome.is_ok() {
+            added.count(job);
+        }
+        outcomes.push(outcome);
+    }
+
+    let created: Vec<(JobSummary, &NewJob)> = outcomes
+        .iter()
+        .zip(jobs)
+        .filter_map(|(outcome, job)| Some((JobSummary::from(&outcome.as_ref().ok()?.job), job)))
+        .collect();
+    let Write { tx, lock } = write;
+    if created.is_empty() {
+        // Nothing to keep; a job refused alone may have written before it failed. Rolled
+        // back before the lock goes, so the next writer finds the database free.
+        tx.rollback().await?;
+        return Ok(outcomes);
+    }
+    tx.commit().await?;
+    let mut mirror = writer.mirror();
+    for (summary, job) in created {
+        mirror.created(summary, job.requirements.clone());
+    }
+    drop(mirror);
+    drop(lock);
+    Ok(outcomes)
+}
+
+/// Creates one job inside its savepoint: `Ok(Err(_))` when the job alone was refused and
+/// rolled back; `Err(_)` when the transaction itself failed.
+async fn create(
+    write: &mut Write,
+    job: &NewJob,
+) -> Result<Result<JobChange, StoreError>, StoreError> {
+    sqlx::query("SAVEPOINT accept")
+        .execute(&mut **write)
+        .await?;
+    let outcome = jobs::create_unbounded(write, job).await;
+    if outcome.is_err() {
+        sqlx::query("ROLLBACK TO accept")
+            .execute(&mut **write)
+            .await?;
+    }
+    sqlx::query("RELEASE accept").execute(&mut **write).await?;
+    Ok(outcome)
+}
+
+/// The jobs a batch added so far, which the in-memory queue counts only once committed.
+#[derive(Debug, Default)]
+struct Added {
+    total: u64,
+    per_owner: HashMap<Option<String>, u64>,
+}
+
+impl Added {
+    /// Whether `job` fits within its queue bounds, counting this batch's jobs.
+    fn check(&self, queue: &QueueIndex, job: &NewJob) -> Result<(), StoreError> {
+        if let Some(max_queued) = job.max_queued {
+            let queued = queue.len() + self.total;
+            if queued >= max_queued {
+                return Err(StoreError::QueueFull { queued });
+            }
+        }
+        if let Some(max_queued) = job.max_queued_for_owner {
+            let added = self.per_owner.get(&job.owner).copied().unwrap_or(0);
+            let queued = queue.count_of(job.owner.as_deref()) + added;
+            if queued >= max_queued {
+                return Err(StoreError::OwnerQueueFull { queued });
+            }
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, job: &NewJob) {
+        self.total += 1;
+        *self.per_owner.entry(job.owner.clone()).or_default() += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::store::{SqliteStore, Store};
+
+    fn job(key: Option<&str>, max_queued: Option<u64>) -> NewJob {
+        let now = OffsetDateTime::now_utc();
+        let graph = json!({"1": {"class_type": "KSampler", "inputs": {}}});
+        let mut job = NewJob::api(graph, now, now + time::Duration::hours(1));
+        job.idempotency_key = key.map(str::to_owned);
+        job.max_queued = max_queued;
+        job
+    }
+
+    #[tokio::test]
+    async fn a_refused_job_in_a_batch_is_rolled_back_alone() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        store.create_job(job(Some("taken"), None)).await.unwrap();
+
+        // One batch, as the task builds it from submissions that arrived together: the
+        // key reuse and the job past the bound fail, the others commit.
+        let batch = [
+            job(None, Some(3)),
+            job(Some("taken"), None),
+            job(None, Some(3)),
+            job(None, Some(3)),
+        ];
+        let outcomes = commit(&store.writer, &batch).await.unwrap();
+        assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
+        assert!(matches!(
+            outcomes[1],
+            Err(StoreError::IdempotencyKeyReused { .. })
+        ));
+        assert!(matches!(
+            outcomes[3],
+            Err(StoreError::QueueFull { queued: 3 })
+        ));
+
+        assert_eq!(store.count_queued().await.unwrap(), 3);
+        for (job, outcome) in batch.iter().zip(&outcomes) {
+            let stored = store.job(job.id).await.unwrap();
+            assert_eq!(stored.is_some(), outcome.is_ok(), "job {}", job.id);
+        }
+        assert_eq!(store.events_after(batch[1].id, 0, 10).await.unwrap(), []);
+    }
+}

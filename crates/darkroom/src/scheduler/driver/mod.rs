@@ -391,10 +391,10 @@ impl Driver {
                     .await,
             );
         }
-        if let Some(progress) = progress {
-            if let Some(run) = self.runs.get_mut(&prompt_id) {
-                run.unwritten = Some(progress);
-            }
+        if let Some(progress) = progress
+            && let Some(run) = self.runs.get_mut(&prompt_id)
+        {
+            run.unwritten = Some(progress);
         }
         if message.hints_run_ended() {
             // The run's last snapshot goes before its end, so every run that reported

@@ -97,58 +97,49 @@ fn unsigned<T: TryFrom<i64>>(what: &'static str, value: i64) -> Result<T, StoreE
     T::try_from(value).map_err(|_| StoreError::corrupt(what, format!("out of range: {value}")))
 }
 
+/// A whole job row: its summary's columns (parsed once, in `SummaryRow`) and the rest.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct JobRow {
-    id: String,
-    state: String,
+    #[sqlx(flatten)]
+    summary: SummaryRow,
     workflow: Json<Value>,
     original_workflow: Json<Value>,
     original_format: String,
     template: Option<String>,
     parameters: Option<Json<Value>>,
-    backend_id: Option<String>,
     prompt_id: Option<String>,
-    attempt: i64,
-    priority: i64,
-    owner: Option<String>,
     idempotency_key: Option<String>,
     keep_previews: bool,
-    created_at: i64,
     dispatched_at: Option<i64>,
-    started_at: Option<i64>,
-    completed_at: Option<i64>,
-    expires_at: i64,
-    progress: Option<Json<Progress>>,
-    error: Option<Json<JobError>>,
 }
 
 impl TryFrom<JobRow> for Job {
     type Error = StoreError;
 
     fn try_from(row: JobRow) -> Result<Self, Self::Error> {
+        let summary = JobSummary::try_from(row.summary)?;
         Ok(Job {
-            id: parse("job id", &row.id)?,
-            state: parse("job state", &row.state)?,
+            id: summary.id,
+            state: summary.state,
             workflow: row.workflow.0,
             original_workflow: row.original_workflow.0,
             original_format: parse("workflow format", &row.original_format)?,
             template: row.template,
             parameters: row.parameters.map(|json| json.0),
-            backend_id: row.backend_id.map(Into::into),
+            backend_id: summary.backend_id,
             prompt_id: row.prompt_id.map(Into::into),
-            attempt: unsigned("attempt", row.attempt)?,
-            priority: i32::try_from(row.priority)
-                .map_err(|_| StoreError::corrupt("priority", row.priority))?,
-            owner: row.owner,
+            attempt: summary.attempt,
+            priority: summary.priority,
+            owner: summary.owner,
             idempotency_key: row.idempotency_key,
             keep_previews: row.keep_previews,
-            created_at: from_micros(row.created_at)?,
+            created_at: summary.created_at,
             dispatched_at: optional_time(row.dispatched_at)?,
-            started_at: optional_time(row.started_at)?,
-            completed_at: optional_time(row.completed_at)?,
-            expires_at: from_micros(row.expires_at)?,
-            progress: row.progress.map(|json| json.0),
-            error: row.error.map(|json| json.0),
+            started_at: summary.started_at,
+            completed_at: summary.completed_at,
+            expires_at: summary.expires_at,
+            progress: summary.progress,
+            error: summary.error,
         })
     }
 }

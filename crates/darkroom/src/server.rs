@@ -77,6 +77,8 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     tokio::fs::create_dir_all(&config.data_dir).await?;
     let store = crate::store::open(&config.database_url).await?;
+    // Held until `serve` returns: one server per SQLite database.
+    let _ownership = crate::store::claim_ownership(&config.database_url)?;
     tracing::info!(database = %crate::config::redact_url(&config.database_url), "store open");
     let location = ArtifactsLocation::parse(&config.artifacts_url, &config.data_dir, &config.s3)?;
     let blobs = crate::artifacts::open(&location).await?;

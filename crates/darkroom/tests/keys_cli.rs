@@ -142,3 +142,33 @@ async fn darkroom_cli(cwd: &Path, args: &[&str], key: Option<&str>) -> Output {
     let run = tokio::time::timeout(std::time::Duration::from_secs(60), command.output());
     run.await.expect("darkroom answers in time").unwrap()
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_database_refuses_to_start() {
+    let data = tempfile::tempdir().unwrap();
+    let database = data.path().join("darkroom.db");
+    // What a running server holds on its database while it serves.
+    let held = darkroom::store::claim_ownership(&format!("sqlite://{}", database.display()))
+        .expect("the first claim succeeds");
+
+    let serve = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--backend",
+        "http://127.0.0.1:9",
+    ];
+    let refused = darkroom(data.path(), &serve).await;
+    assert!(!refused.status.success());
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("served by another Darkroom process") && stderr.contains("darkroom.db"),
+        "{stderr}"
+    );
+
+    // Free again once the first owner is gone; in-memory databases need no claim.
+    drop(held);
+    let url = format!("sqlite://{}", database.display());
+    drop(darkroom::store::claim_ownership(&url).expect("free once released"));
+    darkroom::store::claim_ownership("sqlite::memory:").expect("memory needs no lock");
+}

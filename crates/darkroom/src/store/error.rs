@@ -83,17 +83,31 @@ pub enum StoreError {
     #[error("failed to encode a record as json")]
     Encode(#[from] serde_json::Error),
 
-    #[error("database error")]
+    #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 
     /// A write done for several requests at once (a batch of submissions) failed as a
     /// whole; each of them gets this, with the one cause.
-    #[error("a write shared with other requests failed")]
+    #[error("a write shared with other requests failed: {0}")]
     SharedWrite(#[source] std::sync::Arc<StoreError>),
 
     /// The store's writer task ended (the runtime is shutting down) before it answered.
     #[error("the store's writer stopped before answering")]
     WriterStopped,
+
+    /// Another server process serves this SQLite database already.
+    #[error(
+        "the SQLite database {database} is served by another Darkroom process already (it \
+         holds {lock}); stop that one, or give this one another data folder or database URL"
+    )]
+    InUse { database: PathBuf, lock: PathBuf },
+
+    #[error("cannot lock {lock}")]
+    Lock {
+        lock: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 
     #[error("database migration failed")]
     Migration(#[from] sqlx::migrate::MigrateError),

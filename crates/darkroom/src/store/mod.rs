@@ -404,6 +404,46 @@ pub enum FeedNotice {
     Gap,
 }
 
+/// The right of one server process to a SQLite database file, held until dropped: the
+/// SQLite engine keeps the queue and recent job statuses in memory beside the file, which
+/// a second server writing the same file would silently contradict. Other engines (shared
+/// by replicas) and in-memory databases need none. Short-lived commands (`darkroom keys`)
+/// do not take it.
+#[derive(Debug)]
+pub struct Ownership {
+    _lock: Option<std::fs::File>,
+}
+
+/// Claims the database `url` names for this server process: an exclusive lock on
+/// `<database file>.lock` beside it (an advisory `flock`, released by the kernel when
+/// the process ends, however it ends).
+///
+/// # Errors
+///
+/// `InUse` when another process holds it; `Lock` when the lock file cannot be opened.
+pub fn claim_ownership(url: &str) -> Result<Ownership, StoreError> {
+    let Some(database) = sqlite::database_file(url)? else {
+        return Ok(Ownership { _lock: None });
+    };
+    let mut name = database.clone().into_os_string();
+    name.push(".lock");
+    let lock = std::path::PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(|source| StoreError::Lock {
+            lock: lock.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(Ownership { _lock: Some(file) }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse { database, lock }),
+        Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Lock { lock, source }),
+    }
+}
+
 /// Opens the store a URL names: `sqlite://path/to/file.db`,
 /// `sqlite::memory:`, or `postgres://user@host/database` (`postgresql://`
 /// too).

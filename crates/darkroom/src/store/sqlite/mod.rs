@@ -369,6 +369,19 @@ async fn load_queue(pool: &SqlitePool) -> Result<queue_index::QueueIndex, StoreE
     Ok(queue)
 }
 
+/// The database file a `sqlite:` URL names, or `None` for an in-memory database.
+///
+/// # Errors
+///
+/// A malformed URL.
+pub(crate) fn database_file(url: &str) -> Result<Option<std::path::PathBuf>, StoreError> {
+    if !url.starts_with("sqlite:") || is_in_memory(url) {
+        return Ok(None);
+    }
+    let options = SqliteConnectOptions::from_str(url)?;
+    Ok(Some(options.get_filename().to_path_buf()))
+}
+
 fn is_in_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }

@@ -340,19 +340,19 @@ impl Follower {
         if let Some(state) = state {
             self.job_state = state;
         }
-        // Only a queued or dispatched job has a position, and only a final one needs the
-        // job's expiry for its outputs: the states between need no read.
+        // Only a queued or dispatched job has a position, and only a final one needs its
+        // outputs and expiry: the states between need no read.
         let needs_job = matches!(self.job_state, JobState::Queued | JobState::Dispatched)
             || self.job_state.is_final();
-        let job = if needs_job {
-            self.state.store.job(self.job_id).await?
+        let snapshot = if needs_job {
+            self.state.store.job_snapshot(self.job_id).await?
         } else {
             None
         };
-        let position = match &job {
+        let position = match &snapshot {
             // Only the current state has a current position; an older status shows none.
-            Some(job) if job.state == self.job_state => {
-                view::queue_position(&self.state, job).await?
+            Some(snapshot) if snapshot.job.state == self.job_state => {
+                view::shown_position(self.job_state, snapshot.queue_position)
             }
             _ => None,
         };
@@ -360,14 +360,11 @@ impl Follower {
         payload["queue_position"] = json!(position);
 
         if self.job_state.is_final() {
-            let expires_at = job
-                .as_ref()
-                .map_or(self.job_expires_at, |job| job.expires_at);
-            let outputs: Vec<view::OutputView> = self
-                .state
-                .store
-                .outputs(self.job_id)
-                .await?
+            let (expires_at, outputs) = snapshot
+                .map_or((self.job_expires_at, Vec::new()), |snapshot| {
+                    (snapshot.job.expires_at, snapshot.outputs)
+                });
+            let outputs: Vec<view::OutputView> = outputs
                 .iter()
                 .map(|output| view::OutputView::new(output, expires_at, &self.origin))
                 .collect();

@@ -155,7 +155,7 @@ pub async fn queue_position(state: &AppState, job: &Job) -> Result<Option<u64>, 
 }
 
 /// The position shown for a job in `state` whose place in Darkroom's queue is `position`.
-fn shown_position(state: JobState, position: Option<u64>) -> Option<u64> {
+pub fn shown_position(state: JobState, position: Option<u64>) -> Option<u64> {
     match state {
         JobState::Queued => position,
         JobState::Dispatched => Some(0),

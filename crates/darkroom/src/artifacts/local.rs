@@ -63,57 +63,69 @@ impl LocalBlobStore {
         self.root.join(TEMP_DIR)
     }
 
-    /// Renames the finished temp file into place and makes the new directory entries
-    /// durable: a rename is only crash-safe once its folder is synced, and a folder made
-    /// now only once its parent is. Folders that already existed are not synced again
-    /// (each sync is a journal commit). One blocking task does it all: each `tokio::fs`
-    /// call would be a trip to the blocking pool of its own.
-    async fn install(&self, temp: TempFile, path: &Path) -> Result<(), ArtifactError> {
-        let root = self.root.clone();
-        let target = path.to_path_buf();
-        let temp_path = temp.disarm();
-        tokio::task::spawn_blocking(move || install_blocking(&root, &temp_path, &target))
-            .await
-            .map_err(|error| ArtifactError::io("rename", path)(io::Error::other(error)))?
-    }
-}
-
-impl LocalBlobStore {
     /// Stores a blob that is all in memory, in one blocking task.
     async fn put_small(&self, bytes: Vec<u8>, hash: BlobHash) -> Result<BlobInfo, ArtifactError> {
         let size = bytes.len() as u64;
-        let root = self.root.clone();
-        let temp_dir = self.temp_dir();
-        let target = self.path_of(&hash);
-        let created_new = tokio::task::spawn_blocking(move || {
+        let (root, temp_dir, target) = (self.root.clone(), self.temp_dir(), self.path_of(&hash));
+        let created_new = blocking(&self.root, move || {
             if target.exists() {
                 // Same hash, same bytes.
                 return Ok(false);
             }
             let temp_path = temp_dir.join(format!("{}.part", uuid::Uuid::new_v4()));
-            let written = std::fs::File::create_new(&temp_path).and_then(|mut file| {
-                io::Write::write_all(&mut file, &bytes)?;
-                file.sync_all()
-            });
-            if let Err(error) = written {
+            let file = std::fs::File::create_new(&temp_path)
+                .map_err(ArtifactError::io("create", &temp_path))?;
+            if let Err(error) = io::Write::write_all(&mut &file, &bytes) {
                 let _ = std::fs::remove_file(&temp_path);
                 return Err(ArtifactError::io("write", &temp_path)(error));
             }
-            install_blocking(&root, &temp_path, &target).map(|()| true)
+            sync_and_install(&root, &temp_path, &file, &target).map(|()| true)
         })
-        .await
-        .map_err(|error| ArtifactError::io("write", &self.root)(io::Error::other(error)))??;
-        if created_new {
-            tracing::debug!(blob.hash = %hash, blob.size = size, "stored blob");
-        }
-        Ok(BlobInfo {
-            hash,
-            size,
-            created_new,
-        })
+        .await?;
+        Ok(stored(hash, size, created_new))
     }
 }
 
+/// What a finished write reports (and logs, when the blob is new).
+fn stored(hash: BlobHash, size: u64, created_new: bool) -> BlobInfo {
+    if created_new {
+        tracing::debug!(blob.hash = %hash, blob.size = size, "stored blob");
+    }
+    BlobInfo {
+        hash,
+        size,
+        created_new,
+    }
+}
+
+/// Runs the end of a write on the blocking pool: one trip for all its file calls.
+async fn blocking<T: Send + 'static>(
+    root: &Path,
+    work: impl FnOnce() -> Result<T, ArtifactError> + Send + 'static,
+) -> Result<T, ArtifactError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ArtifactError::io("write", root)(io::Error::other(error)))?
+}
+
+/// Makes the temp file's bytes durable, then installs it; the temp file goes on failure.
+fn sync_and_install(
+    root: &Path,
+    temp_path: &Path,
+    file: &std::fs::File,
+    target: &Path,
+) -> Result<(), ArtifactError> {
+    if let Err(error) = file.sync_all() {
+        let _ = std::fs::remove_file(temp_path);
+        return Err(ArtifactError::io("sync", temp_path)(error));
+    }
+    install_blocking(root, temp_path, target)
+}
+
+/// Renames the finished temp file into place and makes the new directory entries
+/// durable: a rename is only crash-safe once its folder is synced, and a folder made now
+/// only once its parent is. Folders that already existed are not synced again (each sync
+/// is a journal commit).
 fn install_blocking(root: &Path, temp_path: &Path, target: &Path) -> Result<(), ArtifactError> {
     let fan_out = target.parent().unwrap_or(root);
     let mut made = Vec::new();
@@ -176,24 +188,24 @@ impl BlobStore for LocalBlobStore {
         }
 
         let hash = BlobHash::from_digest(&hasher.finalize());
-        let path = self.path_of(&hash);
-        if self.exists(&hash).await? {
-            // Same hash, same bytes: the temp copy is dropped (and removed).
-            return Ok(BlobInfo {
-                hash,
-                size,
-                created_new: false,
-            });
-        }
-
-        temp.sync().await?;
-        self.install(temp, &path).await?;
-        tracing::debug!(blob.hash = %hash, blob.size = size, "stored blob");
-        Ok(BlobInfo {
-            hash,
-            size,
-            created_new: true,
+        temp.flush().await?;
+        let temp_path = temp.disarm();
+        let (root, target) = (self.root.clone(), self.path_of(&hash));
+        let created_new = blocking(&self.root, move || {
+            if target.exists() {
+                // Same hash, same bytes: the temp copy goes.
+                let _ = std::fs::remove_file(&temp_path);
+                return Ok(false);
+            }
+            // A sync through another handle of the file makes the same bytes durable.
+            let file = std::fs::File::open(&temp_path).map_err(|error| {
+                let _ = std::fs::remove_file(&temp_path);
+                ArtifactError::io("open", &temp_path)(error)
+            })?;
+            sync_and_install(&root, &temp_path, &file, &target).map(|()| true)
         })
+        .await?;
+        Ok(stored(hash, size, created_new))
     }
 
     async fn open(&self, hash: &BlobHash) -> Result<Blob, ArtifactError> {
@@ -253,9 +265,10 @@ impl TempFile {
         result.map_err(|source| self.error("write", source))
     }
 
-    async fn sync(&mut self) -> Result<(), ArtifactError> {
-        let result = async { self.file.flush().await.and(self.file.sync_all().await) }.await;
-        result.map_err(|source| self.error("sync", source))
+    /// Hands every buffered write to the operating system.
+    async fn flush(&mut self) -> Result<(), ArtifactError> {
+        let result = self.file.flush().await;
+        result.map_err(|source| self.error("write", source))
     }
 
     fn error(&self, action: &'static str, source: io::Error) -> ArtifactError {

@@ -103,13 +103,12 @@ impl PostgresStore {
         &self,
         durability: Durability,
     ) -> Result<Transaction<'static, Postgres>, StoreError> {
-        let mut transaction = self.pool.begin().await?;
-        if durability == Durability::CrashSafe {
-            sqlx::query("SET LOCAL synchronous_commit = off")
-                .execute(&mut *transaction)
-                .await?;
-        }
-        Ok(transaction)
+        // Sent with the BEGIN, in one round trip (the simple query protocol takes both).
+        let begin = match durability {
+            Durability::PowerSafe => "BEGIN",
+            Durability::CrashSafe => "BEGIN; SET LOCAL synchronous_commit = off",
+        };
+        Ok(self.pool.begin_with(begin).await?)
     }
 
     /// Commits a write. Replicas share the database, so nothing of it is kept in memory:

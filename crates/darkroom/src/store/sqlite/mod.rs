@@ -230,13 +230,14 @@ impl SqliteStore {
     /// A file database: readers, and one connection for each writer.
     async fn connect(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let normal = options.clone().synchronous(SqliteSynchronous::Normal);
+        // The key counts get a connection of their own, outside the pool (whose every use
+        // ends with a ping). Opened first and alone: it creates a new file and switches it
+        // to WAL, which fails as busy while another connection opens at the same moment.
+        let key_reader = Arc::new(tokio::sync::Mutex::new(normal.connect().await?));
         let pool = Self::pool(normal.clone(), MAX_CONNECTIONS).await?;
         let power_safe =
             Self::pool(options.clone().synchronous(SqliteSynchronous::Full), 1).await?;
-        let crash_safe = Self::pool(normal.clone(), 1).await?;
-        // The key counts get a connection of their own, outside the pool (whose every use
-        // ends with a ping).
-        let key_reader = Arc::new(tokio::sync::Mutex::new(normal.connect().await?));
+        let crash_safe = Self::pool(normal, 1).await?;
         Self::start(pool, power_safe, crash_safe, Some(key_reader)).await
     }
 

@@ -2,7 +2,8 @@
 //! write transaction and calls the engine's query module of the same name (`jobs`,
 //! `queue`, `events`, ...), which `store/sql/` compiles once per engine. Written once here
 //! so the two engines cannot drift; each engine adds only what differs (`is_shared`,
-//! `event_feed`, and how it creates jobs and reads the queue and a job's status).
+//! `event_feed`, how it creates jobs and reads the queue and a job's status, and how a
+//! running job's writes reach the database).
 //!
 //! Every write commits through the engine's `commit`, saying what it changed that a status
 //! read or the queue shows ([`Touch`]): an engine that keeps such state in memory (SQLite)
@@ -50,13 +51,6 @@ macro_rules! shared_store_impl {
                 listing::list(&mut connection, query).await
             }
 
-            async fn transition(&self, change: Transition) -> Result<JobChange, StoreError> {
-                let mut tx = self.write(change.durability()).await?;
-                let committed = jobs::transition(&mut tx, &change, None).await?;
-                self.commit(tx, Touch::job(&committed.job)).await?;
-                Ok(committed)
-            }
-
             async fn claim_next_queued(
                 &self,
                 backend_id: &BackendId,
@@ -69,46 +63,6 @@ macro_rules! shared_store_impl {
                 Ok(claimed)
             }
 
-            async fn claim_queued(
-                &self,
-                id: JobId,
-                backend_id: &BackendId,
-                lease: &Lease,
-                at: OffsetDateTime,
-            ) -> Result<Option<JobChange>, StoreError> {
-                let mut tx = self.write(Durability::CrashSafe).await?;
-                let claimed = queue::claim(&mut tx, id, backend_id, lease, at).await?;
-                self.commit(tx, Touch::claimed(claimed.as_ref())).await?;
-                Ok(claimed)
-            }
-
-            async fn record_dispatch(&self, id: JobId, dispatch: &Dispatch) -> Result<Job, StoreError> {
-                let mut tx = self.write(Durability::CrashSafe).await?;
-                let job = running::record_dispatch(&mut tx, id, dispatch).await?;
-                self.commit(tx, Touch::job(&job)).await?;
-                Ok(job)
-            }
-
-            async fn update_progress(
-                &self,
-                id: JobId,
-                progress: &Progress,
-                holder: &ReplicaId,
-                at: OffsetDateTime,
-            ) -> Result<JobEvent, StoreError> {
-                let mut tx = self.write(Durability::CrashSafe).await?;
-                let event = running::update_progress(&mut tx, id, progress, holder, at).await?;
-                self.commit(tx, Touch::Forget(vec![id])).await?;
-                Ok(event)
-            }
-
-            async fn append_event(&self, id: JobId, event: NewEvent) -> Result<JobEvent, StoreError> {
-                let mut tx = self.write(Durability::CrashSafe).await?;
-                let appended = events::append(&mut tx, id, &event).await?;
-                self.commit(tx, Touch::Nothing).await?;
-                Ok(appended)
-            }
-
             async fn events_after(
                 &self,
                 id: JobId,
@@ -117,18 +71,6 @@ macro_rules! shared_store_impl {
             ) -> Result<Vec<JobEvent>, StoreError> {
                 let mut connection = self.pool.acquire().await?;
                 events::after(&mut connection, id, after_seq, limit).await
-            }
-
-            async fn add_output(
-                &self,
-                output: &OutputRecord,
-                holder: &ReplicaId,
-                at: OffsetDateTime,
-            ) -> Result<JobEvent, StoreError> {
-                let mut tx = self.write(Durability::CrashSafe).await?;
-                let event = events::add_output(&mut tx, output, holder, at).await?;
-                self.commit(tx, Touch::Forget(vec![output.job_id])).await?;
-                Ok(event)
             }
 
             async fn outputs(&self, job_id: JobId) -> Result<Vec<OutputRecord>, StoreError> {

@@ -128,6 +128,66 @@ shared_store_impl! {
         true
     }
 
+    async fn transition(&self, change: Transition) -> Result<JobChange, StoreError> {
+        let mut tx = self.write(change.durability()).await?;
+        let committed = jobs::transition(&mut tx, &change, None).await?;
+        self.commit(tx, Touch::job(&committed.job)).await?;
+        Ok(committed)
+    }
+
+    async fn claim_queued(
+        &self,
+        id: JobId,
+        backend_id: &BackendId,
+        lease: &Lease,
+        at: OffsetDateTime,
+    ) -> Result<Option<JobChange>, StoreError> {
+        let mut tx = self.write(Durability::CrashSafe).await?;
+        let claimed = queue::claim(&mut tx, id, backend_id, lease, at).await?;
+        self.commit(tx, Touch::claimed(claimed.as_ref())).await?;
+        Ok(claimed)
+    }
+
+    async fn record_dispatch(&self, id: JobId, dispatch: &Dispatch) -> Result<Job, StoreError> {
+        let mut tx = self.write(Durability::CrashSafe).await?;
+        let job = running::record_dispatch(&mut tx, id, dispatch).await?;
+        self.commit(tx, Touch::job(&job)).await?;
+        Ok(job)
+    }
+
+    async fn update_progress(
+        &self,
+        id: JobId,
+        progress: &Progress,
+        holder: &ReplicaId,
+        at: OffsetDateTime,
+    ) -> Result<JobEvent, StoreError> {
+        let mut tx = self.write(Durability::CrashSafe).await?;
+        let event = running::update_progress(&mut tx, id, progress, holder, at).await?;
+        self.commit(tx, Touch::Forget(vec![id])).await?;
+        Ok(event)
+    }
+
+    async fn append_event(&self, id: JobId, event: NewEvent) -> Result<JobEvent, StoreError> {
+        let mut tx = self.write(Durability::CrashSafe).await?;
+        let appended = events::append(&mut tx, id, &event).await?;
+        self.commit(tx, Touch::Nothing).await?;
+        Ok(appended)
+    }
+
+    async fn add_output(
+        &self,
+        output: &OutputRecord,
+        holder: &ReplicaId,
+        at: OffsetDateTime,
+    ) -> Result<JobEvent, StoreError> {
+        let mut tx = self.write(Durability::CrashSafe).await?;
+        let event = events::add_output(&mut tx, output, holder, at).await?;
+        self.commit(tx, Touch::Forget(vec![output.job_id])).await?;
+        Ok(event)
+    }
+
+
     async fn create_job(&self, job: NewJob) -> Result<JobChange, StoreError> {
         let mut tx = self.write(Durability::PowerSafe).await?;
         let change = jobs::create(&mut tx, &job).await?;

@@ -18,16 +18,17 @@ pub(super) async fn append(
     job_id: JobId,
     event: &NewEvent,
 ) -> Result<JobEvent, StoreError> {
-    let seq: Option<i64> = sqlx::query_scalar(
-        "UPDATE jobs SET last_event_seq = last_event_seq + 1 WHERE id = $1 \
-         RETURNING last_event_seq",
-    )
+    let seq: Option<i64> = sqlx::query_scalar(NEXT_SEQ_STATEMENT)
     .bind(job_id.to_string())
     .fetch_optional(&mut *connection)
     .await?;
     let seq = seq.ok_or(StoreError::JobNotFound(job_id))?;
     insert(connection, job_id, seq, event).await
 }
+
+/// Takes the job's next event number. Binds `$1` the job.
+pub(super) const NEXT_SEQ_STATEMENT: &str =
+    "UPDATE jobs SET last_event_seq = last_event_seq + 1 WHERE id = $1 RETURNING last_event_seq";
 
 /// The first event of a job whose row was inserted with its counter already at 1: no
 /// `UPDATE`, which would rewrite the new row, workflows and all.
@@ -47,7 +48,6 @@ pub(super) async fn insert(
     seq: i64,
     event: &NewEvent,
 ) -> Result<JobEvent, StoreError> {
-    let at = to_micros(event.at);
     sqlx::query(
         "INSERT INTO job_events (job_id, seq, kind, payload, at) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -55,17 +55,21 @@ pub(super) async fn insert(
     .bind(seq)
     .bind(event.kind.as_str())
     .bind(Json(&event.payload))
-    .bind(at)
+    .bind(to_micros(event.at))
     .execute(&mut *connection)
     .await?;
+    inserted(job_id, seq, event)
+}
 
+/// The event an insert under `seq` wrote, as a later read returns it.
+pub(super) fn inserted(job_id: JobId, seq: i64, event: &NewEvent) -> Result<JobEvent, StoreError> {
     Ok(JobEvent {
         job_id,
         seq: u64::try_from(seq).unwrap_or_default(),
         kind: event.kind,
         payload: event.payload.clone(),
-        // What a later read returns: the store keeps microseconds.
-        at: from_micros(at)?,
+        // The store keeps microseconds.
+        at: from_micros(to_micros(event.at))?,
     })
 }
 
@@ -87,20 +91,32 @@ pub(super) async fn after(
     rows.into_iter().map(JobEvent::try_from).collect()
 }
 
-/// The asset row takes its owner and expiry from the job, so an output
-/// cannot outlive its job or belong to someone else.
+/// An output's asset row, which takes its owner and expiry from the job, so an output
+/// cannot outlive its job or belong to someone else. Binds `$1` the asset, `$2` the hash,
+/// `$3` the size, `$4` the content type, `$5` the name, `$6` the time, `$7` the job, `$8`
+/// the holder; inserts nothing when another replica holds the job.
+pub(super) const OUTPUT_ASSET_STATEMENT: &str =
+    "INSERT INTO assets (id, hash, size_bytes, content_type, file_path, owner, job_id, \
+     created_at, expires_at) \
+     SELECT $1, $2, $3, $4, $5, owner, id, $6, expires_at FROM jobs \
+     WHERE id = $7 AND (lease_holder IS NULL OR lease_holder = $8)";
+
+/// The `output` event an output appends.
+pub(super) fn output_event(output: &OutputRecord, at: OffsetDateTime) -> Result<NewEvent, StoreError> {
+    Ok(NewEvent {
+        kind: EventKind::Output,
+        payload: serde_json::to_value(output)?,
+        at,
+    })
+}
+
 pub(super) async fn add_output(
     connection: &mut Connection,
     output: &OutputRecord,
     holder: &ReplicaId,
     at: OffsetDateTime,
 ) -> Result<JobEvent, StoreError> {
-    let inserted = sqlx::query(
-        "INSERT INTO assets (id, hash, size_bytes, content_type, file_path, owner, job_id, \
-         created_at, expires_at) \
-         SELECT $1, $2, $3, $4, $5, owner, id, $6, expires_at FROM jobs \
-         WHERE id = $7 AND (lease_holder IS NULL OR lease_holder = $8)",
-    )
+    let inserted = sqlx::query(OUTPUT_ASSET_STATEMENT)
     .bind(output.asset_id.to_string())
     .bind(output.hash.as_str())
     .bind(size(output.size_bytes))
@@ -114,13 +130,7 @@ pub(super) async fn add_output(
     if inserted.rows_affected() == 0 {
         return Err(leases::lease_lost(connection, output.job_id).await);
     }
-
-    let event = NewEvent {
-        kind: EventKind::Output,
-        payload: serde_json::to_value(output)?,
-        at,
-    };
-    let event = append(connection, output.job_id, &event).await?;
+    let event = append(connection, output.job_id, &output_event(output, at)?).await?;
     insert_output_row(connection, output, event.seq).await?;
     Ok(event)
 }

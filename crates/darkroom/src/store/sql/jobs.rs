@@ -207,28 +207,14 @@ pub(super) async fn transition(
         });
     }
 
-    // One statement moves the job, sets the columns its new state owns and takes the
-    // next event number, so a move is two statements (and the output expiry on an end)
-    // instead of one per column. A holder moves the job only while no other replica
-    // holds it.
-    let (effects, values) = effects(change, claim);
-    let sql = format!(
-        "UPDATE jobs SET state = $1, last_event_seq = last_event_seq + 1{effects} \
-         WHERE id = $2 AND state = $3 \
-         AND ($4 IS NULL OR lease_holder IS NULL OR lease_holder = $4) \
-         RETURNING {JOB_COLUMNS}, last_event_seq"
-    );
+    let (sql, values) = move_statement(change, claim);
     let mut moving = sqlx::query_as::<_, MovedRow>(sqlx::AssertSqlSafe(sql))
         .bind(change.to.as_str())
         .bind(change.job_id.to_string())
         .bind(change.from.as_str())
         .bind(change.holder.as_ref().map(|holder| holder.0.as_str()));
     for value in values {
-        moving = match value {
-            Value::Number(number) => moving.bind(number),
-            Value::Text(text) => moving.bind(text),
-            Value::Error(error) => moving.bind(sqlx::types::Json(error)),
-        };
+        moving = value.bind_to(moving);
     }
     let Some(moved) = moving.fetch_optional(&mut *connection).await? else {
         return Err(conflict(connection, change.job_id, change.from).await);
@@ -242,26 +228,50 @@ pub(super) async fn transition(
             .execute(&mut *connection)
             .await?;
     }
-    let status = NewEvent {
-        kind: EventKind::Status,
-        payload: status_payload(change.to, change.error.as_ref()),
-        at: change.at,
-    };
+    let status = status_event(change);
     let event = events::insert(connection, change.job_id, moved.last_event_seq, &status).await?;
     let job = Job::try_from(moved.job)?;
     Ok(JobChange { job, event })
 }
 
+/// The `status` event a move writes.
+pub(super) fn status_event(change: &Transition) -> NewEvent {
+    NewEvent {
+        kind: EventKind::Status,
+        payload: status_payload(change.to, change.error.as_ref()),
+        at: change.at,
+    }
+}
+
+/// The statement of a move, with the values its effects bind from `$5` on. One statement
+/// moves the job, sets the columns its new state owns and takes the next event number, so
+/// a move is two statements (and the output expiry on an end) instead of one per column.
+/// A holder moves the job only while no other replica holds it. Binds `$1` the new
+/// state, `$2` the job, `$3` the state it must be in, `$4` the holder.
+pub(super) fn move_statement<'a>(
+    change: &'a Transition,
+    claim: Option<&Claim<'a>>,
+) -> (String, Vec<Value<'a>>) {
+    let (effects, values) = effects(change, claim);
+    let sql = format!(
+        "UPDATE jobs SET state = $1, last_event_seq = last_event_seq + 1{effects} \
+         WHERE id = $2 AND state = $3 \
+         AND ($4 IS NULL OR lease_holder IS NULL OR lease_holder = $4) \
+         RETURNING {JOB_COLUMNS}, last_event_seq"
+    );
+    (sql, values)
+}
+
 /// A job row as a move left it, with the number its status event takes.
 #[derive(Debug, sqlx::FromRow)]
-struct MovedRow {
+pub(super) struct MovedRow {
     #[sqlx(flatten)]
-    job: JobRow,
-    last_event_seq: i64,
+    pub(super) job: JobRow,
+    pub(super) last_event_seq: i64,
 }
 
 /// Why a compare-and-set matched nothing.
-async fn conflict(connection: &mut Connection, id: JobId, expected: JobState) -> StoreError {
+pub(super) async fn conflict(connection: &mut Connection, id: JobId, expected: JobState) -> StoreError {
     match find(connection, id).await {
         Ok(Some(job)) if job.state != expected => StoreError::StateConflict {
             job_id: id,
@@ -275,10 +285,24 @@ async fn conflict(connection: &mut Connection, id: JobId, expected: JobState) ->
 }
 
 /// A value an effect binds.
-enum Value<'a> {
+pub(super) enum Value<'a> {
     Number(Option<i64>),
     Text(Option<&'a str>),
     Error(&'a JobError),
+}
+
+impl Value<'_> {
+    /// `query` with this value bound to its next parameter.
+    pub(super) fn bind_to<'q, O>(
+        self,
+        query: sqlx::query::QueryAs<'q, super::Db, O, <super::Db as sqlx::Database>::Arguments>,
+    ) -> sqlx::query::QueryAs<'q, super::Db, O, <super::Db as sqlx::Database>::Arguments> {
+        match self {
+            Self::Number(number) => query.bind(number),
+            Self::Text(text) => query.bind(text.map(str::to_owned)),
+            Self::Error(error) => query.bind(sqlx::types::Json(error.clone())),
+        }
+    }
 }
 
 /// The columns a state owns (timestamps, the attempt count, the claim's lease, and on a

@@ -10,18 +10,37 @@ use crate::jobs::model::{EventKind, Job, JobEvent, JobId, JobState, Progress, Re
 use crate::store::rows::{JOB_COLUMNS, JobRow};
 use crate::store::{Dispatch, NewEvent, StoreError};
 
+/// The states a job has progress in.
+pub(super) const ACTIVE: [JobState; 3] = [
+    JobState::Dispatched,
+    JobState::Running,
+    JobState::Collecting,
+];
+
+/// Records the attempt's backend and prompt id. Binds `$1` the job, `$2` the backend,
+/// `$3` the prompt id, `$4` `dispatched`, `$5` the attempt, `$6` the holder.
+pub(super) fn dispatch_statement() -> String {
+    format!(
+        "UPDATE jobs SET backend_id = $2, prompt_id = $3 \
+         WHERE id = $1 AND state = $4 AND attempt = $5 \
+           AND (lease_holder IS NULL OR lease_holder = $6) \
+         RETURNING {JOB_COLUMNS}"
+    )
+}
+
+/// Sets the progress and takes the event's number, in one statement. Binds `$1` the job,
+/// `$2` the progress, `$3` to `$5` the [`ACTIVE`] states, `$6` the holder.
+pub(super) const PROGRESS_STATEMENT: &str =
+    "UPDATE jobs SET progress = $2, last_event_seq = last_event_seq + 1 \
+     WHERE id = $1 AND state IN ($3, $4, $5) \
+     AND (lease_holder IS NULL OR lease_holder = $6) RETURNING last_event_seq";
+
 pub(super) async fn record_dispatch(
     connection: &mut Connection,
     id: JobId,
     dispatch: &Dispatch,
 ) -> Result<Job, StoreError> {
-    let sql = format!(
-        "UPDATE jobs SET backend_id = $2, prompt_id = $3 \
-         WHERE id = $1 AND state = $4 AND attempt = $5 \
-           AND (lease_holder IS NULL OR lease_holder = $6) \
-         RETURNING {JOB_COLUMNS}"
-    );
-    let updated: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    let updated: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(dispatch_statement()))
         .bind(id.to_string())
         .bind(dispatch.backend_id.0.as_str())
         .bind(dispatch.prompt_id.0.as_str())
@@ -30,26 +49,37 @@ pub(super) async fn record_dispatch(
         .bind(dispatch.holder.0.as_str())
         .fetch_optional(&mut *connection)
         .await?;
-    if let Some(row) = updated {
-        return Job::try_from(row);
+    match updated {
+        Some(row) => Job::try_from(row),
+        None => Err(dispatch_refused(connection, id, dispatch).await),
     }
+}
 
-    let job = fetch(connection, id).await?;
+/// Why a dispatch record matched nothing.
+pub(super) async fn dispatch_refused(
+    connection: &mut Connection,
+    id: JobId,
+    dispatch: &Dispatch,
+) -> StoreError {
+    let job = match fetch(connection, id).await {
+        Ok(job) => job,
+        Err(error) => return error,
+    };
     if job.state != JobState::Dispatched {
-        return Err(StoreError::StateConflict {
+        return StoreError::StateConflict {
             job_id: id,
             expected: JobState::Dispatched,
             actual: job.state,
-        });
+        };
     }
     if job.attempt != dispatch.attempt {
-        return Err(StoreError::StaleAttempt {
+        return StoreError::StaleAttempt {
             job_id: id,
             expected: dispatch.attempt,
             actual: job.attempt,
-        });
+        };
     }
-    Err(leases::lease_lost(connection, id).await)
+    leases::lease_lost(connection, id).await
 }
 
 pub(super) async fn update_progress(
@@ -59,17 +89,7 @@ pub(super) async fn update_progress(
     holder: &ReplicaId,
     at: OffsetDateTime,
 ) -> Result<JobEvent, StoreError> {
-    const ACTIVE: [JobState; 3] = [
-        JobState::Dispatched,
-        JobState::Running,
-        JobState::Collecting,
-    ];
-    // The progress and the event's number in one statement.
-    let seq: Option<i64> = sqlx::query_scalar(
-        "UPDATE jobs SET progress = $2, last_event_seq = last_event_seq + 1 \
-         WHERE id = $1 AND state IN ($3, $4, $5) \
-         AND (lease_holder IS NULL OR lease_holder = $6) RETURNING last_event_seq",
-    )
+    let seq: Option<i64> = sqlx::query_scalar(PROGRESS_STATEMENT)
     .bind(id.to_string())
     .bind(sqlx::types::Json(progress))
     .bind(ACTIVE[0].as_str())
@@ -79,20 +99,28 @@ pub(super) async fn update_progress(
     .fetch_optional(&mut *connection)
     .await?;
     let Some(seq) = seq else {
-        let job = fetch(connection, id).await?;
-        if ACTIVE.contains(&job.state) {
-            return Err(leases::lease_lost(connection, id).await);
-        }
-        return Err(StoreError::JobNotActive {
-            job_id: id,
-            state: job.state,
-        });
+        return Err(progress_refused(connection, id).await);
     };
+    events::insert(connection, id, seq, &progress_event(progress, at)?).await
+}
 
-    let event = NewEvent {
+/// The `progress` event a progress write appends.
+pub(super) fn progress_event(progress: &Progress, at: OffsetDateTime) -> Result<NewEvent, StoreError> {
+    Ok(NewEvent {
         kind: EventKind::Progress,
         payload: serde_json::to_value(progress)?,
         at,
-    };
-    events::insert(connection, id, seq, &event).await
+    })
+}
+
+/// Why a progress write matched nothing.
+pub(super) async fn progress_refused(connection: &mut Connection, id: JobId) -> StoreError {
+    match fetch(connection, id).await {
+        Ok(job) if ACTIVE.contains(&job.state) => leases::lease_lost(connection, id).await,
+        Ok(job) => StoreError::JobNotActive {
+            job_id: id,
+            state: job.state,
+        },
+        Err(error) => error,
+    }
 }

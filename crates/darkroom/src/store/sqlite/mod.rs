@@ -1,11 +1,13 @@
 //! The SQLite engine: one file (or memory) database through sqlx, owned by one process.
 //!
-//! The database runs in WAL mode. Reads share a small pool; writes take turns on one of
-//! two writer connections, chosen by the write's [`Durability`]: one with `synchronous =
-//! FULL` (the commit waits for the disk: it survives a power cut) and one with
-//! `synchronous = NORMAL` (survives a crash of Darkroom; made durable by the next FULL
-//! commit, since the log is one file in commit order). Every write transaction starts
-//! with `BEGIN IMMEDIATE`, so each compare-and-set and each claim is atomic.
+//! The database runs in WAL mode. Reads share a small pool; writes take turns on one
+//! writer connection, which sets `synchronous` for each transaction from the write's
+//! [`Durability`] in the same trip as its `BEGIN IMMEDIATE`: `FULL` (the commit waits for
+//! the disk: it survives a power cut) or `NORMAL` (survives a crash of Darkroom; made
+//! durable by the next FULL commit, since the log is one file in commit order). One writer
+//! rather than one per durability: two would each find their page cache stale after the
+//! other's commits and read the pages again. `BEGIN IMMEDIATE` makes each compare-and-set
+//! and each claim atomic.
 //!
 //! This process's writers first take one in-process lock (see [`Write`]), so they queue
 //! in order without sleeping in SQLite's busy handler, which only another process
@@ -19,6 +21,10 @@ mod accepts;
 #[path = "../sql/assets.rs"]
 mod assets;
 #[path = "../sql/events.rs"]
+#[expect(
+    dead_code,
+    reason = "a running job's events are written in one trip here (see trips)"
+)]
 mod events;
 #[path = "../sql/jobs.rs"]
 #[expect(
@@ -43,7 +49,12 @@ mod queue;
 mod queue_index;
 mod rounds;
 #[path = "../sql/running.rs"]
+#[expect(
+    dead_code,
+    reason = "a running job's writes are made in one trip here (see trips)"
+)]
 mod running;
+mod trips;
 
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
@@ -104,10 +115,8 @@ pub struct SqliteStore {
 /// in-memory state each commit updates.
 #[derive(Debug, Clone)]
 struct Writer {
-    /// The writer whose commits wait for the disk.
-    power_safe: SqlitePool,
-    /// The writer whose commits are handed to the operating system.
-    crash_safe: SqlitePool,
+    /// The one connection writes go through.
+    connection: SqlitePool,
     lock: Arc<tokio::sync::Mutex<()>>,
     mirror: Arc<Mutex<Mirror>>,
 }
@@ -139,11 +148,13 @@ impl Writer {
     async fn begin(&self, durability: Durability) -> Result<Write, StoreError> {
         // The lock first: a writer waiting for it must not hold a connection meanwhile.
         let lock = Arc::clone(&self.lock).lock_owned().await;
-        let pool = match durability {
-            Durability::PowerSafe => &self.power_safe,
-            Durability::CrashSafe => &self.crash_safe,
+        // `synchronous` cannot change inside a transaction; sent with the BEGIN, it costs
+        // no trip of its own to the connection's thread.
+        let begin = match durability {
+            Durability::PowerSafe => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE",
+            Durability::CrashSafe => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
         };
-        let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let tx = self.connection.begin_with(begin).await?;
         Ok(Write { tx, lock })
     }
 
@@ -227,7 +238,7 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
-    /// A file database: readers, and one connection for each writer.
+    /// A file database: readers, and one writer.
     async fn connect(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let normal = options.clone().synchronous(SqliteSynchronous::Normal);
         // The key counts get a connection of their own, outside the pool (whose every use
@@ -235,10 +246,8 @@ impl SqliteStore {
         // to WAL, which fails as busy while another connection opens at the same moment.
         let key_reader = Arc::new(tokio::sync::Mutex::new(normal.connect().await?));
         let pool = Self::pool(normal.clone(), MAX_CONNECTIONS).await?;
-        let power_safe =
-            Self::pool(options.clone().synchronous(SqliteSynchronous::Full), 1).await?;
-        let crash_safe = Self::pool(normal, 1).await?;
-        Self::start(pool, power_safe, crash_safe, Some(key_reader)).await
+        let writer = Self::pool(options.synchronous(SqliteSynchronous::Full), 1).await?;
+        Self::start(pool, writer, Some(key_reader)).await
     }
 
     /// An in-memory database lives only as long as a connection to it, so its single
@@ -246,7 +255,7 @@ impl SqliteStore {
     /// would open another, empty database.
     async fn connect_in_memory(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let pool = Self::pool(options, 1).await?;
-        Self::start(pool.clone(), pool.clone(), pool, None).await
+        Self::start(pool.clone(), pool, None).await
     }
 
     /// A pool of `connections` that are never retired. No ping before each use: it checks
@@ -270,8 +279,7 @@ impl SqliteStore {
     /// Migrates the database, loads the queue into memory and starts taking accepts.
     async fn start(
         pool: SqlitePool,
-        power_safe: SqlitePool,
-        crash_safe: SqlitePool,
+        writer: SqlitePool,
         key_reader: Option<Arc<tokio::sync::Mutex<SqliteConnection>>>,
     ) -> Result<Self, StoreError> {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
@@ -282,8 +290,7 @@ impl SqliteStore {
             "store ready"
         );
         let writer = Writer {
-            power_safe,
-            crash_safe,
+            connection: writer,
             lock: Arc::new(tokio::sync::Mutex::new(())),
             mirror: Arc::new(Mutex::new(mirror)),
         };
@@ -395,6 +402,49 @@ shared_store_impl! {
 
     async fn create_job(&self, job: NewJob) -> Result<JobChange, StoreError> {
         accepts::submit(&self.accepts, job).await
+    }
+
+    async fn transition(&self, change: Transition) -> Result<JobChange, StoreError> {
+        self.transition_in_one_trip(&change).await
+    }
+
+    async fn claim_queued(
+        &self,
+        id: JobId,
+        backend_id: &BackendId,
+        lease: &Lease,
+        at: OffsetDateTime,
+    ) -> Result<Option<JobChange>, StoreError> {
+        let change = Transition::new(id, JobState::Queued, JobState::Dispatched, at);
+        let claim = jobs::Claim { backend_id, lease };
+        self.claim_in_one_trip(&change, &claim).await
+    }
+
+    async fn record_dispatch(&self, id: JobId, dispatch: &Dispatch) -> Result<Job, StoreError> {
+        self.record_dispatch_in_one_trip(id, dispatch).await
+    }
+
+    async fn update_progress(
+        &self,
+        id: JobId,
+        progress: &Progress,
+        holder: &ReplicaId,
+        at: OffsetDateTime,
+    ) -> Result<JobEvent, StoreError> {
+        self.progress_in_one_trip(id, progress, holder, at).await
+    }
+
+    async fn append_event(&self, id: JobId, event: NewEvent) -> Result<JobEvent, StoreError> {
+        self.append_in_one_trip(id, &event).await
+    }
+
+    async fn add_output(
+        &self,
+        output: &OutputRecord,
+        holder: &ReplicaId,
+        at: OffsetDateTime,
+    ) -> Result<JobEvent, StoreError> {
+        self.add_output_in_one_trip(output, holder, at).await
     }
 
     async fn job_snapshot(&self, id: JobId) -> Result<Option<JobSnapshot>, StoreError> {

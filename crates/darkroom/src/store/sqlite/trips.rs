@@ -1,0 +1,339 @@
+//! The writes a running job makes, each a whole transaction sent to the writer's thread in
+//! one trip.
+//!
+//! sqlx runs a SQLite connection on a thread of its own and hands it each statement, and
+//! the `BEGIN` and `COMMIT` around them, as a message: two thread wake-ups per statement,
+//! which were most of what a job cost Darkroom (docs/benchmarks.md). A move of a job was
+//! four such trips, an output six. Here the whole transaction, from `BEGIN IMMEDIATE` to
+//! `COMMIT`, is one multi-statement query: SQLite runs the statements in turn, binding
+//! `$N` to the same values in each.
+//!
+//! The statements that change the job are the shared ones (`store/sql`); what follows them
+//! inserts the event under the number the change took, and only if the change matched
+//! (`changes() = 1`, the rows the statement before changed). When nothing matched, the
+//! transaction commits nothing and a read says why, as the shared queries do.
+
+use sqlx::Sqlite;
+use sqlx::query::QueryAs;
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use time::OffsetDateTime;
+
+use super::{Touch, Writer, events, jobs, leases, lock_mirror, running};
+use crate::jobs::model::{Job, JobEvent, JobId, JobState, OutputRecord, Progress, ReplicaId};
+use crate::store::rows::{JobRow, to_micros};
+use crate::store::{Dispatch, Durability, JobChange, NewEvent, StoreError, Transition};
+
+/// A transaction's statements and values, and the rows it returns.
+type Trip<O> = QueryAs<'static, Sqlite, O, SqliteArguments>;
+/// The number an event took.
+type Seq = (i64,);
+
+/// Inserts the event whose number the statement before took, if it changed the job.
+/// Binds `$job` the job and the three parameters after `first`: kind, payload, time.
+fn event_statement(job: usize, first: usize) -> String {
+    format!(
+        "INSERT INTO job_events (job_id, seq, kind, payload, at) \
+         SELECT id, last_event_seq, ${first}, ${}, ${} FROM jobs \
+         WHERE id = ${job} AND changes() = 1",
+        first + 1,
+        first + 2
+    )
+}
+
+/// `statements` as one transaction of the given durability.
+fn transaction(durability: Durability, statements: &[&str]) -> String {
+    let synchronous = match durability {
+        Durability::PowerSafe => "FULL",
+        Durability::CrashSafe => "NORMAL",
+    };
+    format!(
+        "PRAGMA synchronous = {synchronous}; BEGIN IMMEDIATE; {}; COMMIT",
+        statements.join("; ")
+    )
+}
+
+impl Writer {
+    /// Runs `query`, a whole transaction, in one trip; `settle` turns the rows it returned
+    /// into the caller's answer and says what status reads must learn. Runs in a task of
+    /// its own, like every commit: a caller dropped halfway must not leave a transaction
+    /// open on the writer.
+    async fn one_trip<O, R>(
+        &self,
+        query: Trip<O>,
+        settle: impl FnOnce(Vec<O>) -> (R, Touch) + Send + 'static,
+    ) -> Result<R, StoreError>
+    where
+        O: for<'r> sqlx::FromRow<'r, SqliteRow> + Send + Unpin + 'static,
+        R: Send + 'static,
+    {
+        let writer = self.clone();
+        let trip = tokio::spawn(async move {
+            let _turn = writer.lock.lock().await;
+            let mut connection = writer.connection.acquire().await?;
+            match query.fetch_all(&mut *connection).await {
+                Ok(rows) => {
+                    let (answer, touched) = settle(rows);
+                    lock_mirror(&writer.mirror).apply(touched);
+                    Ok(answer)
+                }
+                Err(error) => {
+                    // A statement failed halfway: what ran before it is still open. (A
+                    // failed BEGIN left nothing to roll back; that error is not ours.)
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+                    Err(error.into())
+                }
+            }
+        });
+        trip.await.map_err(|_| StoreError::WriterStopped)?
+    }
+}
+
+impl super::SqliteStore {
+    /// Moves a job (a claim when `claim` is given): the move, its `status` event and, on
+    /// an end, its outputs' expiry, in one trip. `None` when the move matched nothing.
+    async fn move_job(
+        &self,
+        change: &Transition,
+        claim: Option<&jobs::Claim<'_>>,
+    ) -> Result<Option<JobChange>, StoreError> {
+        if !change.from.can_transition_to(change.to) {
+            return Err(StoreError::IllegalTransition {
+                from: change.from,
+                to: change.to,
+            });
+        }
+        let (moving, values) = jobs::move_statement(change, claim);
+        let first = values.len() + 5;
+        let mut statements = vec![moving, event_statement(2, first)];
+        if change.expires_at.is_some() {
+            // Outputs live exactly as long as their job; `changes()` is the event's row.
+            statements.push(format!(
+                "UPDATE assets SET expires_at = ${} WHERE job_id = $2 AND changes() = 1",
+                first + 3
+            ));
+        }
+        let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
+        let sql = transaction(change.durability(), &statements);
+
+        let status = jobs::status_event(change);
+        let mut query = sqlx::query_as::<_, jobs::MovedRow>(sqlx::AssertSqlSafe(sql))
+            .bind(change.to.as_str())
+            .bind(change.job_id.to_string())
+            .bind(change.from.as_str())
+            .bind(change.holder.as_ref().map(|holder| holder.0.clone()));
+        for value in values {
+            query = value.bind_to(query);
+        }
+        let query = query
+            .bind(status.kind.as_str())
+            .bind(sqlx::types::Json(status.payload.clone()))
+            .bind(to_micros(status.at))
+            .bind(change.expires_at.map(to_micros));
+
+        let id = change.job_id;
+        let moved = self
+            .writer
+            .one_trip(query, move |rows| {
+                let moved = rows.into_iter().next().map(|row| {
+                    Job::try_from(row.job).map(|job| (job, row.last_event_seq))
+                });
+                let touched = match &moved {
+                    Some(Ok((job, _))) => Touch::job(job),
+                    _ => Touch::Forget(vec![id]),
+                };
+                (moved, touched)
+            })
+            .await?;
+        let Some((job, seq)) = moved.transpose()? else {
+            return Ok(None);
+        };
+        let event = events::inserted(id, seq, &status)?;
+        Ok(Some(JobChange { job, event }))
+    }
+
+    pub(super) async fn transition_in_one_trip(
+        &self,
+        change: &Transition,
+    ) -> Result<JobChange, StoreError> {
+        match self.move_job(change, None).await? {
+            Some(committed) => Ok(committed),
+            None => {
+                let mut connection = self.pool.acquire().await?;
+                Err(jobs::conflict(&mut connection, change.job_id, change.from).await)
+            }
+        }
+    }
+
+    pub(super) async fn claim_in_one_trip(
+        &self,
+        change: &Transition,
+        claim: &jobs::Claim<'_>,
+    ) -> Result<Option<JobChange>, StoreError> {
+        // A claim that matched nothing lost its race, or the job is gone: either way the
+        // dispatcher moves on.
+        self.move_job(change, Some(claim)).await
+    }
+
+    pub(super) async fn record_dispatch_in_one_trip(
+        &self,
+        id: JobId,
+        dispatch: &Dispatch,
+    ) -> Result<Job, StoreError> {
+        let statement = running::dispatch_statement();
+        let sql = transaction(Durability::CrashSafe, &[&statement]);
+        let query = sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(dispatch.backend_id.0.clone())
+            .bind(dispatch.prompt_id.0.clone())
+            .bind(JobState::Dispatched.as_str())
+            .bind(i64::from(dispatch.attempt))
+            .bind(dispatch.holder.0.clone());
+        let job = self
+            .writer
+            .one_trip(query, move |rows| {
+                let job = rows.into_iter().next().map(Job::try_from);
+                let touched = match &job {
+                    Some(Ok(job)) => Touch::job(job),
+                    _ => Touch::Forget(vec![id]),
+                };
+                (job, touched)
+            })
+            .await?;
+        match job {
+            Some(job) => job,
+            None => {
+                let mut connection = self.pool.acquire().await?;
+                Err(running::dispatch_refused(&mut connection, id, dispatch).await)
+            }
+        }
+    }
+
+    pub(super) async fn progress_in_one_trip(
+        &self,
+        id: JobId,
+        progress: &Progress,
+        holder: &ReplicaId,
+        at: OffsetDateTime,
+    ) -> Result<JobEvent, StoreError> {
+        let event = running::progress_event(progress, at)?;
+        let inserting = event_statement(1, 7);
+        let sql = transaction(
+            Durability::CrashSafe,
+            &[running::PROGRESS_STATEMENT, &inserting],
+        );
+        let [dispatched, running_, collecting] = running::ACTIVE;
+        let query = sqlx::query_as::<_, Seq>(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(sqlx::types::Json(progress.clone()))
+            .bind(dispatched.as_str())
+            .bind(running_.as_str())
+            .bind(collecting.as_str())
+            .bind(holder.0.clone())
+            .bind(event.kind.as_str())
+            .bind(sqlx::types::Json(event.payload.clone()))
+            .bind(to_micros(at));
+        let seq = self
+            .writer
+            .one_trip(query, move |rows| (first_seq(rows), Touch::Forget(vec![id])))
+            .await?;
+        match seq {
+            Some(seq) => events::inserted(id, seq, &event),
+            None => {
+                let mut connection = self.pool.acquire().await?;
+                Err(running::progress_refused(&mut connection, id).await)
+            }
+        }
+    }
+
+    pub(super) async fn append_in_one_trip(
+        &self,
+        id: JobId,
+        event: &NewEvent,
+    ) -> Result<JobEvent, StoreError> {
+        let inserting = event_statement(1, 2);
+        let sql = transaction(
+            Durability::CrashSafe,
+            &[events::NEXT_SEQ_STATEMENT, &inserting],
+        );
+        let query = sqlx::query_as::<_, Seq>(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .bind(event.kind.as_str())
+            .bind(sqlx::types::Json(event.payload.clone()))
+            .bind(to_micros(event.at));
+        let seq = self
+            .writer
+            .one_trip(query, |rows| (first_seq(rows), Touch::Nothing))
+            .await?;
+        match seq {
+            Some(seq) => events::inserted(id, seq, event),
+            None => Err(StoreError::JobNotFound(id)),
+        }
+    }
+
+    /// An output: its asset, its event and its row, in one trip.
+    pub(super) async fn add_output_in_one_trip(
+        &self,
+        output: &OutputRecord,
+        holder: &ReplicaId,
+        at: OffsetDateTime,
+    ) -> Result<JobEvent, StoreError> {
+        let event = events::output_event(output, at)?;
+        // Each statement after the asset's runs only if the one before it changed a row.
+        let numbering = format!(
+            "UPDATE jobs SET last_event_seq = last_event_seq + 1 \
+             WHERE id = $7 AND changes() = 1 RETURNING last_event_seq"
+        );
+        let inserting = format!(
+            "INSERT INTO job_events (job_id, seq, kind, payload, at) \
+             SELECT id, last_event_seq, $9, $10, $6 FROM jobs WHERE id = $7 AND changes() = 1"
+        );
+        let recording = format!(
+            "INSERT INTO job_outputs (asset_id, job_id, seq, node_id, name, output_type, \
+             content_type, size_bytes, hash, origin_filename, origin_subfolder, origin_folder) \
+             SELECT $1, id, last_event_seq, $11, $5, $12, $4, $3, $2, $13, $14, $15 FROM jobs \
+             WHERE id = $7 AND changes() = 1"
+        );
+        let sql = transaction(
+            Durability::CrashSafe,
+            &[
+                events::OUTPUT_ASSET_STATEMENT,
+                &numbering,
+                &inserting,
+                &recording,
+            ],
+        );
+        let job_id = output.job_id;
+        let query = sqlx::query_as::<_, Seq>(sqlx::AssertSqlSafe(sql))
+            .bind(output.asset_id.to_string())
+            .bind(output.hash.as_str().to_owned())
+            .bind(events::size(output.size_bytes))
+            .bind(output.content_type.clone())
+            .bind(output.name.clone())
+            .bind(to_micros(at))
+            .bind(job_id.to_string())
+            .bind(holder.0.clone())
+            .bind(event.kind.as_str())
+            .bind(sqlx::types::Json(event.payload.clone()))
+            .bind(output.node_id.clone())
+            .bind(output.output_type.as_str().to_owned())
+            .bind(output.origin.filename.clone())
+            .bind(output.origin.subfolder.clone())
+            .bind(output.origin.folder.as_str().to_owned());
+        let seq = self
+            .writer
+            .one_trip(query, move |rows| (first_seq(rows), Touch::Forget(vec![job_id])))
+            .await?;
+        match seq {
+            Some(seq) => events::inserted(job_id, seq, &event),
+            None => {
+                let mut connection = self.pool.acquire().await?;
+                Err(leases::lease_lost(&mut connection, job_id).await)
+            }
+        }
+    }
+}
+
+/// The number the trip's event took, if it wrote one.
+fn first_seq(rows: Vec<Seq>) -> Option<i64> {
+    rows.first().map(|(seq,)| *seq)
+}

@@ -97,6 +97,57 @@ pub async fn outputs_are_stored_with_their_asset_and_event(store: Arc<dyn Store>
     assert!(store.asset(stray.asset_id).await.unwrap().is_none());
 }
 
+/// An output whose asset id is taken fails after its transaction began: nothing of it
+/// stays (no event, no row), and the next writes go through.
+pub async fn an_output_refused_halfway_leaves_nothing_and_writes_go_on(store: Arc<dyn Store>) {
+    let created = create(&store, new_job(0)).await;
+    let collecting = advance(
+        &store,
+        &created,
+        &[
+            JobState::Dispatched,
+            JobState::Running,
+            JobState::Collecting,
+        ],
+    )
+    .await;
+    let first = output(created.job.id, "9", 'a');
+    store.add_output(&first, &replica(), at(20)).await.unwrap();
+    assert_eq!(
+        store.asset(first.asset_id).await.unwrap().unwrap().expires_at,
+        Some(created.job.expires_at)
+    );
+
+    let mut taken = output(created.job.id, "12", 'b');
+    taken.asset_id = first.asset_id;
+    let refused = store.add_output(&taken, &replica(), at(21)).await;
+    assert!(refused.is_err(), "a second asset under one id: {refused:?}");
+
+    assert_eq!(
+        store.outputs(created.job.id).await.unwrap(),
+        vec![first.clone()]
+    );
+    let events = store.events_after(created.job.id, 0, 100).await.unwrap();
+    assert_eq!(events.last().unwrap().seq, collecting.event.seq + 1);
+    let ended = store
+        .transition(
+            Transition::new(
+                created.job.id,
+                JobState::Collecting,
+                JobState::Succeeded,
+                at(22),
+            )
+            .held_by(replica())
+            .with_expiry(at(1000)),
+        )
+        .await
+        .expect("the writer goes on after a refused write");
+    assert_eq!(ended.event.seq, collecting.event.seq + 2);
+    // The end's expiry reaches the job's outputs in the same transaction.
+    let asset = store.asset(first.asset_id).await.unwrap().unwrap();
+    assert_eq!(asset.expires_at, Some(at(1000)));
+}
+
 pub async fn assets_in_use_are_not_deleted_and_shared_blobs_outlive_one_asset(
     store: Arc<dyn Store>,
 ) {

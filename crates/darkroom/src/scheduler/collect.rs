@@ -11,7 +11,7 @@ use futures_util::{StreamExt, stream};
 use time::OffsetDateTime;
 
 use super::Context;
-use crate::jobs::model::{AssetId, Job, OriginFolder, OutputOrigin, OutputRecord, OutputType};
+use crate::jobs::model::{AssetId, JobId, OriginFolder, OutputOrigin, OutputRecord, OutputType};
 use crate::store::{NewEvent, StoreError};
 
 /// Why outputs could not be collected.
@@ -30,7 +30,17 @@ pub enum CollectError {
     Store(#[from] StoreError),
 }
 
-/// Stores every output of `entry` for `job`; returns how many were added.
+/// What collecting needs of a job: which files it keeps, and what is stored already.
+#[derive(Debug)]
+pub struct Collecting {
+    pub job_id: JobId,
+    /// Whether `temp` previews are kept too.
+    pub keep_previews: bool,
+    /// The outputs recorded for the job so far, added to as collection goes on.
+    pub stored: Vec<OutputRecord>,
+}
+
+/// Stores every output of `entry` not stored yet; returns how many were added.
 ///
 /// # Errors
 ///
@@ -38,24 +48,22 @@ pub enum CollectError {
 pub async fn collect(
     context: &Context,
     client: &ComfyUiClient,
-    job: &Job,
+    job: &mut Collecting,
     entry: &HistoryEntry,
 ) -> Result<usize, CollectError> {
-    let existing = context.store.outputs(job.id).await?;
-    let already = |origin: &OutputOrigin| existing.iter().any(|output| &output.origin == origin);
     let mut added = 0;
 
     for (index, output) in entry.outputs.iter().enumerate() {
         let record = match output {
             Output::File(file) if wanted(job, file) => {
                 let origin = origin_of(file);
-                if already(&origin) {
+                if job.has(&origin) {
                     continue;
                 }
-                store_file(context, client, job, file, origin).await?
+                store_file(context, client, job.job_id, file, origin).await?
             }
             Output::File(file) => {
-                tracing::debug!(job.id = %job.id, file = %file.file.filename, file.type = %file.file.file_type, "output not kept");
+                tracing::debug!(job.id = %job.job_id, file = %file.file.filename, file.type = %file.file.file_type, "output not kept");
                 continue;
             }
             Output::Text { node_id, key, text } => {
@@ -65,10 +73,10 @@ pub async fn collect(
                     subfolder: String::new(),
                     folder: OriginFolder::Output,
                 };
-                if already(&origin) {
+                if job.has(&origin) {
                     continue;
                 }
-                store_text(context, job, node_id.as_str(), name, text, origin).await?
+                store_text(context, job.job_id, node_id.as_str(), name, text, origin).await?
             }
             Output::Unrecognized {
                 node_id,
@@ -76,7 +84,7 @@ pub async fn collect(
                 value,
             } => {
                 // Not a file and not text: kept in the job's log so nothing vanishes.
-                tracing::info!(job.id = %job.id, node.id = %node_id, output.key = %key, "output of unknown shape kept as a log event");
+                tracing::info!(job.id = %job.job_id, node.id = %node_id, output.key = %key, "output of unknown shape kept as a log event");
                 let payload = serde_json::json!({"level": "info", "message": format!("node {node_id} output {key:?} has an unknown shape"), "value": value});
                 let event = NewEvent {
                     kind: crate::jobs::model::EventKind::Log,
@@ -85,7 +93,7 @@ pub async fn collect(
                 };
                 context
                     .bus
-                    .publish(context.store.append_event(job.id, event).await?);
+                    .publish(context.store.append_event(job.job_id, event).await?);
                 continue;
             }
         };
@@ -99,14 +107,22 @@ pub async fn collect(
             .await?;
         context.bus.publish(event);
         context.metrics.bytes_stored(record.size_bytes);
+        job.stored.push(record);
         added += 1;
     }
     Ok(added)
 }
 
+impl Collecting {
+    /// Whether the file ComfyUI named `origin` is stored already.
+    fn has(&self, origin: &OutputOrigin) -> bool {
+        self.stored.iter().any(|output| &output.origin == origin)
+    }
+}
+
 /// Results are `output` files; `temp` previews only when the job asked for them; `input`
 /// files are the job's own inputs echoed back.
-fn wanted(job: &Job, file: &OutputFile) -> bool {
+fn wanted(job: &Collecting, file: &OutputFile) -> bool {
     match file.file.file_type {
         FileType::Output => true,
         FileType::Temp => job.keep_previews,
@@ -130,7 +146,7 @@ fn origin_of(file: &OutputFile) -> OutputOrigin {
 async fn store_file(
     context: &Context,
     client: &ComfyUiClient,
-    job: &Job,
+    job_id: JobId,
     file: &OutputFile,
     origin: OutputOrigin,
 ) -> Result<OutputRecord, CollectError> {
@@ -143,7 +159,7 @@ async fn store_file(
     let body = download.body.map(|chunk| chunk.map_err(io::Error::other));
     let blob = context.blobs.put(body).await?;
     Ok(OutputRecord {
-        job_id: job.id,
+        job_id,
         asset_id: AssetId::new(),
         node_id: file.node_id.as_str().to_owned(),
         name: display_name(&file.file.filename, file.node_id.as_str()),
@@ -157,7 +173,7 @@ async fn store_file(
 
 async fn store_text(
     context: &Context,
-    job: &Job,
+    job_id: JobId,
     node_id: &str,
     name: String,
     text: &str,
@@ -169,7 +185,7 @@ async fn store_text(
         .put(stream::iter([Ok::<_, io::Error>(bytes)]))
         .await?;
     Ok(OutputRecord {
-        job_id: job.id,
+        job_id,
         asset_id: AssetId::new(),
         node_id: node_id.to_owned(),
         name,

@@ -20,6 +20,8 @@ pub struct Run {
     pub job_id: JobId,
     pub owner: Option<String>,
     pub priority: i32,
+    /// Whether the job keeps `temp` previews among its outputs.
+    pub keep_previews: bool,
     /// The model files the job loads, for the backend's "loaded" list once it starts.
     pub models: Vec<String>,
     pub prompt_id: PromptId,
@@ -70,6 +72,7 @@ impl Run {
             job_id: job.id,
             owner: job.owner.clone(),
             priority: job.priority,
+            keep_previews: job.keep_previews,
             models,
             prompt_id,
             state,

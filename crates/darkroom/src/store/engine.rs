@@ -9,7 +9,7 @@
 //! read or the queue shows ([`Touch`]): an engine that keeps such state in memory (SQLite)
 //! updates it there, in step with the database.
 
-use crate::jobs::model::{Job, JobId, JobSummary};
+use crate::jobs::model::{Job, JobId, JobSummary, OutputRecord, Progress};
 use crate::store::JobChange;
 
 /// What a committed write changed that status reads or the queue show.
@@ -19,8 +19,12 @@ pub(crate) enum Touch {
     Nothing,
     /// The job's committed state, whole (boxed: the other cases are a word or three).
     Job(Box<JobSummary>),
-    /// These jobs changed in ways the write does not carry whole (progress, outputs,
-    /// expiry): what was known of them is stale.
+    /// A job's new progress, as written.
+    Progress(JobId, Box<Progress>),
+    /// An output recorded for its job, after every one before it.
+    Output(Box<OutputRecord>),
+    /// These jobs changed in ways the write does not carry whole (expiry, or a write whose
+    /// result could not be read back): what was known of them is stale.
     Forget(Vec<JobId>),
 }
 

@@ -31,7 +31,7 @@ use crate::api::links::Origin;
 use crate::api::{ApiError, AppState};
 use crate::auth::{Caller, StreamPermit};
 use crate::jobs::bus::Notice;
-use crate::jobs::model::{EventKind, Job, JobEvent, JobId, JobState};
+use crate::jobs::model::{EventKind, JobEvent, JobId, JobState, JobSummary};
 use crate::store::StoreError;
 
 /// Stored events read per query while catching up.
@@ -55,7 +55,7 @@ pub async fn events(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let notices = state.bus.subscribe();
-    let job = super::load(&state, &caller, &id).await?;
+    let job = super::load_status(&state, &caller, &id).await?.job;
     let permit = match state.auth.limits_of(&caller) {
         Some(limits) => Some(
             state
@@ -108,7 +108,7 @@ struct Follower {
 impl Follower {
     fn new(
         state: AppState,
-        job: &Job,
+        job: &JobSummary,
         notices: broadcast::Receiver<Notice>,
         resume_after: u64,
         origin: Origin,
@@ -165,8 +165,8 @@ impl Follower {
         if self.finished {
             return Ok(());
         }
-        let job = self.state.store.job(self.job_id).await?;
-        match job {
+        let job = self.state.store.job_snapshot(self.job_id).await?;
+        match job.map(|snapshot| snapshot.job) {
             // Everything was sent before (the client resumed past the end): say how it ended.
             Some(job) if job.state.is_final() => {
                 let payload = json!({"status": job.state.public_status(), "state": job.state, "error": job.error});

@@ -25,7 +25,7 @@ use super::{ApiError, AppState};
 use crate::auth::Caller;
 use crate::jobs::bus::Notice;
 use crate::jobs::model::{EventKind, Job, JobId, JobState, JobStatus, WorkflowFormat};
-use crate::store::{JobCursor, JobQuery};
+use crate::store::{JobCursor, JobQuery, JobSnapshot};
 
 /// How long `cancel` waits for the scheduler to acknowledge before answering.
 const CANCEL_ACK_WAIT: Duration = Duration::from_secs(2);
@@ -43,16 +43,29 @@ pub async fn get(
     Path(id): Path<String>,
     origin: Origin,
 ) -> Result<Json<JobView>, ApiError> {
-    // The status alone, without the workflows: the read clients poll.
+    let snapshot = load_status(&state, &caller, &id).await?;
+    Ok(Json(view::render(&snapshot, &origin)))
+}
+
+/// The status of the job `id` names (without its workflows: the read clients poll), when
+/// `caller` may see it; answers as [`load`] does.
+///
+/// # Errors
+///
+/// `404 not_found`; store faults.
+pub async fn load_status(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<JobSnapshot, ApiError> {
     let not_found = || ApiError::not_found(format!("job {id} not found"));
     let job_id: JobId = id.parse().map_err(|_| not_found())?;
-    let snapshot = state
+    state
         .store
         .job_snapshot(job_id)
         .await?
         .filter(|snapshot| caller.may_see(snapshot.job.owner.as_deref()))
-        .ok_or_else(not_found)?;
-    Ok(Json(view::render(&snapshot, &origin)))
+        .ok_or_else(not_found)
 }
 
 /// The job `id` names, when `caller` may see it. A malformed id, a missing job and

@@ -7,7 +7,8 @@ use std::time::Duration;
 use comfy::{HistoryEntry, PromptId, RunOutcome};
 
 use super::Driver;
-use crate::jobs::model::{Job, JobError, JobState};
+use crate::jobs::model::{JobError, JobState};
+use crate::store::JobSnapshot;
 use crate::scheduler::collect;
 use crate::scheduler::run::job_error;
 
@@ -26,14 +27,20 @@ impl Driver {
             tracing::warn!(prompt.id = %prompt_id, "run finished unheard; reopening the websocket");
             self.socket.reconnect();
         }
-        let Some(job) = self.current_job(run.job_id).await else {
+        // The status, not the job: no workflows are needed from here on.
+        let Some(status) = self.current_status(run.job_id).await else {
             return;
         };
+        let job = &status.job;
         match entry.outcome {
             RunOutcome::Success if job.state == JobState::Canceling => {
-                self.settle(&job, JobState::Canceled, None).await;
+                self.settle_from(job.id, job.state, JobState::Canceled, None)
+                    .await;
             }
-            RunOutcome::Success => self.collect_and_succeed(job, &entry).await,
+            RunOutcome::Success => {
+                self.collect_and_succeed(status, run.keep_previews, &entry)
+                    .await;
+            }
             RunOutcome::Failed(error) => {
                 let traceback = (!error.traceback.is_empty()).then(|| error.traceback.concat());
                 let failure = JobError {
@@ -50,53 +57,67 @@ impl Driver {
                     exception_type: Some(error.exception_type.clone()),
                     traceback,
                 };
-                self.settle(&job, JobState::Failed, Some(failure)).await;
+                self.settle_from(job.id, job.state, JobState::Failed, Some(failure))
+                    .await;
             }
             RunOutcome::Interrupted(_) if job.state == JobState::Canceling => {
-                self.settle(&job, JobState::Canceled, None).await;
+                self.settle_from(job.id, job.state, JobState::Canceled, None)
+                    .await;
             }
             RunOutcome::Interrupted(interrupted) => {
                 let mut failure =
                     job_error("interrupted", "the run was interrupted on the backend");
                 failure.node_id = interrupted.node_id.map(|node| node.as_str().to_owned());
                 failure.class_type = interrupted.node_type;
-                self.settle(&job, JobState::Failed, Some(failure)).await;
+                self.settle_from(job.id, job.state, JobState::Failed, Some(failure))
+                    .await;
             }
             RunOutcome::FailedWithoutDetail => {
                 let failure = job_error(
                     "execution_failed",
                     "the backend reported an error without detail",
                 );
-                self.settle(&job, JobState::Failed, Some(failure)).await;
+                self.settle_from(job.id, job.state, JobState::Failed, Some(failure))
+                    .await;
             }
         }
     }
 
-    async fn collect_and_succeed(&mut self, job: Job, entry: &HistoryEntry) {
-        let job = if job.state == JobState::Collecting {
-            job
-        } else {
+    async fn collect_and_succeed(
+        &mut self,
+        status: JobSnapshot,
+        keep_previews: bool,
+        entry: &HistoryEntry,
+    ) {
+        let JobSnapshot { job, outputs, .. } = status;
+        if job.state != JobState::Collecting {
             match self
                 .context
                 .transition(job.id, job.state, JobState::Collecting, None)
                 .await
             {
-                Ok(Some(job)) => job,
+                Ok(Some(_)) => {}
                 Ok(None) => return,
                 Err(error) => {
                     return tracing::error!(job.id = %job.id, %error, "cannot start collecting");
                 }
             }
+        }
+        let mut collecting = collect::Collecting {
+            job_id: job.id,
+            keep_previews,
+            stored: outputs,
         };
         let mut last_error = None;
         for attempt in 0..3u32 {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
             }
-            match collect::collect(&self.context, &self.client, &job, entry).await {
+            match collect::collect(&self.context, &self.client, &mut collecting, entry).await {
                 Ok(count) => {
                     tracing::info!(job.id = %job.id, outputs = count, "outputs stored");
-                    self.settle(&job, JobState::Succeeded, None).await;
+                    self.settle_from(job.id, JobState::Collecting, JobState::Succeeded, None)
+                        .await;
                     return;
                 }
                 Err(error) => last_error = Some(error),
@@ -104,8 +125,9 @@ impl Driver {
         }
         let message = last_error.map_or_else(String::new, |error| error.to_string());
         tracing::error!(job.id = %job.id, error = %message, "outputs not collected");
-        self.settle(
-            &job,
+        self.settle_from(
+            job.id,
+            JobState::Collecting,
             JobState::Failed,
             Some(job_error("output_lost", message)),
         )

@@ -41,7 +41,7 @@ use super::run::{Run, job_error};
 use super::{Command, Context, assets};
 use crate::jobs::bus::LivePreview;
 use crate::jobs::model::{self, BackendId, Job, JobError, JobId, JobState, Progress};
-use crate::store::{Dispatch, StoreError};
+use crate::store::{Dispatch, JobSnapshot, StoreError};
 
 /// One backend to drive.
 #[derive(Debug, Clone)]
@@ -790,8 +790,25 @@ impl Driver {
 
     /// Moves a job to `to` from wherever it is now; a lost race is fine.
     async fn settle(&self, job: &Job, to: JobState, error: Option<JobError>) {
-        let result = self.context.transition(job.id, job.state, to, error).await;
+        self.settle_from(job.id, job.state, to, error).await;
+    }
+
+    /// Moves job `id` from `from` to `to`; a lost race is fine.
+    async fn settle_from(&self, id: JobId, from: JobState, to: JobState, error: Option<JobError>) {
+        let result = self.context.transition(id, from, to, error).await;
         self.log_store_error(result);
+    }
+
+    /// A job's status while it is not final.
+    async fn current_status(&self, job_id: JobId) -> Option<JobSnapshot> {
+        match self.context.store.job_snapshot(job_id).await {
+            Ok(Some(status)) if !status.job.state.is_final() => Some(status),
+            Ok(_) => None,
+            Err(error) => {
+                tracing::error!(job.id = %job_id, %error, "cannot read job");
+                None
+            }
+        }
     }
 
     fn log_store_error<T>(&self, result: Result<T, StoreError>) {

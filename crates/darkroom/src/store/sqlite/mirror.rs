@@ -92,6 +92,18 @@ impl Mirror {
                     status.job = *job;
                 }
             }
+            Touch::Progress(id, progress) => {
+                self.epoch += 1;
+                if let Some(status) = self.statuses.get_mut(&id) {
+                    status.job.progress = Some(*progress);
+                }
+            }
+            Touch::Output(output) => {
+                self.epoch += 1;
+                if let Some(status) = self.statuses.get_mut(&output.job_id) {
+                    status.outputs.push(*output);
+                }
+            }
             Touch::Forget(ids) => {
                 self.epoch += 1;
                 for id in ids {

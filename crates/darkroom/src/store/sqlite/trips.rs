@@ -216,6 +216,7 @@ impl super::SqliteStore {
         at: OffsetDateTime,
     ) -> Result<JobEvent, StoreError> {
         let event = running::progress_event(progress, at)?;
+        let written = progress.clone();
         let inserting = event_statement(1, 7);
         let sql = transaction(
             Durability::CrashSafe,
@@ -234,7 +235,14 @@ impl super::SqliteStore {
             .bind(to_micros(at));
         let seq = self
             .writer
-            .one_trip(query, move |rows| (first_seq(rows), Touch::Forget(vec![id])))
+            .one_trip(query, move |rows| {
+                let seq = first_seq(rows);
+                let touched = match seq {
+                    Some(_) => Touch::Progress(id, Box::new(written)),
+                    None => Touch::Nothing,
+                };
+                (seq, touched)
+            })
             .await?;
         match seq {
             Some(seq) => events::inserted(id, seq, &event),
@@ -278,6 +286,7 @@ impl super::SqliteStore {
         at: OffsetDateTime,
     ) -> Result<JobEvent, StoreError> {
         let event = events::output_event(output, at)?;
+        let recorded = output.clone();
         // Each statement after the asset's runs only if the one before it changed a row.
         let numbering = format!(
             "UPDATE jobs SET last_event_seq = last_event_seq + 1 \
@@ -321,7 +330,14 @@ impl super::SqliteStore {
             .bind(output.origin.folder.as_str().to_owned());
         let seq = self
             .writer
-            .one_trip(query, move |rows| (first_seq(rows), Touch::Forget(vec![job_id])))
+            .one_trip(query, move |rows| {
+                let seq = first_seq(rows);
+                let touched = match seq {
+                    Some(_) => Touch::Output(Box::new(recorded)),
+                    None => Touch::Nothing,
+                };
+                (seq, touched)
+            })
             .await?;
         match seq {
             Some(seq) => events::inserted(job_id, seq, &event),

@@ -6,6 +6,7 @@
     reason = "helpers outside #[test] fns panic too: that is the failure message we want"
 )]
 
+mod harness;
 mod support;
 
 use std::path::Path;
@@ -144,31 +145,42 @@ async fn darkroom_cli(cwd: &Path, args: &[&str], key: Option<&str>) -> Output {
 }
 
 #[tokio::test]
-async fn a_second_server_on_the_same_database_refuses_to_start() {
+async fn a_running_server_follows_keys_created_and_revoked_at_once() {
     let data = tempfile::tempdir().unwrap();
-    let database = data.path().join("darkroom.db");
-    // What a running server holds on its database while it serves.
-    let held = darkroom::store::claim_ownership(&format!("sqlite://{}", database.display()))
-        .expect("the first claim succeeds");
+    let server = harness::DarkroomProcess::start(data.path(), "http://127.0.0.1:9").await;
+    let jobs = format!("{}/api/v2/jobs", server.base);
+    let status = |key: Option<&str>| {
+        let request = server.http.get(&jobs);
+        let request = match key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        };
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(None).await, 200, "no keys on loopback: open");
 
-    let serve = [
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--backend",
-        "http://127.0.0.1:9",
-    ];
-    let refused = darkroom(data.path(), &serve).await;
-    assert!(!refused.status.success());
-    let stderr = text(&refused.stderr);
-    assert!(
-        stderr.contains("served by another Darkroom process") && stderr.contains("darkroom.db"),
-        "{stderr}"
+    let created = darkroom(data.path(), &["keys", "create", "first"]).await;
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let key = text(&created.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_owned();
+    // Another process made the key; the very next request knows it.
+    assert_eq!(
+        status(None).await,
+        401,
+        "a key exists: no more anonymous requests"
     );
+    assert_eq!(status(Some(&key)).await, 200);
 
-    // Free again once the first owner is gone; in-memory databases need no claim.
-    drop(held);
-    let url = format!("sqlite://{}", database.display());
-    drop(darkroom::store::claim_ownership(&url).expect("free once released"));
-    darkroom::store::claim_ownership("sqlite::memory:").expect("memory needs no lock");
+    let revoked = darkroom(data.path(), &["keys", "revoke", "first"]).await;
+    assert!(revoked.status.success(), "{}", text(&revoked.stderr));
+    assert_eq!(
+        status(Some(&key)).await,
+        401,
+        "a revoked key is refused at once"
+    );
+    assert_eq!(status(None).await, 200, "no live key left: open again");
 }

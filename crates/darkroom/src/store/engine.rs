@@ -186,34 +186,9 @@ macro_rules! shared_store_impl {
                 Ok(renewed)
             }
 
-            async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
-                let mut tx = self.write(Durability::PowerSafe).await?;
-                keys::insert(&mut tx, key).await?;
-                self.commit(tx, Touch::Nothing).await?;
-                Ok(())
-            }
-
             async fn api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
                 let mut connection = self.pool.acquire().await?;
                 keys::all(&mut connection).await
-            }
-
-            async fn live_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
-                let mut connection = self.pool.acquire().await?;
-                keys::live_by(&mut connection, keys::KeyColumn::Hash, hash).await
-            }
-
-            async fn live_key(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
-                let mut connection = self.pool.acquire().await?;
-                keys::live_by(&mut connection, keys::KeyColumn::Id, id).await
-            }
-
-            async fn revoke_api_key(&self, key: &str, at: OffsetDateTime) -> Result<ApiKey, StoreError> {
-                let mut tx = self.write(Durability::PowerSafe).await?;
-                let revoked = keys::revoke(&mut tx, key, at).await?;
-                self.commit(tx, Touch::Nothing).await?;
-                tracing::info!(key.id = %revoked.id, "api key revoked");
-                Ok(revoked)
             }
 
             $($own)*

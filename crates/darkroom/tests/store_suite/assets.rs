@@ -114,7 +114,12 @@ pub async fn an_output_refused_halfway_leaves_nothing_and_writes_go_on(store: Ar
     let first = output(created.job.id, "9", 'a');
     store.add_output(&first, &replica(), at(20)).await.unwrap();
     assert_eq!(
-        store.asset(first.asset_id).await.unwrap().unwrap().expires_at,
+        store
+            .asset(first.asset_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .expires_at,
         Some(created.job.expires_at)
     );
 

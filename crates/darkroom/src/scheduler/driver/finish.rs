@@ -8,9 +8,9 @@ use comfy::{HistoryEntry, PromptId, RunOutcome};
 
 use super::Driver;
 use crate::jobs::model::{JobError, JobState};
-use crate::store::JobSnapshot;
 use crate::scheduler::collect;
 use crate::scheduler::run::job_error;
+use crate::store::JobSnapshot;
 
 impl Driver {
     /// Ends a run from its history entry.

@@ -19,9 +19,9 @@ pub(super) async fn append(
     event: &NewEvent,
 ) -> Result<JobEvent, StoreError> {
     let seq: Option<i64> = sqlx::query_scalar(NEXT_SEQ_STATEMENT)
-    .bind(job_id.to_string())
-    .fetch_optional(&mut *connection)
-    .await?;
+        .bind(job_id.to_string())
+        .fetch_optional(&mut *connection)
+        .await?;
     let seq = seq.ok_or(StoreError::JobNotFound(job_id))?;
     insert(connection, job_id, seq, event).await
 }
@@ -95,14 +95,16 @@ pub(super) async fn after(
 /// cannot outlive its job or belong to someone else. Binds `$1` the asset, `$2` the hash,
 /// `$3` the size, `$4` the content type, `$5` the name, `$6` the time, `$7` the job, `$8`
 /// the holder; inserts nothing when another replica holds the job.
-pub(super) const OUTPUT_ASSET_STATEMENT: &str =
-    "INSERT INTO assets (id, hash, size_bytes, content_type, file_path, owner, job_id, \
+pub(super) const OUTPUT_ASSET_STATEMENT: &str = "INSERT INTO assets (id, hash, size_bytes, content_type, file_path, owner, job_id, \
      created_at, expires_at) \
      SELECT $1, $2, $3, $4, $5, owner, id, $6, expires_at FROM jobs \
      WHERE id = $7 AND (lease_holder IS NULL OR lease_holder = $8)";
 
 /// The `output` event an output appends.
-pub(super) fn output_event(output: &OutputRecord, at: OffsetDateTime) -> Result<NewEvent, StoreError> {
+pub(super) fn output_event(
+    output: &OutputRecord,
+    at: OffsetDateTime,
+) -> Result<NewEvent, StoreError> {
     Ok(NewEvent {
         kind: EventKind::Output,
         payload: serde_json::to_value(output)?,
@@ -117,16 +119,16 @@ pub(super) async fn add_output(
     at: OffsetDateTime,
 ) -> Result<JobEvent, StoreError> {
     let inserted = sqlx::query(OUTPUT_ASSET_STATEMENT)
-    .bind(output.asset_id.to_string())
-    .bind(output.hash.as_str())
-    .bind(size(output.size_bytes))
-    .bind(output.content_type.as_str())
-    .bind(output.name.as_str())
-    .bind(to_micros(at))
-    .bind(output.job_id.to_string())
-    .bind(holder.0.as_str())
-    .execute(&mut *connection)
-    .await?;
+        .bind(output.asset_id.to_string())
+        .bind(output.hash.as_str())
+        .bind(size(output.size_bytes))
+        .bind(output.content_type.as_str())
+        .bind(output.name.as_str())
+        .bind(to_micros(at))
+        .bind(output.job_id.to_string())
+        .bind(holder.0.as_str())
+        .execute(&mut *connection)
+        .await?;
     if inserted.rows_affected() == 0 {
         return Err(leases::lease_lost(connection, output.job_id).await);
     }

@@ -271,7 +271,11 @@ pub(super) struct MovedRow {
 }
 
 /// Why a compare-and-set matched nothing.
-pub(super) async fn conflict(connection: &mut Connection, id: JobId, expected: JobState) -> StoreError {
+pub(super) async fn conflict(
+    connection: &mut Connection,
+    id: JobId,
+    expected: JobState,
+) -> StoreError {
     match find(connection, id).await {
         Ok(Some(job)) if job.state != expected => StoreError::StateConflict {
             job_id: id,

@@ -44,6 +44,15 @@ pub(super) async fn all(connection: &mut Connection) -> Result<Vec<ApiKey>, Stor
     rows.into_iter().map(ApiKey::try_from).collect()
 }
 
+/// Every live key.
+pub(super) async fn live(connection: &mut Connection) -> Result<Vec<ApiKey>, StoreError> {
+    let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE revoked_at IS NULL ORDER BY id");
+    let rows: Vec<KeyRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_all(&mut *connection)
+        .await?;
+    rows.into_iter().map(ApiKey::try_from).collect()
+}
+
 /// The live key whose `column` (`hash` or `id`) is `value`.
 pub(super) async fn live_by(
     connection: &mut Connection,

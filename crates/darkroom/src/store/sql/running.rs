@@ -30,8 +30,7 @@ pub(super) fn dispatch_statement() -> String {
 
 /// Sets the progress and takes the event's number, in one statement. Binds `$1` the job,
 /// `$2` the progress, `$3` to `$5` the [`ACTIVE`] states, `$6` the holder.
-pub(super) const PROGRESS_STATEMENT: &str =
-    "UPDATE jobs SET progress = $2, last_event_seq = last_event_seq + 1 \
+pub(super) const PROGRESS_STATEMENT: &str = "UPDATE jobs SET progress = $2, last_event_seq = last_event_seq + 1 \
      WHERE id = $1 AND state IN ($3, $4, $5) \
      AND (lease_holder IS NULL OR lease_holder = $6) RETURNING last_event_seq";
 
@@ -90,14 +89,14 @@ pub(super) async fn update_progress(
     at: OffsetDateTime,
 ) -> Result<JobEvent, StoreError> {
     let seq: Option<i64> = sqlx::query_scalar(PROGRESS_STATEMENT)
-    .bind(id.to_string())
-    .bind(sqlx::types::Json(progress))
-    .bind(ACTIVE[0].as_str())
-    .bind(ACTIVE[1].as_str())
-    .bind(ACTIVE[2].as_str())
-    .bind(holder.0.as_str())
-    .fetch_optional(&mut *connection)
-    .await?;
+        .bind(id.to_string())
+        .bind(sqlx::types::Json(progress))
+        .bind(ACTIVE[0].as_str())
+        .bind(ACTIVE[1].as_str())
+        .bind(ACTIVE[2].as_str())
+        .bind(holder.0.as_str())
+        .fetch_optional(&mut *connection)
+        .await?;
     let Some(seq) = seq else {
         return Err(progress_refused(connection, id).await);
     };
@@ -105,7 +104,10 @@ pub(super) async fn update_progress(
 }
 
 /// The `progress` event a progress write appends.
-pub(super) fn progress_event(progress: &Progress, at: OffsetDateTime) -> Result<NewEvent, StoreError> {
+pub(super) fn progress_event(
+    progress: &Progress,
+    at: OffsetDateTime,
+) -> Result<NewEvent, StoreError> {
     Ok(NewEvent {
         kind: EventKind::Progress,
         payload: serde_json::to_value(progress)?,

@@ -6,7 +6,7 @@
 //! and every write to jobs and outputs goes through this process's store, which updates
 //! the mirror after each commit while still holding the writer lock. A program that
 //! wrote jobs into the same file from outside would leave it stale; `darkroom keys`
-//! writes only API keys, which are not mirrored.
+//! writes only API keys, which it marks changed for the server (`key_book`).
 //!
 //! A status read that misses runs its queries without the lock, so a write may commit
 //! between them and the read's return: the read keeps what it found only when no write

@@ -14,9 +14,12 @@
 //! (`darkroom keys`) still meets. New jobs are committed in batches, one flush for many
 //! (`accepts`). Because this process owns the database, the queue and recent jobs'
 //! statuses are also kept in memory (`mirror`), updated after each commit under that lock,
-//! so queue bounds, queue positions and status reads need no query.
+//! so queue bounds, queue positions and status reads need no query. A running job's
+//! writes are each one trip to the writer's thread (`trips`). The live API keys are kept
+//! in memory too, read again when `darkroom keys` marks a change (`key_book`).
 
 mod accepts;
+mod key_book;
 // The queries themselves are shared with the other engines: see `store/sql`.
 #[path = "../sql/assets.rs"]
 mod assets;
@@ -33,6 +36,10 @@ mod events;
 )]
 mod jobs;
 #[path = "../sql/keys.rs"]
+#[expect(
+    dead_code,
+    reason = "keys are looked up and counted in memory here (see key_book)"
+)]
 mod keys;
 #[path = "../sql/leases.rs"]
 mod leases;
@@ -47,7 +54,6 @@ mod mirror;
 )]
 mod queue;
 mod queue_index;
-mod rounds;
 #[path = "../sql/running.rs"]
 #[expect(
     dead_code,
@@ -105,9 +111,9 @@ pub struct SqliteStore {
     writer: Writer,
     /// Where `create_job` hands new jobs to be committed in batches.
     accepts: mpsc::UnboundedSender<accepts::Accept>,
-    /// Counts of live keys, shared by the requests that wait for one together.
-    live_keys: Arc<rounds::Rounds>,
-    /// The connection those counts run on, when the database is a file.
+    /// The live API keys, in memory.
+    keys: Arc<key_book::KeyBook>,
+    /// The connection they are read on, when the database is a file.
     key_reader: Option<Arc<tokio::sync::Mutex<SqliteConnection>>>,
 }
 
@@ -241,13 +247,15 @@ impl SqliteStore {
     /// A file database: readers, and one writer.
     async fn connect(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let normal = options.clone().synchronous(SqliteSynchronous::Normal);
-        // The key counts get a connection of their own, outside the pool (whose every use
-        // ends with a ping). Opened first and alone: it creates a new file and switches it
-        // to WAL, which fails as busy while another connection opens at the same moment.
+        // Reading the keys again gets a connection of its own, so a burst of requests that
+        // finds them changed does not wait for the readers. Opened first and alone: it
+        // creates a new file and switches it to WAL, which fails as busy while another
+        // connection opens at the same moment.
         let key_reader = Arc::new(tokio::sync::Mutex::new(normal.connect().await?));
         let pool = Self::pool(normal.clone(), MAX_CONNECTIONS).await?;
+        let file = options.get_filename().to_path_buf();
         let writer = Self::pool(options.synchronous(SqliteSynchronous::Full), 1).await?;
-        Self::start(pool, writer, Some(key_reader)).await
+        Self::start(pool, writer, Some(key_reader), Some(file)).await
     }
 
     /// An in-memory database lives only as long as a connection to it, so its single
@@ -255,7 +263,7 @@ impl SqliteStore {
     /// would open another, empty database.
     async fn connect_in_memory(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let pool = Self::pool(options, 1).await?;
-        Self::start(pool.clone(), pool, None).await
+        Self::start(pool.clone(), pool, None, None).await
     }
 
     /// A pool of `connections` that are never retired. No ping before each use: it checks
@@ -281,6 +289,7 @@ impl SqliteStore {
         pool: SqlitePool,
         writer: SqlitePool,
         key_reader: Option<Arc<tokio::sync::Mutex<SqliteConnection>>>,
+        file: Option<std::path::PathBuf>,
     ) -> Result<Self, StoreError> {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         let mirror = Mirror::new(load_queue(&pool).await?);
@@ -299,7 +308,7 @@ impl SqliteStore {
             pool,
             writer,
             accepts,
-            live_keys: Arc::default(),
+            keys: Arc::new(key_book::KeyBook::new(file)),
             key_reader,
         })
     }
@@ -341,6 +350,18 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// Every live key, from memory unless they may have changed (see `key_book`).
+    async fn live_keys(&self) -> Result<Arc<key_book::Known>, StoreError> {
+        self.keys
+            .current(|| async {
+                match &self.key_reader {
+                    Some(connection) => keys::live(&mut *connection.lock().await).await,
+                    None => keys::live(&mut *self.pool.acquire().await?).await,
+                }
+            })
+            .await
+    }
+
     /// What a queued job needs, read once: it never changes, so the queue keeps it.
     async fn learn_requirements(&self, id: JobId) -> Result<Arc<Requirements>, StoreError> {
         let stored: Option<Option<sqlx::types::Json<Requirements>>> =
@@ -478,14 +499,32 @@ shared_store_impl! {
     }
 
     async fn count_live_keys(&self) -> Result<u64, StoreError> {
-        self.live_keys
-            .read(|| async {
-                match &self.key_reader {
-                    Some(connection) => keys::count_live(&mut *connection.lock().await).await,
-                    None => keys::count_live(&mut *self.pool.acquire().await?).await,
-                }
-            })
-            .await
+        Ok(self.live_keys().await?.count())
+    }
+
+    async fn live_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        Ok(self.live_keys().await?.by_hash(hash))
+    }
+
+    async fn live_key(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
+        Ok(self.live_keys().await?.by_id(id))
+    }
+
+    async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let mut tx = self.write(Durability::PowerSafe).await?;
+        keys::insert(&mut tx, key).await?;
+        self.commit(tx, Touch::Nothing).await?;
+        self.keys.changed();
+        Ok(())
+    }
+
+    async fn revoke_api_key(&self, key: &str, at: OffsetDateTime) -> Result<ApiKey, StoreError> {
+        let mut tx = self.write(Durability::PowerSafe).await?;
+        let revoked = keys::revoke(&mut tx, key, at).await?;
+        self.commit(tx, Touch::Nothing).await?;
+        self.keys.changed();
+        tracing::info!(key.id = %revoked.id, "api key revoked");
+        Ok(revoked)
     }
 
     async fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError> {

@@ -134,9 +134,10 @@ impl super::SqliteStore {
         let moved = self
             .writer
             .one_trip(query, move |rows| {
-                let moved = rows.into_iter().next().map(|row| {
-                    Job::try_from(row.job).map(|job| (job, row.last_event_seq))
-                });
+                let moved = rows
+                    .into_iter()
+                    .next()
+                    .map(|row| Job::try_from(row.job).map(|job| (job, row.last_event_seq)));
                 let touched = match &moved {
                     Some(Ok((job, _))) => Touch::job(job),
                     _ => Touch::Forget(vec![id]),

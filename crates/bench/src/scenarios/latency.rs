@@ -48,8 +48,10 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
     };
     let jobs = bench.options.sizes.latency_jobs;
     let cpu_before = darkroom.cpu_time()?;
+    let switches_before = darkroom.context_switches()?;
     let timings = paths.compare(jobs, graphs::small_image).await;
     let cpu = darkroom.cpu_time()?.saturating_sub(cpu_before);
+    let switches = darkroom.context_switches()?.saturating_sub(switches_before);
     darkroom.stop().await;
     if let Some(proxy) = proxy {
         proxy.stop().await;
@@ -63,6 +65,13 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
         "Darkroom CPU time per job (user + system)",
         cpu.as_secs_f64() * 1000.0 / all_jobs as f64,
         Unit::Milliseconds,
+        None,
+    );
+    bench.report.figure(
+        &format!("{NAME} (simulator)"),
+        "Darkroom threads' waits per job (voluntary context switches)",
+        switches as f64 / all_jobs as f64,
+        Unit::Count,
         None,
     );
     if bench.options.proxy.is_none() {

@@ -40,6 +40,18 @@ fn event_statement(job: usize, first: usize) -> String {
     )
 }
 
+// An output's statements after its asset's (`OUTPUT_ASSET_STATEMENT`, whose parameters
+// they share): each runs only if the one before it changed a row.
+const OUTPUT_NUMBER_STATEMENT: &str = "UPDATE jobs SET last_event_seq = last_event_seq + 1 \
+     WHERE id = $7 AND changes() = 1 RETURNING last_event_seq";
+const OUTPUT_EVENT_STATEMENT: &str = "INSERT INTO job_events (job_id, seq, kind, payload, at) \
+     SELECT id, last_event_seq, $9, $10, $6 FROM jobs WHERE id = $7 AND changes() = 1";
+const OUTPUT_ROW_STATEMENT: &str = "INSERT INTO job_outputs (asset_id, job_id, seq, node_id, \
+     name, output_type, content_type, size_bytes, hash, origin_filename, origin_subfolder, \
+     origin_folder) \
+     SELECT $1, id, last_event_seq, $11, $5, $12, $4, $3, $2, $13, $14, $15 FROM jobs \
+     WHERE id = $7 AND changes() = 1";
+
 /// `statements` as one transaction of the given durability.
 fn transaction(durability: Durability, statements: &[&str]) -> String {
     let synchronous = match durability {
@@ -288,28 +300,13 @@ impl super::SqliteStore {
     ) -> Result<JobEvent, StoreError> {
         let event = events::output_event(output, at)?;
         let recorded = output.clone();
-        // Each statement after the asset's runs only if the one before it changed a row.
-        let numbering = format!(
-            "UPDATE jobs SET last_event_seq = last_event_seq + 1 \
-             WHERE id = $7 AND changes() = 1 RETURNING last_event_seq"
-        );
-        let inserting = format!(
-            "INSERT INTO job_events (job_id, seq, kind, payload, at) \
-             SELECT id, last_event_seq, $9, $10, $6 FROM jobs WHERE id = $7 AND changes() = 1"
-        );
-        let recording = format!(
-            "INSERT INTO job_outputs (asset_id, job_id, seq, node_id, name, output_type, \
-             content_type, size_bytes, hash, origin_filename, origin_subfolder, origin_folder) \
-             SELECT $1, id, last_event_seq, $11, $5, $12, $4, $3, $2, $13, $14, $15 FROM jobs \
-             WHERE id = $7 AND changes() = 1"
-        );
         let sql = transaction(
             Durability::CrashSafe,
             &[
                 events::OUTPUT_ASSET_STATEMENT,
-                &numbering,
-                &inserting,
-                &recording,
+                OUTPUT_NUMBER_STATEMENT,
+                OUTPUT_EVENT_STATEMENT,
+                OUTPUT_ROW_STATEMENT,
             ],
         );
         let job_id = output.job_id;

@@ -100,7 +100,13 @@ impl Mirror {
             }
             Touch::Output(output) => {
                 self.epoch += 1;
-                if let Some(status) = self.statuses.get_mut(&output.job_id) {
+                // A read that filled the status between the commit and now has it already.
+                if let Some(status) = self.statuses.get_mut(&output.job_id)
+                    && !status
+                        .outputs
+                        .iter()
+                        .any(|kept| kept.asset_id == output.asset_id)
+                {
                     status.outputs.push(*output);
                 }
             }
@@ -136,5 +142,83 @@ impl Mirror {
             self.statuses.remove(&evicted);
         }
         self.statuses.insert(id, status);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::jobs::model::{
+        AssetId, OriginFolder, OutputOrigin, OutputRecord, OutputType, Progress,
+    };
+
+    fn running(id: JobId) -> JobSummary {
+        JobSummary {
+            id,
+            state: JobState::Collecting,
+            backend_id: None,
+            attempt: 1,
+            priority: 0,
+            owner: None,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            started_at: None,
+            completed_at: None,
+            expires_at: OffsetDateTime::UNIX_EPOCH,
+            progress: None,
+            error: None,
+        }
+    }
+
+    fn output(job_id: JobId) -> OutputRecord {
+        OutputRecord {
+            job_id,
+            asset_id: AssetId::new(),
+            node_id: "9".to_owned(),
+            name: "out.png".to_owned(),
+            output_type: OutputType::Image,
+            content_type: "image/png".to_owned(),
+            size_bytes: 1,
+            hash: format!("blake3:{}", "a".repeat(64)).parse().unwrap(),
+            origin: OutputOrigin {
+                filename: "out.png".to_owned(),
+                subfolder: String::new(),
+                folder: OriginFolder::Output,
+            },
+        }
+    }
+
+    #[test]
+    fn a_kept_status_follows_progress_and_outputs_once_each() {
+        let mut mirror = Mirror::default();
+        let id = JobId::new();
+        let first = output(id);
+        // A read that ran between the output's commit and its touch found it already.
+        mirror.fill(
+            Status {
+                job: running(id),
+                outputs: vec![first.clone()],
+            },
+            mirror.epoch(),
+        );
+        mirror.apply(Touch::Output(Box::new(first.clone())));
+        let second = output(id);
+        mirror.apply(Touch::Output(Box::new(second.clone())));
+        let progress = Progress {
+            value: 0.5,
+            nodes_done: 1,
+            nodes_total: 2,
+            current_node: Some("9".to_owned()),
+            current_node_class: Some("SaveImage".to_owned()),
+            step: None,
+            steps: None,
+            message: None,
+        };
+        mirror.apply(Touch::Progress(id, Box::new(progress.clone())));
+
+        let snapshot = mirror.snapshot(id).unwrap();
+        assert_eq!(snapshot.outputs, vec![first, second]);
+        assert_eq!(snapshot.job.progress, Some(progress));
     }
 }

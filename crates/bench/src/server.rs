@@ -296,32 +296,6 @@ impl Proxy {
         })
     }
 
-    /// How many times the process's threads, all of them, gave up the CPU to wait
-    /// (voluntary context switches): each hand-over between threads costs two, so this
-    /// counts the hops a job makes between Darkroom's own threads, whatever the machine's
-    /// speed or load.
-    ///
-    /// # Errors
-    ///
-    /// When the process is gone.
-    pub fn context_switches(&self) -> anyhow::Result<u64> {
-        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid))
-            .with_context(|| format!("cannot list the threads of process {}", self.pid))?;
-        let mut total = 0;
-        for task in tasks {
-            // A thread that ended meanwhile took its count with it.
-            let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
-                continue;
-            };
-            total += status
-                .lines()
-                .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
-                .and_then(|count| count.trim().parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-        Ok(total)
-    }
-
     /// # Errors
     ///
     /// When the process is gone.

@@ -14,19 +14,8 @@ use std::process::Output;
 
 use darkroom::auth::{KeyLimits, Role};
 
+use harness::darkroom;
 use tokio::process::Command;
-
-async fn darkroom(data_dir: &Path, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_darkroom"));
-    command.args(args).arg("--data-dir").arg(data_dir);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("DARKROOM_") {
-            command.env_remove(name);
-        }
-    }
-    let run = tokio::time::timeout(std::time::Duration::from_secs(60), command.output());
-    run.await.expect("darkroom answers in time").unwrap()
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

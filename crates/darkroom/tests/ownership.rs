@@ -8,22 +8,9 @@
     reason = "helpers outside #[test] fns panic too: that is the failure message we want"
 )]
 
-use std::path::Path;
-use std::process::Output;
+mod harness;
 
-use tokio::process::Command;
-
-async fn darkroom(data_dir: &Path, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_darkroom"));
-    command.args(args).arg("--data-dir").arg(data_dir);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("DARKROOM_") {
-            command.env_remove(name);
-        }
-    }
-    let run = tokio::time::timeout(std::time::Duration::from_secs(60), command.output());
-    run.await.expect("darkroom answers in time").unwrap()
-}
+use harness::darkroom;
 
 #[tokio::test]
 async fn a_second_server_on_the_same_database_refuses_to_start() {

@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -12,6 +13,20 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Runs a `darkroom` command on `data_dir` to its end, as an operator would: without the
+/// test environment's `DARKROOM_*` settings.
+pub async fn darkroom(data_dir: &Path, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_darkroom"));
+    command.args(args).arg("--data-dir").arg(data_dir);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("DARKROOM_") {
+            command.env_remove(name);
+        }
+    }
+    let run = tokio::time::timeout(WAIT, command.output());
+    run.await.expect("darkroom answers in time").unwrap()
+}
 
 /// A running `darkroom serve`, killed when dropped.
 pub struct DarkroomProcess {

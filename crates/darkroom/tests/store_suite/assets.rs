@@ -11,6 +11,13 @@ use darkroom::store::{Store, StoreError, Transition};
 
 use super::{advance, at, create, new_job, replica};
 
+/// The moves that bring a new job to where its outputs are stored.
+const TO_COLLECTING: [JobState; 3] = [
+    JobState::Dispatched,
+    JobState::Running,
+    JobState::Collecting,
+];
+
 fn hash(fill: char) -> BlobHash {
     format!("blake3:{}", fill.to_string().repeat(64))
         .parse()
@@ -53,16 +60,7 @@ pub async fn outputs_are_stored_with_their_asset_and_event(store: Arc<dyn Store>
     let mut job = new_job(0);
     job.owner = Some("alice".into());
     let created = create(&store, job).await;
-    let collecting = advance(
-        &store,
-        &created,
-        &[
-            JobState::Dispatched,
-            JobState::Running,
-            JobState::Collecting,
-        ],
-    )
-    .await;
+    let collecting = advance(&store, &created, &TO_COLLECTING).await;
 
     let first = output(created.job.id, "9", 'a');
     let second = output(created.job.id, "12", 'b');
@@ -101,16 +99,7 @@ pub async fn outputs_are_stored_with_their_asset_and_event(store: Arc<dyn Store>
 /// stays (no event, no row), and the next writes go through.
 pub async fn an_output_refused_halfway_leaves_nothing_and_writes_go_on(store: Arc<dyn Store>) {
     let created = create(&store, new_job(0)).await;
-    let collecting = advance(
-        &store,
-        &created,
-        &[
-            JobState::Dispatched,
-            JobState::Running,
-            JobState::Collecting,
-        ],
-    )
-    .await;
+    let collecting = advance(&store, &created, &TO_COLLECTING).await;
     let first = output(created.job.id, "9", 'a');
     store.add_output(&first, &replica(), at(20)).await.unwrap();
     assert_eq!(
@@ -157,16 +146,7 @@ pub async fn assets_in_use_are_not_deleted_and_shared_blobs_outlive_one_asset(
     store: Arc<dyn Store>,
 ) {
     let created = create(&store, new_job(0)).await;
-    advance(
-        &store,
-        &created,
-        &[
-            JobState::Dispatched,
-            JobState::Running,
-            JobState::Collecting,
-        ],
-    )
-    .await;
+    advance(&store, &created, &TO_COLLECTING).await;
     let produced = output(created.job.id, "9", 'a');
     store
         .add_output(&produced, &replica(), at(1))

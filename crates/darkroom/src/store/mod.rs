@@ -425,9 +425,7 @@ pub fn claim_ownership(url: &str) -> Result<Ownership, StoreError> {
     let Some(database) = sqlite::database_file(url)? else {
         return Ok(Ownership { _lock: None });
     };
-    let mut name = database.clone().into_os_string();
-    name.push(".lock");
-    let lock = std::path::PathBuf::from(name);
+    let lock = sqlite::beside(&database, ".lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -213,7 +213,6 @@ shared_store_impl! {
         Ok(event)
     }
 
-
     async fn create_job(&self, job: NewJob) -> Result<JobChange, StoreError> {
         let mut tx = self.write(Durability::PowerSafe).await?;
         let change = jobs::create(&mut tx, &job).await?;

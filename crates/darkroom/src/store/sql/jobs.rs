@@ -200,14 +200,7 @@ pub(super) async fn transition(
     change: &Transition,
     claim: Option<&Claim<'_>>,
 ) -> Result<JobChange, StoreError> {
-    if !change.from.can_transition_to(change.to) {
-        return Err(StoreError::IllegalTransition {
-            from: change.from,
-            to: change.to,
-        });
-    }
-
-    let (sql, values) = move_statement(change, claim);
+    let (sql, values) = move_statement(change, claim)?;
     let mut moving = sqlx::query_as::<_, MovedRow>(sqlx::AssertSqlSafe(sql))
         .bind(change.to.as_str())
         .bind(change.job_id.to_string())
@@ -243,7 +236,8 @@ pub(super) fn status_event(change: &Transition) -> NewEvent {
     }
 }
 
-/// The statement of a move, with the values its effects bind from `$5` on. One statement
+/// The statement of a move, with the values its effects bind from `$5` on, or
+/// `IllegalTransition` when the state machine has no such move. One statement
 /// moves the job, sets the columns its new state owns and takes the next event number, so
 /// a move is two statements (and the output expiry on an end) instead of one per column.
 /// A holder moves the job only while no other replica holds it. Binds `$1` the new
@@ -251,7 +245,13 @@ pub(super) fn status_event(change: &Transition) -> NewEvent {
 pub(super) fn move_statement<'a>(
     change: &'a Transition,
     claim: Option<&Claim<'a>>,
-) -> (String, Vec<Value<'a>>) {
+) -> Result<(String, Vec<Value<'a>>), StoreError> {
+    if !change.from.can_transition_to(change.to) {
+        return Err(StoreError::IllegalTransition {
+            from: change.from,
+            to: change.to,
+        });
+    }
     let (effects, values) = effects(change, claim);
     let sql = format!(
         "UPDATE jobs SET state = $1, last_event_seq = last_event_seq + 1{effects} \
@@ -259,7 +259,7 @@ pub(super) fn move_statement<'a>(
          AND ($4 IS NULL OR lease_holder IS NULL OR lease_holder = $4) \
          RETURNING {JOB_COLUMNS}, last_event_seq"
     );
-    (sql, values)
+    Ok((sql, values))
 }
 
 /// A job row as a move left it, with the number its status event takes.

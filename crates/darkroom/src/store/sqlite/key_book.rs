@@ -60,11 +60,7 @@ pub(super) struct KeyBook {
 impl KeyBook {
     /// The book of a database file at `database` (`None` in memory).
     pub(super) fn new(database: Option<PathBuf>) -> Self {
-        let marker = database.map(|path| {
-            let mut name = path.into_os_string();
-            name.push(".keys");
-            PathBuf::from(name)
-        });
+        let marker = database.map(|file| super::beside(&file, ".keys"));
         Self {
             marker,
             ..Self::default()

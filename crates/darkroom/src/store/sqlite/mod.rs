@@ -154,13 +154,7 @@ impl Writer {
     async fn begin(&self, durability: Durability) -> Result<Write, StoreError> {
         // The lock first: a writer waiting for it must not hold a connection meanwhile.
         let lock = Arc::clone(&self.lock).lock_owned().await;
-        // `synchronous` cannot change inside a transaction; sent with the BEGIN, it costs
-        // no trip of its own to the connection's thread.
-        let begin = match durability {
-            Durability::PowerSafe => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE",
-            Durability::CrashSafe => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
-        };
-        let tx = self.connection.begin_with(begin).await?;
+        let tx = self.connection.begin_with(begin(durability)).await?;
         Ok(Write { tx, lock })
     }
 
@@ -181,6 +175,16 @@ impl Writer {
 
     fn mirror(&self) -> MutexGuard<'_, Mirror> {
         lock_mirror(&self.mirror)
+    }
+}
+
+/// How a write transaction of `durability` starts. `synchronous` cannot change inside a
+/// transaction; sent with the `BEGIN`, it costs no trip of its own to the connection's
+/// thread.
+fn begin(durability: Durability) -> &'static str {
+    match durability {
+        Durability::PowerSafe => "PRAGMA synchronous = FULL; BEGIN IMMEDIATE",
+        Durability::CrashSafe => "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE",
     }
 }
 
@@ -409,6 +413,13 @@ pub(crate) fn database_file(url: &str) -> Result<Option<std::path::PathBuf>, Sto
     }
     let options = SqliteConnectOptions::from_str(url)?;
     Ok(Some(options.get_filename().to_path_buf()))
+}
+
+/// The file named `suffix` beside the database `file` (`darkroom.db` + `.lock`).
+pub(crate) fn beside(file: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(suffix);
+    std::path::PathBuf::from(name)
 }
 
 fn is_in_memory(url: &str) -> bool {

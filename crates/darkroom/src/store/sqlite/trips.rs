@@ -54,12 +54,9 @@ const OUTPUT_ROW_STATEMENT: &str = "INSERT INTO job_outputs (asset_id, job_id, s
 
 /// `statements` as one transaction of the given durability.
 fn transaction(durability: Durability, statements: &[&str]) -> String {
-    let synchronous = match durability {
-        Durability::PowerSafe => "FULL",
-        Durability::CrashSafe => "NORMAL",
-    };
     format!(
-        "PRAGMA synchronous = {synchronous}; BEGIN IMMEDIATE; {}; COMMIT",
+        "{}; {}; COMMIT",
+        super::begin(durability),
         statements.join("; ")
     )
 }
@@ -108,13 +105,7 @@ impl super::SqliteStore {
         change: &Transition,
         claim: Option<&jobs::Claim<'_>>,
     ) -> Result<Option<JobChange>, StoreError> {
-        if !change.from.can_transition_to(change.to) {
-            return Err(StoreError::IllegalTransition {
-                from: change.from,
-                to: change.to,
-            });
-        }
-        let (moving, values) = jobs::move_statement(change, claim);
+        let (moving, values) = jobs::move_statement(change, claim)?;
         let first = values.len() + 5;
         let mut statements = vec![moving, event_statement(2, first)];
         if change.expires_at.is_some() {
@@ -150,10 +141,12 @@ impl super::SqliteStore {
                     .into_iter()
                     .next()
                     .map(|row| Job::try_from(row.job).map(|job| (job, row.last_event_seq)));
-                let touched = match &moved {
-                    Some(Ok((job, _))) => Touch::job(job),
-                    _ => Touch::Forget(vec![id]),
-                };
+                let touched = job_touched(
+                    id,
+                    moved
+                        .as_ref()
+                        .map(|moved| moved.as_ref().map(|(job, _)| job)),
+                );
                 (moved, touched)
             })
             .await?;
@@ -205,10 +198,7 @@ impl super::SqliteStore {
             .writer
             .one_trip(query, move |rows| {
                 let job = rows.into_iter().next().map(Job::try_from);
-                let touched = match &job {
-                    Some(Ok(job)) => Touch::job(job),
-                    _ => Touch::Forget(vec![id]),
-                };
+                let touched = job_touched(id, job.as_ref().map(Result::as_ref));
                 (job, touched)
             })
             .await?;
@@ -249,12 +239,7 @@ impl super::SqliteStore {
         let seq = self
             .writer
             .one_trip(query, move |rows| {
-                let seq = first_seq(rows);
-                let touched = match seq {
-                    Some(_) => Touch::Progress(id, Box::new(written)),
-                    None => Touch::Nothing,
-                };
-                (seq, touched)
+                event_written(rows, Touch::Progress(id, Box::new(written)))
             })
             .await?;
         match seq {
@@ -283,7 +268,7 @@ impl super::SqliteStore {
             .bind(to_micros(event.at));
         let seq = self
             .writer
-            .one_trip(query, |rows| (first_seq(rows), Touch::Nothing))
+            .one_trip(query, |rows| event_written(rows, Touch::Nothing))
             .await?;
         match seq {
             Some(seq) => events::inserted(id, seq, event),
@@ -329,12 +314,7 @@ impl super::SqliteStore {
         let seq = self
             .writer
             .one_trip(query, move |rows| {
-                let seq = first_seq(rows);
-                let touched = match seq {
-                    Some(_) => Touch::Output(Box::new(recorded)),
-                    None => Touch::Nothing,
-                };
-                (seq, touched)
+                event_written(rows, Touch::Output(Box::new(recorded)))
             })
             .await?;
         match seq {
@@ -347,7 +327,22 @@ impl super::SqliteStore {
     }
 }
 
-/// The number the trip's event took, if it wrote one.
-fn first_seq(rows: Vec<Seq>) -> Option<i64> {
-    rows.first().map(|(seq,)| *seq)
+/// What status reads learn from a trip that returned job `id` as it left it: the job, when
+/// it could be read back; that what was known is stale, when the commit's row could not be
+/// read; nothing, when the trip changed nothing.
+fn job_touched(id: JobId, job: Option<Result<&Job, &StoreError>>) -> Touch {
+    match job {
+        Some(Ok(job)) => Touch::job(job),
+        Some(Err(_)) => Touch::Forget(vec![id]),
+        None => Touch::Nothing,
+    }
+}
+
+/// The number the trip's event took, if it wrote one, and what status reads learn: `touched`
+/// when it did, nothing when the trip changed nothing.
+fn event_written(rows: Vec<Seq>, touched: Touch) -> (Option<i64>, Touch) {
+    match rows.first() {
+        Some((seq,)) => (Some(*seq), touched),
+        None => (None, Touch::Nothing),
+    }
 }

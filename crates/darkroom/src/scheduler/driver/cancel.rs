@@ -10,9 +10,10 @@ use crate::jobs::model::{JobId, JobState};
 impl Driver {
     /// Cancels one of this backend's jobs.
     pub(super) async fn cancel(&mut self, job_id: JobId) {
-        let Some(job) = self.current_job(job_id).await else {
+        let Some(status) = self.current_status(job_id).await else {
             return;
         };
+        let job = status.job;
         let found = self
             .runs
             .iter()
@@ -22,7 +23,8 @@ impl Driver {
         let Some(prompt_id) = found else {
             // Not posted (or already ended): nothing on the backend to stop.
             if job.state == JobState::Canceling {
-                self.settle(&job, JobState::Canceled, None).await;
+                self.settle_from(job.id, job.state, JobState::Canceled, None)
+                    .await;
             } else if let Ok(Some(job)) = self
                 .context
                 .transition(job.id, job.state, JobState::Canceling, None)
@@ -80,9 +82,11 @@ impl Driver {
             // Removed before it ran, or it just ended: history decides.
             self.check_history(prompt_id).await;
             if let Some(run) = self.runs.remove(prompt_id)
-                && let Some(job) = self.current_job(run.job_id).await
+                && let Some(status) = self.current_status(run.job_id).await
             {
-                self.settle(&job, JobState::Canceled, None).await;
+                let job = status.job;
+                self.settle_from(job.id, job.state, JobState::Canceled, None)
+                    .await;
             }
         }
     }

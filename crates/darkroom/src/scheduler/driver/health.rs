@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::Driver;
-use crate::jobs::model::{EventKind, Job};
+use crate::jobs::model::{EventKind, JobId};
 use crate::scheduler::board::{Health, Phase, RunSlot};
 use crate::scheduler::capability::Capabilities;
 use crate::scheduler::managed::ProcessEvent;
@@ -246,7 +246,8 @@ impl Driver {
     /// what happened.
     pub(super) async fn record_attempt(
         &self,
-        job: &Job,
+        job_id: JobId,
+        attempt: u32,
         level: &str,
         message: String,
         details: Value,
@@ -254,7 +255,7 @@ impl Driver {
         let mut payload = json!({
             "level": level,
             "message": message,
-            "attempt": job.attempt,
+            "attempt": attempt,
             "backend": self.id.0,
         });
         if let (Some(fields), Value::Object(details)) = (payload.as_object_mut(), details) {
@@ -265,9 +266,9 @@ impl Driver {
             payload,
             at: OffsetDateTime::now_utc(),
         };
-        match self.context.store.append_event(job.id, event).await {
+        match self.context.store.append_event(job_id, event).await {
             Ok(event) => self.context.bus.publish(event),
-            Err(error) => tracing::error!(job.id = %job.id, %error, "attempt not recorded"),
+            Err(error) => tracing::error!(job.id = %job_id, %error, "attempt not recorded"),
         }
     }
 }

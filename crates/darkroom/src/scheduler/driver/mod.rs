@@ -563,13 +563,15 @@ impl Driver {
             let Some(run) = self.runs.remove(&prompt_id) else {
                 continue;
             };
-            if let Some(job) = self.current_job(run.job_id).await {
+            if let Some(status) = self.current_status(run.job_id).await {
+                let job = status.job;
                 tracing::warn!(job.id = %job.id, prompt.id = %prompt_id, ?limit, "run took too long; stopping it");
                 let error = job_error(
                     "run_timeout",
                     format!("the run took longer than the limit of {limit:?}"),
                 );
-                self.settle(&job, JobState::Failed, Some(error)).await;
+                self.settle_from(job.id, job.state, JobState::Failed, Some(error))
+                    .await;
             }
             self.stop_on_backend(&prompt_id).await;
         }
@@ -635,9 +637,10 @@ impl Driver {
             &self.id,
             format!("run of job {} lost: {reason}", run.job_id),
         );
-        let Some(job) = self.current_job(run.job_id).await else {
+        let Some(status) = self.current_status(run.job_id).await else {
             return;
         };
+        let job = status.job;
         let retry = job.attempt < self.context.settings.max_attempts;
         let outcome = if retry && job.state != JobState::Canceling {
             "queued again"
@@ -645,7 +648,8 @@ impl Driver {
             "no attempt left"
         };
         self.record_attempt(
-            &job,
+            job.id,
+            job.attempt,
             "warn",
             format!(
                 "attempt {} on backend {:?} lost: {reason}; {outcome}",
@@ -668,7 +672,7 @@ impl Driver {
                 )),
             ),
         };
-        self.settle(&job, to, error).await;
+        self.settle_from(job.id, job.state, to, error).await;
     }
 
     /// Posts the jobs handed over, once the socket is open (prompts must carry the id of
@@ -720,7 +724,8 @@ impl Driver {
                     .metrics
                     .prompt_accepted(&self.id.0, since.elapsed().as_secs_f64());
                 self.record_attempt(
-                    &job,
+                    job.id,
+                    job.attempt,
                     "info",
                     format!("attempt {} posted to backend {:?}", job.attempt, self.id.0),
                     serde_json::json!({"outcome": "posted", "prompt_id": accepted.prompt_id.as_str(), "front": front}),
@@ -777,17 +782,6 @@ impl Driver {
         }
     }
 
-    async fn current_job(&self, job_id: JobId) -> Option<Job> {
-        match self.context.store.job(job_id).await {
-            Ok(Some(job)) if !job.state.is_final() => Some(job),
-            Ok(_) => None,
-            Err(error) => {
-                tracing::error!(job.id = %job_id, %error, "cannot read job");
-                None
-            }
-        }
-    }
-
     /// Moves a job to `to` from wherever it is now; a lost race is fine.
     async fn settle(&self, job: &Job, to: JobState, error: Option<JobError>) {
         self.settle_from(job.id, job.state, to, error).await;
@@ -799,7 +793,7 @@ impl Driver {
         self.log_store_error(result);
     }
 
-    /// A job's status while it is not final.
+    /// A job's status while it is not final (the status, not the job: no workflows).
     async fn current_status(&self, job_id: JobId) -> Option<JobSnapshot> {
         match self.context.store.job_snapshot(job_id).await {
             Ok(Some(status)) if !status.job.state.is_final() => Some(status),

@@ -82,6 +82,11 @@ pub async fn serve(
     tracing::info!(database = %crate::config::redact_url(&config.database_url), "store open");
     let location = ArtifactsLocation::parse(&config.artifacts_url, &config.data_dir, &config.s3)?;
     let blobs = crate::artifacts::open(&location).await?;
+    // Small blobs in the database only beside a local folder: blobs in S3 are shared.
+    let blobs = match location {
+        ArtifactsLocation::Local(_) => store.keep_small_blobs(blobs),
+        ArtifactsLocation::S3 { .. } => blobs,
+    };
     tracing::info!(blobs = %location, "blob store open");
     // Loaded without /object_info, so start-up never waits on a backend; each template is
     // checked again with it on first use.

@@ -1,6 +1,7 @@
-//! The content-addressed blob store, one suite run against both engines: local disk on a
-//! temp folder (`local_disk::*`) and S3 on moto's server (`s3::*`, a bucket per test;
-//! `DARKROOM_SKIP_S3=1` skips those loudly). Streaming writes that never hold a blob in
+//! The content-addressed blob store, one suite run against every engine: local disk on a
+//! temp folder (`local_disk::*`), SQLite's database in front of such a folder, as a server
+//! with SQLite and local artifacts runs (`in_database::*`), and S3 on moto's server
+//! (`s3::*`, a bucket per test; `DARKROOM_SKIP_S3=1` skips those loudly). Streaming writes that never hold a blob in
 //! memory, dedup, byte ranges, cleanup after failed and canceled writes, replicas sharing
 //! a bucket, and hashes from hostile clients.
 
@@ -21,13 +22,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use darkroom::artifacts::{
-    ArtifactError, ArtifactsLocation, BlobHash, BlobStore, LocalBlobStore, S3BlobStore, S3Settings,
+    ArtifactError, ArtifactsLocation, BlobHash, BlobInfo, BlobStore, LocalBlobStore, S3BlobStore,
+    S3Settings,
 };
+use darkroom::store::{SqliteStore, Store};
 use futures_util::{Stream, StreamExt, TryStreamExt, stream};
 use support::s3::MotoServer;
 use tokio::io::AsyncReadExt;
 
 const CHUNK: usize = 64 * 1024;
+/// Blobs up to this size go into SQLite's database (the tier's limit is 256 KiB); the
+/// tests use sizes well either side of it.
+const SMALL_ENOUGH: u64 = 256 * 1024;
 
 /// Counts the chunks alive at once, so a test can prove the writer lets each
 /// go before asking for the next.
@@ -115,6 +121,8 @@ struct Subject {
 
 enum Engine {
     Local(tempfile::TempDir),
+    /// `darkroom.db` in the folder, files under `blobs/` in it.
+    Database(tempfile::TempDir),
     S3 {
         moto: &'static MotoServer,
         bucket: String,
@@ -129,6 +137,34 @@ async fn local_disk() -> Option<Subject> {
         store: Arc::new(store),
         engine: Engine::Local(folder),
     })
+}
+
+async fn in_database() -> Option<Subject> {
+    let folder = tempfile::tempdir().unwrap();
+    let store = database_tier(folder.path()).await;
+    Some(Subject {
+        store,
+        engine: Engine::Database(folder),
+    })
+}
+
+/// SQLite's tier over a blob folder, both in `folder`, as `darkroom serve` opens them.
+async fn database_tier(folder: &Path) -> Arc<dyn BlobStore> {
+    let store = SqliteStore::open_in(folder).await.unwrap();
+    let files = LocalBlobStore::create(folder.join("blobs")).await.unwrap();
+    store.keep_small_blobs(Arc::new(files))
+}
+
+/// The hashes of the blobs kept in the database in `folder`.
+async fn database_rows(folder: &Path) -> Vec<String> {
+    let url = format!("sqlite://{}?mode=ro", folder.join("darkroom.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT hash FROM blobs ORDER BY hash")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    rows.into_iter().map(|(hash,)| hash).collect()
 }
 
 async fn s3() -> Option<Subject> {
@@ -161,11 +197,14 @@ impl Subject {
         self.store.as_ref()
     }
 
-    /// Where a blob is kept, relative to the engine's root (bucket for S3).
-    fn expected_key(&self, hash: &BlobHash) -> String {
-        let hex = hash.hex();
+    /// Where a blob is kept, relative to the engine's root (bucket for S3; a blob in the
+    /// database is `database/HEX`).
+    fn expected_key(&self, blob: &BlobInfo) -> String {
+        let hex = blob.hash.hex();
         match &self.engine {
             Engine::Local(_) => format!("{}/{}/{hex}", &hex[..2], &hex[2..4]),
+            Engine::Database(_) if blob.size <= SMALL_ENOUGH => format!("database/{hex}"),
+            Engine::Database(_) => format!("blobs/{}/{}/{hex}", &hex[..2], &hex[2..4]),
             Engine::S3 { prefix, .. } => format!("{prefix}/blobs/{}/{}", &hex[..2], &hex[2..]),
         }
     }
@@ -177,6 +216,18 @@ impl Subject {
                 let mut keys = Vec::new();
                 walk(folder.path(), folder.path(), &mut keys);
                 keys.retain(|key| !key.starts_with("tmp/"));
+                keys.sort();
+                keys
+            }
+            Engine::Database(folder) => {
+                let blobs = folder.path().join("blobs");
+                let mut keys = Vec::new();
+                walk(folder.path(), &blobs, &mut keys);
+                keys.retain(|key| !key.starts_with("blobs/tmp/"));
+                for hash in database_rows(folder.path()).await {
+                    let hash: BlobHash = hash.parse().unwrap();
+                    keys.push(format!("database/{}", hash.hex()));
+                }
                 keys.sort();
                 keys
             }
@@ -192,6 +243,7 @@ impl Subject {
     async fn unfinished(&self) -> usize {
         match &self.engine {
             Engine::Local(folder) => files_in(&folder.path().join("tmp")),
+            Engine::Database(folder) => files_in(&folder.path().join("blobs/tmp")),
             Engine::S3 {
                 moto,
                 bucket,
@@ -230,14 +282,24 @@ fn walk(root: &Path, folder: &Path, keys: &mut Vec<String>) {
     }
 }
 
-/// Runs each scenario once per engine: `local_disk::NAME` and `s3::NAME`.
-macro_rules! on_both_engines {
+/// Runs each scenario once per engine: `local_disk::NAME`, `in_database::NAME` and
+/// `s3::NAME`.
+macro_rules! on_every_engine {
     ($($scenario:ident),* $(,)?) => {
         mod local_disk {
             $(
                 #[tokio::test]
                 async fn $scenario() {
                     let subject = super::local_disk().await.unwrap();
+                    super::$scenario(subject).await;
+                }
+            )*
+        }
+        mod in_database {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    let subject = super::in_database().await.unwrap();
                     super::$scenario(subject).await;
                 }
             )*
@@ -255,7 +317,7 @@ macro_rules! on_both_engines {
     };
 }
 
-on_both_engines!(
+on_every_engine!(
     a_large_blob_streams_through_without_being_buffered,
     identical_bytes_are_stored_once_under_their_hash,
     byte_ranges_read_only_what_was_asked,
@@ -288,7 +350,7 @@ async fn a_large_blob_streams_through_without_being_buffered(subject: Subject) {
     // uploaded (8 MiB each, two in flight, one filling), never the blob.
     let peak_bytes = live.peak.load(Ordering::SeqCst) * CHUNK;
     let bound = match subject.engine {
-        Engine::Local(_) => CHUNK,
+        Engine::Local(_) | Engine::Database(_) => CHUNK,
         Engine::S3 { .. } => 32 * 1024 * 1024,
     };
     assert!(
@@ -313,7 +375,7 @@ async fn a_large_blob_streams_through_without_being_buffered(subject: Subject) {
     assert_eq!(subject.unfinished().await, 0, "no temp file left behind");
     assert_eq!(
         subject.blob_keys().await,
-        vec![subject.expected_key(&info.hash)]
+        vec![subject.expected_key(&info)]
     );
 }
 
@@ -335,7 +397,7 @@ async fn identical_bytes_are_stored_once_under_their_hash(subject: Subject) {
     );
     assert_eq!(
         subject.blob_keys().await,
-        vec![subject.expected_key(&first.hash)]
+        vec![subject.expected_key(&first)]
     );
     assert_eq!(read_all(store, &first.hash, 0, None).await, b"hello world");
     assert_eq!(subject.unfinished().await, 0);
@@ -623,4 +685,49 @@ async fn every_valid_hash_maps_inside_the_root() {
                 .all(|part| matches!(part, std::path::Component::Normal(_)))
         );
     }
+}
+
+#[tokio::test]
+async fn small_blobs_live_in_the_database_and_are_there_after_a_restart() {
+    let folder = tempfile::tempdir().unwrap();
+    let small = pattern(1)[..1000].to_vec();
+    let large: Vec<u8> = (0..64).flat_map(pattern).collect();
+    let (small_info, large_info) = {
+        let blobs = database_tier(folder.path()).await;
+        let small_info = blobs.put(stream::iter([Ok(Bytes::from(small.clone()))])).await;
+        let large_info = blobs.put(stream::iter([Ok(Bytes::from(large.clone()))])).await;
+        (small_info.unwrap(), large_info.unwrap())
+    };
+    assert!(small_info.created_new && large_info.created_new);
+    assert_eq!(
+        database_rows(folder.path()).await,
+        vec![small_info.hash.as_str().to_owned()],
+        "only the small blob is a row"
+    );
+
+    // Another process opens the same folder, as after a restart.
+    let blobs = database_tier(folder.path()).await;
+    assert_eq!(read_all(blobs.as_ref(), &small_info.hash, 0, None).await, small);
+    assert_eq!(read_all(blobs.as_ref(), &large_info.hash, 0, None).await, large);
+    assert_eq!(read_all(blobs.as_ref(), &small_info.hash, 10, Some(5)).await, small[10..15]);
+}
+
+#[tokio::test]
+async fn bytes_stored_as_a_file_before_the_database_tier_stay_one_blob() {
+    let folder = tempfile::tempdir().unwrap();
+    let files = LocalBlobStore::create(folder.path().join("blobs")).await.unwrap();
+    let as_file: &dyn BlobStore = &files;
+    let stored = as_file.put(from_slices(&[b"an output from last week"])).await;
+    let earlier = files.path_of(&stored.unwrap().hash);
+    assert!(earlier.exists());
+
+    let blobs = database_tier(folder.path()).await;
+    let again = blobs.put(from_slices(&[b"an output from last week"])).await.unwrap();
+    assert!(!again.created_new, "the file is that blob");
+    assert!(database_rows(folder.path()).await.is_empty());
+    assert!(blobs.exists(&again.hash).await.unwrap());
+
+    assert!(blobs.delete(&again.hash).await.unwrap());
+    assert!(!earlier.exists());
+    assert!(!blobs.exists(&again.hash).await.unwrap());
 }

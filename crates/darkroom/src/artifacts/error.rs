@@ -40,6 +40,15 @@ pub enum ArtifactError {
         source: object_store::Error,
     },
 
+    /// The database that keeps small blobs (SQLite, beside local artifacts) failed.
+    #[error("database failed to {action} blob {hash}")]
+    Database {
+        action: &'static str,
+        hash: BlobHash,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     #[error("failed to {action} {path}")]
     Io {
         action: &'static str,

@@ -4,7 +4,9 @@
 //! behind one object-safe [`Store`] trait with one engine per database:
 //! SQLite (one process, the default) and PostgreSQL (several replicas). It
 //! must not run jobs, talk to ComfyUI or touch blob files: it says which
-//! blobs are no longer referenced and the caller deletes them.
+//! blobs are no longer referenced and the caller deletes them. (SQLite keeps
+//! the bytes of small blobs in its own database, behind the same blob-store
+//! interface: see [`Store::keep_small_blobs`].)
 //!
 //! Every change that has an event writes the row and the event in one
 //! transaction, so a published event always describes committed state.
@@ -36,7 +38,7 @@ pub use request::{
 };
 pub use sqlite::SqliteStore;
 
-use crate::artifacts::BlobHash;
+use crate::artifacts::{BlobHash, BlobStore};
 use crate::auth::ApiKey;
 use crate::jobs::model::{
     Asset, AssetId, BackendId, Job, JobEvent, JobId, OutputRecord, Progress, ReplicaId,
@@ -258,6 +260,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Whether several replicas can share this store (PostgreSQL) rather
     /// than one process owning it (SQLite).
     fn is_shared(&self) -> bool;
+
+    /// The blob store to use in front of a local blob folder, `files`. SQLite
+    /// keeps small blobs in its database, made durable by the power-safe
+    /// commit that records them instead of a file's syncs of their own; other
+    /// engines hand `files` back.
+    fn keep_small_blobs(&self, files: Arc<dyn BlobStore>) -> Arc<dyn BlobStore> {
+        files
+    }
 
     /// Takes the backend for `lease.holder` when no one holds it, its lease
     /// lapsed at `at`, or the holder already has it (the deadline moves).

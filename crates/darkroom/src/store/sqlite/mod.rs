@@ -19,6 +19,7 @@
 //! in memory too, read again when `darkroom keys` marks a change (`key_book`).
 
 mod accepts;
+mod blobs;
 mod key_book;
 // The queries themselves are shared with the other engines: see `store/sql`.
 #[path = "../sql/assets.rs"]
@@ -84,7 +85,7 @@ use super::{
     AssetRemoval, Dispatch, Durability, EventFeed, JobChange, JobPage, JobQuery, JobSnapshot,
     Lease, NewEvent, NewJob, QueuedJob, Store, StoreError, Sweep, Transition,
 };
-use crate::artifacts::BlobHash;
+use crate::artifacts::{BlobHash, BlobStore};
 use crate::auth::ApiKey;
 use crate::jobs::model::{
     Asset, AssetId, BackendId, Job, JobEvent, JobId, JobState, OutputRecord, Progress, ReplicaId,
@@ -430,6 +431,11 @@ shared_store_impl! {
     SqliteStore;
     fn is_shared(&self) -> bool {
         false
+    }
+
+    fn keep_small_blobs(&self, files: Arc<dyn BlobStore>) -> Arc<dyn BlobStore> {
+        let readers = self.pool.clone();
+        Arc::new(blobs::SmallBlobs::new(self.writer.clone(), readers, files))
     }
 
     async fn create_job(&self, job: NewJob) -> Result<JobChange, StoreError> {

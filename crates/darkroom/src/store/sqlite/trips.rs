@@ -66,7 +66,7 @@ impl Writer {
     /// into the caller's answer and says what status reads must learn. Runs in a task of
     /// its own, like every commit: a caller dropped halfway must not leave a transaction
     /// open on the writer.
-    async fn one_trip<O, R>(
+    pub(super) async fn one_trip<O, R>(
         &self,
         query: Trip<O>,
         settle: impl FnOnce(Vec<O>) -> (R, Touch) + Send + 'static,

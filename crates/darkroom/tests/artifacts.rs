@@ -373,10 +373,7 @@ async fn a_large_blob_streams_through_without_being_buffered(subject: Subject) {
         started.elapsed()
     );
     assert_eq!(subject.unfinished().await, 0, "no temp file left behind");
-    assert_eq!(
-        subject.blob_keys().await,
-        vec![subject.expected_key(&info)]
-    );
+    assert_eq!(subject.blob_keys().await, vec![subject.expected_key(&info)]);
 }
 
 async fn identical_bytes_are_stored_once_under_their_hash(subject: Subject) {
@@ -694,8 +691,12 @@ async fn small_blobs_live_in_the_database_and_are_there_after_a_restart() {
     let large: Vec<u8> = (0..64).flat_map(pattern).collect();
     let (small_info, large_info) = {
         let blobs = database_tier(folder.path()).await;
-        let small_info = blobs.put(stream::iter([Ok(Bytes::from(small.clone()))])).await;
-        let large_info = blobs.put(stream::iter([Ok(Bytes::from(large.clone()))])).await;
+        let small_info = blobs
+            .put(stream::iter([Ok(Bytes::from(small.clone()))]))
+            .await;
+        let large_info = blobs
+            .put(stream::iter([Ok(Bytes::from(large.clone()))]))
+            .await;
         (small_info.unwrap(), large_info.unwrap())
     };
     assert!(small_info.created_new && large_info.created_new);
@@ -707,22 +708,38 @@ async fn small_blobs_live_in_the_database_and_are_there_after_a_restart() {
 
     // Another process opens the same folder, as after a restart.
     let blobs = database_tier(folder.path()).await;
-    assert_eq!(read_all(blobs.as_ref(), &small_info.hash, 0, None).await, small);
-    assert_eq!(read_all(blobs.as_ref(), &large_info.hash, 0, None).await, large);
-    assert_eq!(read_all(blobs.as_ref(), &small_info.hash, 10, Some(5)).await, small[10..15]);
+    assert_eq!(
+        read_all(blobs.as_ref(), &small_info.hash, 0, None).await,
+        small
+    );
+    assert_eq!(
+        read_all(blobs.as_ref(), &large_info.hash, 0, None).await,
+        large
+    );
+    assert_eq!(
+        read_all(blobs.as_ref(), &small_info.hash, 10, Some(5)).await,
+        small[10..15]
+    );
 }
 
 #[tokio::test]
 async fn bytes_stored_as_a_file_before_the_database_tier_stay_one_blob() {
     let folder = tempfile::tempdir().unwrap();
-    let files = LocalBlobStore::create(folder.path().join("blobs")).await.unwrap();
+    let files = LocalBlobStore::create(folder.path().join("blobs"))
+        .await
+        .unwrap();
     let as_file: &dyn BlobStore = &files;
-    let stored = as_file.put(from_slices(&[b"an output from last week"])).await;
+    let stored = as_file
+        .put(from_slices(&[b"an output from last week"]))
+        .await;
     let earlier = files.path_of(&stored.unwrap().hash);
     assert!(earlier.exists());
 
     let blobs = database_tier(folder.path()).await;
-    let again = blobs.put(from_slices(&[b"an output from last week"])).await.unwrap();
+    let again = blobs
+        .put(from_slices(&[b"an output from last week"]))
+        .await
+        .unwrap();
     assert!(!again.created_new, "the file is that blob");
     assert!(database_rows(folder.path()).await.is_empty());
     assert!(blobs.exists(&again.hash).await.unwrap());

@@ -48,17 +48,44 @@ pub(super) async fn insert(
     seq: i64,
     event: &NewEvent,
 ) -> Result<JobEvent, StoreError> {
-    sqlx::query(
-        "INSERT INTO job_events (job_id, seq, kind, payload, at) VALUES ($1, $2, $3, $4, $5)",
+    let statement = insert_statement(1);
+    bind_event(
+        sqlx::query(sqlx::AssertSqlSafe(statement)),
+        job_id,
+        seq,
+        event,
     )
-    .bind(job_id.to_string())
-    .bind(seq)
-    .bind(event.kind.as_str())
-    .bind(Json(&event.payload))
-    .bind(to_micros(event.at))
     .execute(&mut *connection)
     .await?;
     inserted(job_id, seq, event)
+}
+
+/// The insert of one event; its parameters are numbered from `$first`, and
+/// [`bind_event`] binds them in order.
+pub(super) fn insert_statement(first: usize) -> String {
+    format!(
+        "INSERT INTO job_events (job_id, seq, kind, payload, at) \
+         VALUES (${first}, ${}, ${}, ${}, ${})",
+        first + 1,
+        first + 2,
+        first + 3,
+        first + 4
+    )
+}
+
+/// `query` with the parameters of [`insert_statement`] bound.
+pub(super) fn bind_event<'q>(
+    query: sqlx::query::Query<'q, super::Db, <super::Db as sqlx::Database>::Arguments>,
+    job_id: JobId,
+    seq: i64,
+    event: &'q NewEvent,
+) -> sqlx::query::Query<'q, super::Db, <super::Db as sqlx::Database>::Arguments> {
+    query
+        .bind(job_id.to_string())
+        .bind(seq)
+        .bind(event.kind.as_str())
+        .bind(Json(&event.payload))
+        .bind(to_micros(event.at))
 }
 
 /// The event an insert under `seq` wrote, as a later read returns it.

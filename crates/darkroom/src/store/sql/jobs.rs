@@ -49,15 +49,25 @@ pub(super) async fn create_unbounded(
         claim_key(connection, job, key).await?;
     }
 
-    let status = NewEvent {
+    let status = first_status(job);
+    events::append_first(connection, job.id, &status).await?;
+    created(job, &status)
+}
+
+/// A new job's first event, number 1: `status` queued.
+pub(super) fn first_status(job: &NewJob) -> NewEvent {
+    NewEvent {
         kind: EventKind::Status,
         payload: status_payload(JobState::Queued, None),
         at: job.created_at,
-    };
-    let event = events::append_first(connection, job.id, &status).await?;
+    }
+}
+
+/// What creating `job` committed, with `status` its first event, without reading it back.
+pub(super) fn created(job: &NewJob, status: &NewEvent) -> Result<JobChange, StoreError> {
     Ok(JobChange {
         job: inserted(job)?,
-        event,
+        event: events::inserted(job.id, 1, status)?,
     })
 }
 
@@ -92,29 +102,44 @@ fn inserted(job: &NewJob) -> Result<Job, StoreError> {
 /// Inserts the row with its event counter at 1: the `status` event that follows is its
 /// first.
 async fn insert(connection: &mut Connection, job: &NewJob) -> Result<(), StoreError> {
-    sqlx::query(
+    bind_new(sqlx::query(sqlx::AssertSqlSafe(insert_statement(1))), job)
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
+}
+
+/// The insert of a new job, its event counter at 1; its parameters are numbered from
+/// `$first`, and [`bind_new`] binds them in order.
+pub(super) fn insert_statement(first: usize) -> String {
+    let parameters: Vec<String> = (first..first + 14).map(|n| format!("${n}")).collect();
+    format!(
         "INSERT INTO jobs (id, state, workflow, original_workflow, original_format, template, \
          parameters, owner, idempotency_key, keep_previews, created_at, expires_at, priority, \
-         requirements, last_event_seq) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1)",
+         requirements, last_event_seq) VALUES ({}, 1)",
+        parameters.join(", ")
     )
-    .bind(job.id.to_string())
-    .bind(JobState::Queued.as_str())
-    .bind(AsSent(&job.workflow))
-    .bind(AsSent(&job.original_workflow))
-    .bind(job.original_format.as_str())
-    .bind(job.template.as_deref())
-    .bind(job.parameters.as_ref().map(AsSent))
-    .bind(job.owner.as_deref())
-    .bind(job.idempotency_key.as_deref())
-    .bind(job.keep_previews)
-    .bind(to_micros(job.created_at))
-    .bind(to_micros(job.expires_at))
-    .bind(i64::from(job.priority))
-    .bind(sqlx::types::Json(&job.requirements))
-    .execute(&mut *connection)
-    .await?;
-    Ok(())
+}
+
+/// `query` with the parameters of [`insert_statement`] bound to `job`'s values.
+pub(super) fn bind_new<'q>(
+    query: sqlx::query::Query<'q, super::Db, <super::Db as sqlx::Database>::Arguments>,
+    job: &'q NewJob,
+) -> sqlx::query::Query<'q, super::Db, <super::Db as sqlx::Database>::Arguments> {
+    query
+        .bind(job.id.to_string())
+        .bind(JobState::Queued.as_str())
+        .bind(AsSent(&job.workflow))
+        .bind(AsSent(&job.original_workflow))
+        .bind(job.original_format.as_str())
+        .bind(job.template.as_deref())
+        .bind(job.parameters.as_ref().map(AsSent))
+        .bind(job.owner.as_deref())
+        .bind(job.idempotency_key.as_deref())
+        .bind(job.keep_previews)
+        .bind(to_micros(job.created_at))
+        .bind(to_micros(job.expires_at))
+        .bind(i64::from(job.priority))
+        .bind(sqlx::types::Json(&job.requirements))
 }
 
 /// Claims a key for 24 hours. A lapsed claim is cleared first, so the

@@ -21,7 +21,9 @@ use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 
 use super::{Touch, Writer, begin};
-use crate::artifacts::{ArtifactError, Blob, BlobHash, BlobInfo, BlobStore, ByteStream, RangeReader};
+use crate::artifacts::{
+    ArtifactError, Blob, BlobHash, BlobInfo, BlobStore, ByteStream, RangeReader,
+};
 use crate::store::{Durability, StoreError};
 
 /// The largest blob kept in the database. Past it, a blob's pages cost the log and its
@@ -38,7 +40,11 @@ pub struct SmallBlobs {
 }
 
 impl SmallBlobs {
-    pub(super) fn new(writer: Writer, readers: sqlx::SqlitePool, files: Arc<dyn BlobStore>) -> Self {
+    pub(super) fn new(
+        writer: Writer,
+        readers: sqlx::SqlitePool,
+        files: Arc<dyn BlobStore>,
+    ) -> Self {
         Self {
             writer,
             readers,
@@ -82,8 +88,8 @@ impl SmallBlobs {
             "{}; DELETE FROM blobs WHERE hash = $1 RETURNING 1; COMMIT",
             begin(Durability::CrashSafe)
         );
-        let query = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(sql))
-            .bind(hash.as_str().to_owned());
+        let query =
+            sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(sql)).bind(hash.as_str().to_owned());
         self.writer
             .one_trip(query, |rows| (!rows.is_empty(), Touch::Nothing))
             .await
@@ -175,7 +181,9 @@ impl RangeReader for InMemory {
         length: u64,
     ) -> Result<ByteStream<'static>, ArtifactError> {
         // Both were checked against the size, which fits in memory.
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(self.0.len());
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.0.len());
         let end = usize::try_from(offset.saturating_add(length))
             .unwrap_or(usize::MAX)
             .min(self.0.len());

@@ -12,8 +12,9 @@
 //! between them and the read's return: the read keeps what it found only when no write
 //! committed since it started (the `epoch` did not move), so no stale status is ever kept.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use hashlink::LruCache;
 
 use super::queue_index::QueueIndex;
 use crate::jobs::model::{JobId, JobState, JobSummary, OutputRecord};
@@ -22,8 +23,9 @@ use crate::store::JobSnapshot;
 use crate::store::engine::Touch;
 use crate::store::rows::to_micros;
 
-/// Statuses kept at most: about 300 bytes each, so a few MiB. Which are dropped when it
-/// is full does not matter for correctness: a dropped one is read again from the database.
+/// Statuses kept at most: about 300 bytes each, so a few MiB. When it is full, the status
+/// least recently read or written goes, so the jobs clients poll and the jobs running
+/// stay; a dropped one is read again from the database, so which goes only costs time.
 const MAX_STATUSES: usize = 16_384;
 
 /// A job's status as the database last committed it.
@@ -34,10 +36,10 @@ pub(super) struct Status {
 }
 
 /// The queue and the status of recent jobs, kept in step with the database.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Mirror {
     pub queue: QueueIndex,
-    statuses: HashMap<JobId, Status>,
+    statuses: LruCache<JobId, Status>,
     /// Counts committed writes that touched a job, for reads that fill the statuses.
     epoch: u64,
 }
@@ -46,17 +48,20 @@ impl Mirror {
     pub(super) fn new(queue: QueueIndex) -> Self {
         Self {
             queue,
-            ..Self::default()
+            statuses: LruCache::new(MAX_STATUSES),
+            epoch: 0,
         }
     }
 
     /// A job's status and place in the queue, both as of the same commit.
-    pub(super) fn snapshot(&self, id: JobId) -> Option<JobSnapshot> {
+    pub(super) fn snapshot(&mut self, id: JobId) -> Option<JobSnapshot> {
         let status = self.statuses.get(&id)?;
+        let (job, outputs) = (status.job.clone(), status.outputs.clone());
+        let queue_position = self.position(&job);
         Some(JobSnapshot {
-            job: status.job.clone(),
-            outputs: status.outputs.clone(),
-            queue_position: self.position(&status.job),
+            job,
+            outputs,
+            queue_position,
         })
     }
 
@@ -134,14 +139,7 @@ impl Mirror {
     }
 
     fn keep(&mut self, status: Status) {
-        let id = status.job.id;
-        if self.statuses.len() >= MAX_STATUSES
-            && !self.statuses.contains_key(&id)
-            && let Some(evicted) = self.statuses.keys().next().copied()
-        {
-            self.statuses.remove(&evicted);
-        }
-        self.statuses.insert(id, status);
+        self.statuses.insert(status.job.id, status);
     }
 }
 
@@ -191,7 +189,7 @@ mod tests {
 
     #[test]
     fn a_kept_status_follows_progress_and_outputs_once_each() {
-        let mut mirror = Mirror::default();
+        let mut mirror = Mirror::new(QueueIndex::default());
         let id = JobId::new();
         let first = output(id);
         // A read that ran between the output's commit and its touch found it already.
@@ -220,5 +218,34 @@ mod tests {
         let snapshot = mirror.snapshot(id).unwrap();
         assert_eq!(snapshot.outputs, vec![first, second]);
         assert_eq!(snapshot.job.progress, Some(progress));
+    }
+
+    #[test]
+    fn when_full_the_status_least_recently_used_goes_not_the_one_polled() {
+        let mut mirror = Mirror::new(QueueIndex::default());
+        let kept = |mirror: &mut Mirror, id| {
+            mirror.fill(
+                Status {
+                    job: running(id),
+                    outputs: Vec::new(),
+                },
+                mirror.epoch(),
+            )
+        };
+        let (polled, idle) = (JobId::new(), JobId::new());
+        kept(&mut mirror, polled);
+        kept(&mut mirror, idle);
+        for _ in 2..MAX_STATUSES {
+            kept(&mut mirror, JobId::new());
+            // A client polls its job all along.
+            assert!(mirror.snapshot(polled).is_some());
+        }
+
+        kept(&mut mirror, JobId::new());
+        assert!(mirror.snapshot(polled).is_some(), "the polled job stays");
+        assert!(
+            mirror.snapshot(idle).is_none(),
+            "the oldest job nobody read goes"
+        );
     }
 }

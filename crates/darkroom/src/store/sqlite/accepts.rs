@@ -30,6 +30,9 @@ use crate::store::{Durability, JobChange, NewEvent, NewJob, StoreError};
 /// behind the others' inserts.
 const MAX_BATCH: usize = 256;
 
+/// Batches up to this many jobs keep their prepared statements between batches.
+const KEPT_BATCH_TEXTS: usize = 4;
+
 /// One submission and where its answer goes.
 #[derive(Debug)]
 pub(super) struct Accept {
@@ -184,7 +187,10 @@ async fn write_in_one_trip(
         statements.push(events::insert_statement(first + 14));
     }
     statements.push("COMMIT".to_owned());
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(statements.join("; ")));
+    // Each batch size is another text, whose prepared statements sqlx would keep (two per
+    // job, for each of up to 256 sizes); only the few small sizes that recur are kept.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(statements.join("; ")))
+        .persistent(accepted.len() <= KEPT_BATCH_TEXTS);
     for (job, status) in accepted {
         query = events::bind_event(jobs::bind_new(query, job), job.id, 1, status);
     }

@@ -19,6 +19,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use sqlx::Sqlite;
+use sqlx::sqlite::SqliteArguments;
 use tokio::sync::{mpsc, oneshot};
 
 use super::queue_index::QueueIndex;
@@ -32,6 +34,10 @@ const MAX_BATCH: usize = 256;
 
 /// Batches up to this many jobs keep their prepared statements between batches.
 const KEPT_BATCH_TEXTS: usize = 4;
+/// Jobs sent to the writer's thread in one trip: their bound copies (each workflow twice,
+/// as text, and SQLite's own copy) are held until the trip ends, so a batch of large
+/// workflows goes in several trips of one transaction rather than all at once.
+const JOBS_PER_TRIP: usize = 16;
 
 /// One submission and where its answer goes.
 #[derive(Debug)]
@@ -132,11 +138,12 @@ async fn commit(
     Ok(outcomes)
 }
 
-/// Creates `jobs`, none of which claims an idempotency key, in one trip to the writer's
-/// thread: `BEGIN`, each job's row and first event, `COMMIT`, as one multi-statement
-/// query (see `trips`), where the statement-by-statement path makes four trips for one
-/// job. Without a key, the queue bounds (checked here, in memory) are the only refusal a
-/// job can meet, so no job needs a savepoint of its own.
+/// Creates `jobs`, none of which claims an idempotency key, in one transaction of few
+/// trips to the writer's thread: `BEGIN`, each job's row and first event, `COMMIT`, as
+/// multi-statement queries (see `trips`) of up to [`JOBS_PER_TRIP`] jobs each, where the
+/// statement-by-statement path makes four trips for one job. Without a key, the queue
+/// bounds (checked here, in memory) are the only refusal a job can meet, so no job needs
+/// a savepoint of its own.
 async fn commit_in_one_trip(
     writer: &Writer,
     jobs: &[NewJob],
@@ -174,34 +181,52 @@ async fn commit_in_one_trip(
     Ok(outcomes)
 }
 
-/// Runs the one transaction that creates `accepted` jobs with their first events.
+/// Runs the one transaction that creates `accepted` jobs with their first events, in
+/// trips of up to [`JOBS_PER_TRIP`] jobs: the first trip begins it, the last commits it.
 async fn write_in_one_trip(
     writer: &Writer,
     accepted: &[(&NewJob, NewEvent)],
 ) -> Result<(), StoreError> {
-    // Each job binds its row's 14 parameters, then its event's 5.
-    let mut statements = vec![super::begin(Durability::PowerSafe).to_owned()];
-    for index in 0..accepted.len() {
+    let mut connection = writer.connection.acquire().await?;
+    let trips = accepted.chunks(JOBS_PER_TRIP);
+    let last = trips.len() - 1;
+    for (index, trip) in trips.enumerate() {
+        let begins = (index == 0).then(|| super::begin(Durability::PowerSafe));
+        let query = trip_query(begins, trip, index == last);
+        if let Err(error) = query.execute(&mut *connection).await {
+            // What ran before the failed statement is still open. (A failed BEGIN left
+            // nothing, and this ROLLBACK fails harmlessly.)
+            let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+            return Err(error.into());
+        }
+    }
+    Ok(())
+}
+
+/// One trip of a batch: `begins` first if given, each job's row and first event (14
+/// parameters, then 5), and `COMMIT` if `commits`.
+fn trip_query<'q>(
+    begins: Option<&str>,
+    trip: &'q [(&'q NewJob, NewEvent)],
+    commits: bool,
+) -> sqlx::query::Query<'q, Sqlite, SqliteArguments> {
+    let mut statements: Vec<String> = begins.into_iter().map(str::to_owned).collect();
+    for index in 0..trip.len() {
         let first = index * 19 + 1;
         statements.push(jobs::insert_statement(first));
         statements.push(events::insert_statement(first + 14));
     }
-    statements.push("COMMIT".to_owned());
-    // Each batch size is another text, whose prepared statements sqlx would keep (two per
-    // job, for each of up to 256 sizes); only the few small sizes that recur are kept.
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(statements.join("; ")))
-        .persistent(accepted.len() <= KEPT_BATCH_TEXTS);
-    for (job, status) in accepted {
+    if commits {
+        statements.push("COMMIT".to_owned());
+    }
+    // Each size is another text, whose prepared statements sqlx would keep (two per job);
+    // only the small batches that make up most of them are kept.
+    let kept = begins.is_some() && commits && trip.len() <= KEPT_BATCH_TEXTS;
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(statements.join("; "))).persistent(kept);
+    for (job, status) in trip {
         query = events::bind_event(jobs::bind_new(query, job), job.id, 1, status);
     }
-
-    let mut connection = writer.connection.acquire().await?;
-    if let Err(error) = query.execute(&mut *connection).await {
-        // Statements before the failed one are still open. (A failed BEGIN left nothing.)
-        let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
-        return Err(error.into());
-    }
-    Ok(())
+    query
 }
 
 /// Creates one job inside its savepoint: `Ok(Err(_))` when the job alone was refused and
@@ -337,5 +362,21 @@ mod tests {
         }
         assert!(store.job(batch[2].id).await.unwrap().is_none());
         assert_eq!(store.count_queued().await.unwrap(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_one_trip_is_still_one_transaction() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let batch: Vec<NewJob> = (0..JOBS_PER_TRIP * 2 + 3)
+            .map(|_| job(None, None))
+            .collect();
+        let outcomes = commit(&store.writer, &batch).await.unwrap();
+        for (job, outcome) in batch.iter().zip(&outcomes) {
+            let change = outcome.as_ref().unwrap();
+            assert_eq!(store.job(job.id).await.unwrap().as_ref(), Some(&change.job));
+            let events = store.events_after(job.id, 0, 10).await.unwrap();
+            assert_eq!(events, std::slice::from_ref(&change.event));
+        }
+        assert_eq!(store.count_queued().await.unwrap(), batch.len() as u64);
     }
 }

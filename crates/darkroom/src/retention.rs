@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::artifacts::BlobStore;
+use crate::artifacts::{BlobHash, BlobStore};
 use crate::store::Store;
 
 /// How often the sweep runs, and how many jobs one pass expires at most.
@@ -33,9 +33,7 @@ pub async fn sweep_once(store: &dyn Store, blobs: &dyn BlobStore) -> usize {
         }
     };
     for hash in &sweep.orphaned_blobs {
-        if let Err(error) = blobs.delete(hash).await {
-            tracing::error!(blob = %hash.as_str(), %error, "expired blob not deleted");
-        }
+        delete_if_unused(store, blobs, hash).await;
     }
     if !sweep.expired_jobs.is_empty() {
         tracing::info!(
@@ -45,4 +43,23 @@ pub async fn sweep_once(store: &dyn Store, blobs: &dyn BlobStore) -> usize {
         );
     }
     sweep.expired_jobs.len()
+}
+
+/// Deletes the blob `hash` unless a record names it, checked again under the hash's lock
+/// (see `artifacts::BlobLocks`): a record committed since it was found unused keeps it,
+/// and a writer that found it stored before this delete finds it gone and stores it again.
+/// Failures are logged: the bytes are then litter, never missing.
+pub async fn delete_if_unused(store: &dyn Store, blobs: &dyn BlobStore, hash: &BlobHash) {
+    let _deleting = blobs.locks().deleting(hash).await;
+    match store.assets_with_hash(hash).await {
+        Ok(users) if users.is_empty() => {
+            if let Err(error) = blobs.delete(hash).await {
+                tracing::error!(blob.hash = %hash, %error, "unused blob not deleted");
+            }
+        }
+        Ok(_) => tracing::debug!(blob.hash = %hash, "blob named by a new record; kept"),
+        Err(error) => {
+            tracing::error!(blob.hash = %hash, %error, "blob kept: its records could not be read");
+        }
+    }
 }

@@ -255,3 +255,45 @@ async fn deleting_the_last_record_removes_the_bytes() {
     assert_eq!(delete(&server, "not-a-uuid").await, StatusCode::NOT_FOUND);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn bytes_uploaded_again_while_their_last_record_is_deleted_keep_their_record_whole() {
+    let server = TestServer::start().await;
+    let mut kept = 0;
+    for round in 0..40 {
+        let bytes = format!("round {round}: a delete racing an upload of the same bytes");
+        let bytes = bytes.into_bytes();
+        let (_, first) = upload(&server, form(&bytes, "first.txt")).await;
+        let first_id = first["id"].as_str().unwrap().to_owned();
+
+        let (deleted, (status, second)) = tokio::join!(
+            delete(&server, &first_id),
+            upload(&server, form(&bytes, "second.txt"))
+        );
+        assert_eq!(deleted, StatusCode::NO_CONTENT);
+        if status == StatusCode::CONFLICT {
+            // The upload found its bytes being deleted and recorded nothing: said, not lost.
+            assert_eq!(second["error"]["code"], "blob_deleted", "{second}");
+            continue;
+        }
+        assert!(status.is_success(), "round {round}: {status} {second}");
+        let content = server
+            .http
+            .get(second["url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            content.status(),
+            StatusCode::OK,
+            "round {round}: a record without bytes"
+        );
+        assert_eq!(content.bytes().await.unwrap(), bytes);
+        kept += 1;
+    }
+    assert!(
+        kept > 0,
+        "every upload lost the race; the test proves nothing"
+    );
+    server.stop().await;
+}

@@ -4,7 +4,8 @@
 //!
 //! Codes are the contract's where it has one (`invalid_workflow`, `missing_asset`,
 //! `queue_full`, ...); Darkroom adds `invalid_request` (a malformed request that is not a
-//! workflow problem), `payload_too_large`, `asset_in_use` and `range_not_satisfiable`.
+//! workflow problem), `payload_too_large`, `asset_in_use`, `range_not_satisfiable` and
+//! `blob_deleted` (an upload whose identical bytes were being deleted meanwhile).
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};

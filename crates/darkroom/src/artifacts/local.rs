@@ -5,6 +5,7 @@
 use std::io;
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -12,7 +13,9 @@ use tokio::fs::{self, File};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
-use super::{ArtifactError, Blob, BlobHash, BlobInfo, BlobStore, ByteStream, RangeReader};
+use super::{
+    ArtifactError, Blob, BlobHash, BlobInfo, BlobLocks, BlobStore, ByteStream, RangeReader,
+};
 
 /// Where unfinished writes live; inside the root so the final rename never
 /// crosses a filesystem.
@@ -24,6 +27,7 @@ const SMALL_BLOB: usize = 4 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct LocalBlobStore {
     root: PathBuf,
+    locks: Arc<BlobLocks>,
 }
 
 impl LocalBlobStore {
@@ -34,7 +38,10 @@ impl LocalBlobStore {
     ///
     /// Fails when the root or its temp folder cannot be created or listed.
     pub async fn create(root: impl Into<PathBuf>) -> Result<Self, ArtifactError> {
-        let store = Self { root: root.into() };
+        let store = Self {
+            root: root.into(),
+            locks: Arc::default(),
+        };
         let temp_dir = store.temp_dir();
         fs::create_dir_all(&temp_dir)
             .await
@@ -153,6 +160,10 @@ fn install_blocking(root: &Path, temp_path: &Path, target: &Path) -> Result<(), 
 
 #[async_trait]
 impl BlobStore for LocalBlobStore {
+    fn locks(&self) -> &BlobLocks {
+        &self.locks
+    }
+
     // Hashes while writing to a temp file; the blob appears by rename once complete and
     // durable. If the future is dropped midway, the temp file is removed.
     async fn put_stream(&self, mut stream: ByteStream<'_>) -> Result<BlobInfo, ArtifactError> {

@@ -12,6 +12,7 @@ mod error;
 mod hash;
 mod local;
 mod location;
+mod locks;
 mod read;
 mod s3;
 
@@ -28,6 +29,7 @@ pub use error::ArtifactError;
 pub use hash::BlobHash;
 pub use local::LocalBlobStore;
 pub use location::{ArtifactsLocation, S3Settings};
+pub use locks::{BlobHold, BlobLocks};
 pub use read::{Blob, BlobSlice, RangeReader};
 pub use s3::S3BlobStore;
 
@@ -78,6 +80,10 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     /// An engine error when the blob exists but cannot be removed.
     async fn delete(&self, hash: &BlobHash) -> Result<bool, ArtifactError>;
 
+    /// The locks that keep a blob from being deleted under a record being written (see
+    /// [`BlobLocks`]); every handle on one store shares them.
+    fn locks(&self) -> &BlobLocks;
+
     /// `length` bytes of a blob from `offset` (to the end when `None`).
     ///
     /// # Errors
@@ -104,6 +110,22 @@ impl dyn BlobStore + '_ {
         S: Stream<Item = io::Result<Bytes>> + Send + 'a,
     {
         self.put_stream(stream.boxed()).await
+    }
+
+    /// Keeps the blob `hash` from being deleted until the hold drops: take it after
+    /// storing the blob (or finding it stored) and drop it once the record that names the
+    /// blob has committed.
+    ///
+    /// # Errors
+    ///
+    /// [`ArtifactError::NotFound`] when the blob was deleted meanwhile: store it again;
+    /// an engine error when the storage cannot say.
+    pub async fn hold(&self, hash: &BlobHash) -> Result<BlobHold, ArtifactError> {
+        let hold = self.locks().using(hash).await;
+        if !self.exists(hash).await? {
+            return Err(ArtifactError::NotFound { hash: hash.clone() });
+        }
+        Ok(hold)
     }
 }
 

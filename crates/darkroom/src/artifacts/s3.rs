@@ -23,7 +23,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::read::bytes_stream;
 use super::{
-    ArtifactError, Blob, BlobHash, BlobInfo, BlobStore, ByteStream, RangeReader, S3Settings,
+    ArtifactError, Blob, BlobHash, BlobInfo, BlobLocks, BlobStore, ByteStream, RangeReader,
+    S3Settings,
 };
 
 /// Bytes buffered before a write turns into a multipart upload, and the size of each part.
@@ -40,6 +41,7 @@ pub struct S3BlobStore {
     prefix: Path,
     /// For logs: `s3://bucket/prefix`.
     url: String,
+    locks: Arc<BlobLocks>,
 }
 
 impl S3BlobStore {
@@ -67,6 +69,7 @@ impl S3BlobStore {
             objects: Arc::new(objects),
             prefix,
             url,
+            locks: Arc::default(),
         })
     }
 
@@ -164,6 +167,10 @@ fn object_error(
 
 #[async_trait]
 impl BlobStore for S3BlobStore {
+    fn locks(&self) -> &BlobLocks {
+        &self.locks
+    }
+
     async fn put_stream(&self, mut stream: ByteStream<'_>) -> Result<BlobInfo, ArtifactError> {
         let temp_key = self
             .prefix

@@ -97,6 +97,9 @@ pub async fn collect(
                 continue;
             }
         };
+        // Until the output is recorded, its blob must not go with the last record before
+        // it; if it went already, this collection fails and the next stores it again.
+        let _hold = context.blobs.hold(&record.hash).await?;
         let event = context
             .store
             .add_output(

@@ -19,7 +19,7 @@ pub use upload::upload;
 
 use super::links::{self, Origin};
 use super::{ApiError, AppState, body};
-use crate::artifacts::BlobHash;
+use crate::artifacts::{ArtifactError, BlobHash};
 use crate::auth::Caller;
 use crate::jobs::model::{Asset, AssetId, JobId};
 
@@ -119,11 +119,9 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let asset = load(&state, &caller, &id).await?;
     let removal = state.store.delete_asset(asset.id).await?;
-    if let Some(hash) = removal.orphaned_blob
-        && let Err(error) = state.blobs.delete(&hash).await
-    {
-        // The record is gone, which is what the client asked; the bytes are only litter.
-        tracing::error!(blob.hash = %hash, %error, "orphaned blob not deleted");
+    if let Some(hash) = removal.orphaned_blob {
+        // The record is gone, which is what the client asked; bytes left are only litter.
+        crate::retention::delete_if_unused(state.store.as_ref(), state.blobs.as_ref(), &hash).await;
     }
     tracing::info!(asset.id = %asset.id, "asset deleted");
     Ok(StatusCode::NO_CONTENT)
@@ -200,12 +198,21 @@ pub async fn from_hash(
         .map(upload::check_file_path)
         .transpose()?;
     let expires_in = request.expires_in.map(check_expires_in).transpose()?;
-    let Some(source) = source_asset(&state, &caller, &request.hash).await? else {
-        return Err(ApiError::new(
+    let not_found = || {
+        ApiError::new(
             StatusCode::NOT_FOUND,
             "blob_not_found",
             format!("no stored blob has hash {}", request.hash),
-        ));
+        )
+    };
+    let Some(source) = source_asset(&state, &caller, &request.hash).await? else {
+        return Err(not_found());
+    };
+    // Until the new record commits, the blob must not go with the last record before it.
+    let _hold = match state.blobs.hold(&source.hash).await {
+        Ok(hold) => hold,
+        Err(ArtifactError::NotFound { .. }) => return Err(not_found()),
+        Err(error) => return Err(error.into()),
     };
 
     let now = OffsetDateTime::now_utc();

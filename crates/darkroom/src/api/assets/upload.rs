@@ -167,6 +167,20 @@ async fn record(state: &AppState, caller: &Caller, form: &Form) -> Result<(Asset
         .map(parse_expires_in)
         .transpose()?;
 
+    // Until the record commits, the blob must not go with the last record before it (a
+    // delete of identical bytes may have come between their storing and here).
+    let _hold = state
+        .blobs
+        .hold(&blob.hash)
+        .await
+        .map_err(|error| match error {
+            ArtifactError::NotFound { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "blob_deleted",
+                "the same bytes were being deleted while this upload was stored; send it again",
+            ),
+            other => other.into(),
+        })?;
     // Last, so a malformed field is named before the content is judged.
     let head = sniff::head(state.blobs.as_ref(), &blob.hash).await?;
     let content_type = sniff::stored_type(&declared, &head)?;
@@ -286,17 +300,9 @@ fn is_invisible(character: char) -> bool {
 
 /// Removes a blob this request created when no asset came to refer to it.
 async fn discard_new_blob(state: &AppState, blob: Option<&BlobInfo>) {
-    let Some(blob) = blob.filter(|blob| blob.created_new) else {
-        return;
-    };
-    match state.store.assets_with_hash(&blob.hash).await {
-        Ok(users) if users.is_empty() => {
-            if let Err(error) = state.blobs.delete(&blob.hash).await {
-                tracing::warn!(blob.hash = %blob.hash, %error, "unused upload not removed");
-            }
-        }
-        Ok(_) => {}
-        Err(error) => tracing::warn!(blob.hash = %blob.hash, %error, "unused upload kept"),
+    if let Some(blob) = blob.filter(|blob| blob.created_new) {
+        crate::retention::delete_if_unused(state.store.as_ref(), state.blobs.as_ref(), &blob.hash)
+            .await;
     }
 }
 

@@ -22,7 +22,7 @@ use futures_util::{StreamExt, stream};
 
 use super::{Touch, Writer, begin};
 use crate::artifacts::{
-    ArtifactError, Blob, BlobHash, BlobInfo, BlobStore, ByteStream, RangeReader,
+    ArtifactError, Blob, BlobHash, BlobInfo, BlobLocks, BlobStore, ByteStream, RangeReader,
 };
 use crate::store::{Durability, StoreError};
 
@@ -108,6 +108,11 @@ fn database(action: &'static str, hash: &BlobHash) -> impl FnOnce(StoreError) ->
 
 #[async_trait]
 impl BlobStore for SmallBlobs {
+    // One set of locks for both tiers: a hash is one blob, wherever it lives.
+    fn locks(&self) -> &BlobLocks {
+        self.files.locks()
+    }
+
     // Gathers up to `IN_DATABASE` bytes; a stream that ends by then is a row, a longer one
     // is handed to the folder with what was gathered in front of it. Chunks are copied
     // and let go as they come, as the folder's own writes do.

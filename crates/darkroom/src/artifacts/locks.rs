@@ -16,6 +16,7 @@
 //! deleter, which waits for the first.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
@@ -32,12 +33,30 @@ pub type BlobHold = OwnedRwLockReadGuard<()>;
 #[derive(Debug)]
 pub struct BlobLocks {
     stripes: Vec<Arc<RwLock<()>>>,
+    /// Deletes finished, counted before each releases its lock: a writer that finds it
+    /// unchanged since before its `put` knows no blob went meanwhile and need not look.
+    deletions: Arc<AtomicU64>,
+}
+
+/// Held by a deleter; counts its delete as finished when it is released.
+#[derive(Debug)]
+pub struct Deleting {
+    deletions: Arc<AtomicU64>,
+    _lock: OwnedRwLockWriteGuard<()>,
+}
+
+impl Drop for Deleting {
+    fn drop(&mut self) {
+        // Before the lock goes (fields drop after this body).
+        self.deletions.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 impl Default for BlobLocks {
     fn default() -> Self {
         Self {
             stripes: (0..STRIPES).map(|_| Arc::new(RwLock::new(()))).collect(),
+            deletions: Arc::default(),
         }
     }
 }
@@ -49,13 +68,56 @@ impl BlobLocks {
     }
 
     /// Exclusive: no writer is between finding this blob and recording it.
-    pub async fn deleting(&self, hash: &BlobHash) -> OwnedRwLockWriteGuard<()> {
-        Arc::clone(self.stripe(hash)).write_owned().await
+    pub async fn deleting(&self, hash: &BlobHash) -> Deleting {
+        Deleting {
+            deletions: Arc::clone(&self.deletions),
+            _lock: Arc::clone(self.stripe(hash)).write_owned().await,
+        }
+    }
+
+    /// How many deletes have finished: read before a `put`, handed to
+    /// [`hold`](crate::artifacts::BlobStore) after it.
+    pub fn deletions(&self) -> u64 {
+        self.deletions.load(Ordering::SeqCst)
     }
 
     fn stripe(&self, hash: &BlobHash) -> &Arc<RwLock<()>> {
         // The hash is uniform: its first byte spreads blobs evenly.
         let first = u8::from_str_radix(&hash.hex()[..2], 16).unwrap_or_default();
         &self.stripes[usize::from(first) % self.stripes.len()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(digit: char) -> BlobHash {
+        format!("blake3:{}", digit.to_string().repeat(64))
+            .parse()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_delete_waits_for_holders_of_its_hash_and_counts_once_done() {
+        let (locks, blob) = (BlobLocks::default(), hash('a'));
+        let before = locks.deletions();
+        let held = locks.using(&blob).await;
+
+        let deleting = locks.deleting(&blob);
+        tokio::pin!(deleting);
+        assert!(
+            futures_util::poll!(deleting.as_mut()).is_pending(),
+            "a holder keeps the delete out"
+        );
+        drop(held);
+        let deleting = deleting.await;
+        assert_eq!(
+            locks.deletions(),
+            before,
+            "counted when done, not when started"
+        );
+        drop(deleting);
+        assert_eq!(locks.deletions(), before + 1);
     }
 }

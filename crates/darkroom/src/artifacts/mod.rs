@@ -29,7 +29,7 @@ pub use error::ArtifactError;
 pub use hash::BlobHash;
 pub use local::LocalBlobStore;
 pub use location::{ArtifactsLocation, S3Settings};
-pub use locks::{BlobHold, BlobLocks};
+pub use locks::{BlobHold, BlobLocks, Deleting};
 pub use read::{Blob, BlobSlice, RangeReader};
 pub use s3::S3BlobStore;
 
@@ -114,15 +114,22 @@ impl dyn BlobStore + '_ {
 
     /// Keeps the blob `hash` from being deleted until the hold drops: take it after
     /// storing the blob (or finding it stored) and drop it once the record that names the
-    /// blob has committed.
+    /// blob has committed. `deletions_before` is [`BlobLocks::deletions`] read before the
+    /// blob was stored: when no delete has finished since, the blob is surely there and is
+    /// not looked up again.
     ///
     /// # Errors
     ///
     /// [`ArtifactError::NotFound`] when the blob was deleted meanwhile: store it again;
     /// an engine error when the storage cannot say.
-    pub async fn hold(&self, hash: &BlobHash) -> Result<BlobHold, ArtifactError> {
+    pub async fn hold(
+        &self,
+        hash: &BlobHash,
+        deletions_before: u64,
+    ) -> Result<BlobHold, ArtifactError> {
         let hold = self.locks().using(hash).await;
-        if !self.exists(hash).await? {
+        let deleted_since = self.locks().deletions() != deletions_before;
+        if deleted_since && !self.exists(hash).await? {
             return Err(ArtifactError::NotFound { hash: hash.clone() });
         }
         Ok(hold)

@@ -54,6 +54,7 @@ pub async fn collect(
     let mut added = 0;
 
     for (index, output) in entry.outputs.iter().enumerate() {
+        let deletions_before = context.blobs.locks().deletions();
         let record = match output {
             Output::File(file) if wanted(job, file) => {
                 let origin = origin_of(file);
@@ -99,7 +100,7 @@ pub async fn collect(
         };
         // Until the output is recorded, its blob must not go with the last record before
         // it; if it went already, this collection fails and the next stores it again.
-        let _hold = context.blobs.hold(&record.hash).await?;
+        let _hold = context.blobs.hold(&record.hash, deletions_before).await?;
         let event = context
             .store
             .add_output(

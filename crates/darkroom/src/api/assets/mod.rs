@@ -205,11 +205,12 @@ pub async fn from_hash(
             format!("no stored blob has hash {}", request.hash),
         )
     };
+    let deletions_before = state.blobs.locks().deletions();
     let Some(source) = source_asset(&state, &caller, &request.hash).await? else {
         return Err(not_found());
     };
     // Until the new record commits, the blob must not go with the last record before it.
-    let _hold = match state.blobs.hold(&source.hash).await {
+    let _hold = match state.blobs.hold(&source.hash, deletions_before).await {
         Ok(hold) => hold,
         Err(ArtifactError::NotFound { .. }) => return Err(not_found()),
         Err(error) => return Err(error.into()),

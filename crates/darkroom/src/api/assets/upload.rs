@@ -28,6 +28,8 @@ const FILE_PATH_MAX_LEN: usize = 1024;
 #[derive(Debug, Default)]
 struct Form {
     blob: Option<BlobInfo>,
+    /// Deletes of blobs finished before the file was stored (see `BlobStore::hold`).
+    deletions_before: u64,
     content_type: Option<String>,
     file_path: Option<String>,
     expected_hash: Option<String>,
@@ -94,7 +96,10 @@ async fn read_form(
                     "only one \"file\" field is accepted",
                 ));
             }
-            "file" => form.blob = Some(store_file(state, field).await?),
+            "file" => {
+                form.deletions_before = state.blobs.locks().deletions();
+                form.blob = Some(store_file(state, field).await?);
+            }
             "content_type" => form.content_type = Some(text(state, field).await?),
             "file_path" => form.file_path = Some(text(state, field).await?),
             "expected_hash" => form.expected_hash = Some(text(state, field).await?),
@@ -171,7 +176,7 @@ async fn record(state: &AppState, caller: &Caller, form: &Form) -> Result<(Asset
     // delete of identical bytes may have come between their storing and here).
     let _hold = state
         .blobs
-        .hold(&blob.hash)
+        .hold(&blob.hash, form.deletions_before)
         .await
         .map_err(|error| match error {
             ArtifactError::NotFound { .. } => ApiError::new(

@@ -34,6 +34,14 @@ async fn head_by_hash(server: &TestServer, hash: &str) -> StatusCode {
     server.http.head(url).send().await.unwrap().status()
 }
 
+/// The status and bytes of an asset's content, from the `url` its view gives.
+async fn content(server: &TestServer, asset: &Value) -> (StatusCode, Vec<u8>) {
+    let url = asset["url"].as_str().unwrap();
+    let response = server.http.get(url).send().await.unwrap();
+    let status = response.status();
+    (status, response.bytes().await.unwrap().to_vec())
+}
+
 async fn delete(server: &TestServer, id: &str) -> StatusCode {
     let url = server.url(&format!("/api/v2/assets/{id}"));
     server.http.delete(url).send().await.unwrap().status()
@@ -238,17 +246,8 @@ async fn deleting_the_last_record_removes_the_bytes() {
     assert_eq!(delete(&server, first_id).await, StatusCode::NOT_FOUND);
     let (status, _) = server.get(&format!("/api/v2/assets/{first_id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let still = server
-        .http
-        .get(second["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        still.bytes().await.unwrap(),
-        bytes,
-        "the other record keeps its bytes"
-    );
+    let (_, still) = content(&server, &second).await;
+    assert_eq!(still, bytes, "the other record keeps its bytes");
 
     assert_eq!(delete(&server, second_id).await, StatusCode::NO_CONTENT);
     assert_eq!(head_by_hash(&server, &hash).await, StatusCode::NOT_FOUND);
@@ -277,18 +276,13 @@ async fn bytes_uploaded_again_while_their_last_record_is_deleted_keep_their_reco
             continue;
         }
         assert!(status.is_success(), "round {round}: {status} {second}");
-        let content = server
-            .http
-            .get(second["url"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap();
+        let (status, stored) = content(&server, &second).await;
         assert_eq!(
-            content.status(),
+            status,
             StatusCode::OK,
             "round {round}: a record without bytes"
         );
-        assert_eq!(content.bytes().await.unwrap(), bytes);
+        assert_eq!(stored, bytes);
         kept += 1;
     }
     assert!(

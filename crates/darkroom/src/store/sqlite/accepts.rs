@@ -96,7 +96,7 @@ async fn commit(
     jobs: &[NewJob],
 ) -> Result<Vec<Result<JobChange, StoreError>>, StoreError> {
     if jobs.iter().all(|job| job.idempotency_key.is_none()) {
-        return commit_in_one_trip(writer, jobs).await;
+        return commit_without_keys(writer, jobs).await;
     }
     let mut write = writer.begin(Durability::PowerSafe).await?;
     let mut added = Added::default();
@@ -144,7 +144,7 @@ async fn commit(
 /// statement-by-statement path makes four trips for one job. Without a key, the queue
 /// bounds (checked here, in memory) are the only refusal a job can meet, so no job needs
 /// a savepoint of its own.
-async fn commit_in_one_trip(
+async fn commit_without_keys(
     writer: &Writer,
     jobs: &[NewJob],
 ) -> Result<Vec<Result<JobChange, StoreError>>, StoreError> {
@@ -161,7 +161,7 @@ async fn commit_in_one_trip(
         outcomes.push(room);
     }
     if !accepted.is_empty() {
-        write_in_one_trip(writer, &accepted).await?;
+        write_batch(writer, &accepted).await?;
     }
 
     let mut mirror = writer.mirror();
@@ -183,10 +183,7 @@ async fn commit_in_one_trip(
 
 /// Runs the one transaction that creates `accepted` jobs with their first events, in
 /// trips of up to [`JOBS_PER_TRIP`] jobs: the first trip begins it, the last commits it.
-async fn write_in_one_trip(
-    writer: &Writer,
-    accepted: &[(&NewJob, NewEvent)],
-) -> Result<(), StoreError> {
+async fn write_batch(writer: &Writer, accepted: &[(&NewJob, NewEvent)]) -> Result<(), StoreError> {
     let mut connection = writer.connection.acquire().await?;
     let trips = accepted.chunks(JOBS_PER_TRIP);
     let last = trips.len() - 1;

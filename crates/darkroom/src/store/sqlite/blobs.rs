@@ -20,7 +20,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 
-use super::{Touch, Writer, begin};
+use super::trips::transaction;
+use super::{Touch, Writer};
 use crate::artifacts::{
     ArtifactError, Blob, BlobHash, BlobInfo, BlobLocks, BlobStore, ByteStream, RangeReader,
 };
@@ -54,10 +55,10 @@ impl SmallBlobs {
 
     /// Inserts a blob unless it is there; true when it was not.
     async fn insert(&self, hash: &BlobHash, bytes: Vec<u8>) -> Result<bool, StoreError> {
-        let sql = format!(
-            "{}; INSERT INTO blobs (hash, bytes) VALUES ($1, $2) \
-             ON CONFLICT (hash) DO NOTHING RETURNING 1; COMMIT",
-            begin(Durability::CrashSafe)
+        let sql = transaction(
+            Durability::CrashSafe,
+            &["INSERT INTO blobs (hash, bytes) VALUES ($1, $2) \
+               ON CONFLICT (hash) DO NOTHING RETURNING 1"],
         );
         let query = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(sql))
             .bind(hash.as_str().to_owned())
@@ -84,9 +85,9 @@ impl SmallBlobs {
     }
 
     async fn remove(&self, hash: &BlobHash) -> Result<bool, StoreError> {
-        let sql = format!(
-            "{}; DELETE FROM blobs WHERE hash = $1 RETURNING 1; COMMIT",
-            begin(Durability::CrashSafe)
+        let sql = transaction(
+            Durability::CrashSafe,
+            &["DELETE FROM blobs WHERE hash = $1 RETURNING 1"],
         );
         let query =
             sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(sql)).bind(hash.as_str().to_owned());

@@ -53,7 +53,7 @@ const OUTPUT_ROW_STATEMENT: &str = "INSERT INTO job_outputs (asset_id, job_id, s
      WHERE id = $7 AND changes() = 1";
 
 /// `statements` as one transaction of the given durability.
-fn transaction(durability: Durability, statements: &[&str]) -> String {
+pub(super) fn transaction(durability: Durability, statements: &[&str]) -> String {
     format!(
         "{}; {}; COMMIT",
         super::begin(durability),

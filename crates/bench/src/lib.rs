@@ -14,6 +14,7 @@ pub mod scenarios;
 pub mod server;
 pub mod stats;
 pub mod v2;
+pub mod wire;
 
 use std::path::PathBuf;
 use std::time::Duration;

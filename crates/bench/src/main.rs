@@ -39,6 +39,10 @@ struct Args {
     /// Also write the table as Markdown to this file.
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
+    /// Internal: serve FILE's bytes to every request (the throughput scenario's bare
+    /// server) instead of running the scenarios.
+    #[arg(long, value_name = "FILE", hide = true)]
+    bare_server: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -50,6 +54,9 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Some(answer) = &args.bare_server {
+        return darkroom_bench::wire::serve_bare(answer).await;
+    }
 
     let darkroom = match args.darkroom {
         Some(path) => path,

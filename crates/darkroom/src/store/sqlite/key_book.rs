@@ -19,7 +19,6 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -159,7 +158,7 @@ impl KeyBook {
     fn mark(&self) -> Option<Vec<u8>> {
         let file = self.mark_file.as_ref()?;
         let mut mark = vec![0; MARK_BYTES];
-        let read = file.read_at(&mut mark, 0).ok()?;
+        let read = read_start(file, &mut mark).ok()?;
         mark.truncate(read);
         Some(mark)
     }
@@ -167,6 +166,17 @@ impl KeyBook {
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<Known>>> {
         self.known.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Reads the start of `file` without moving a cursor (reads may run at once).
+#[cfg(unix)]
+fn read_start(file: &File, buffer: &mut [u8]) -> std::io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buffer, 0)
+}
+
+#[cfg(windows)]
+fn read_start(file: &File, buffer: &mut [u8]) -> std::io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buffer, 0)
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ use crate::{Bench, graphs};
 const NAME: &str = "throughput (SQLite)";
 /// The newest accepted jobs, whose ids status reads pick from.
 const READ_IDS: usize = 10_000;
+/// Flushes timed for the machine's own figure.
+const FLUSHES: usize = 200;
 
 /// # Errors
 ///
@@ -117,6 +119,23 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
         Unit::PerSecond,
         None,
     );
+    // And for accepts: an accept with one client is at least that exchange and one disk
+    // flush (its commit's), measured here where Darkroom's data folder is.
+    let flush = flush_time().await?;
+    bench.report.figure(
+        NAME,
+        "fsync of a 4 KiB append where the data folder is, p50",
+        flush.p50(),
+        Unit::Milliseconds,
+        None,
+    );
+    bench.report.figure(
+        NAME,
+        "jobs accepted, 1 client, at most: one bare exchange and one such fsync each",
+        1.0 / (1.0 / floor.rate + flush.p50() / 1000.0),
+        Unit::PerSecond,
+        None,
+    );
     let queued = darkroom.memory()?;
     darkroom.stop().await;
     bench.report.figure(
@@ -131,6 +150,24 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
 
 fn plural(count: usize) -> &'static str {
     if count == 1 { "" } else { "s" }
+}
+
+/// Appends 4 KiB and flushes it (`fdatasync`), 200 times, in a file in the temporary
+/// folder (where the harness puts Darkroom's data folder): how long each flush took.
+async fn flush_time() -> anyhow::Result<Samples> {
+    tokio::task::spawn_blocking(|| {
+        let mut file = tempfile::tempfile()?;
+        let block = [7_u8; 4096];
+        let mut samples = Samples::new();
+        for _ in 0..FLUSHES {
+            std::io::Write::write_all(&mut file, &block)?;
+            let started = Instant::now();
+            file.sync_data()?;
+            samples.push_duration(started.elapsed());
+        }
+        anyhow::Ok(samples)
+    })
+    .await?
 }
 
 /// Submits a small job; its id.

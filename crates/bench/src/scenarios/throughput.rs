@@ -46,22 +46,13 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let mut ids = Vec::new();
     for clients in bench.options.sizes.throughput_clients.clone() {
         let counter = Arc::new(AtomicU64::new(1));
-        let base = darkroom.base.clone();
-        let outcome = load(
-            clients,
-            window,
-            move || {
-                let base = base.clone();
-                async move { Wire::open(&base).await }
-            },
-            move |mut wire| {
-                let number = counter.fetch_add(1, Ordering::Relaxed);
-                async move {
-                    let id = submit(&mut wire, number).await?;
-                    Ok((wire, id))
-                }
-            },
-        )
+        let outcome = load(&darkroom.base, clients, window, move |mut wire| {
+            let number = counter.fetch_add(1, Ordering::Relaxed);
+            async move {
+                let id = submit(&mut wire, number).await?;
+                Ok((wire, id))
+            }
+        })
         .await?;
         let measure = format!("jobs accepted, {clients} client{}", plural(clients));
         bench.report.figure(
@@ -220,32 +211,23 @@ async fn read_load(
     ids: &Arc<Vec<String>>,
 ) -> anyhow::Result<Load> {
     let counter = Arc::new(AtomicU64::new(0));
-    let base = base.to_owned();
     let ids = Arc::clone(ids);
-    load(
-        clients,
-        window,
-        move || {
-            let base = base.clone();
-            async move { Wire::open(&base).await }
-        },
-        move |mut wire| {
-            let number = counter.fetch_add(1, Ordering::Relaxed) as usize;
-            let ids = Arc::clone(&ids);
-            async move {
-                let id = &ids[number % ids.len()];
-                let answer = read(&mut wire, id).await?;
-                // A cheap check that the answer is the status asked for.
-                if !answer
-                    .windows(id.len())
-                    .any(|window| window == id.as_bytes())
-                {
-                    bail!("the status read for {id} does not name it");
-                }
-                Ok((wire, String::new()))
+    load(base, clients, window, move |mut wire| {
+        let number = counter.fetch_add(1, Ordering::Relaxed) as usize;
+        let ids = Arc::clone(&ids);
+        async move {
+            let id = &ids[number % ids.len()];
+            let answer = read(&mut wire, id).await?;
+            // A cheap check that the answer is the status asked for.
+            if !answer
+                .windows(id.len())
+                .any(|window| window == id.as_bytes())
+            {
+                bail!("the status read for {id} does not name it");
             }
-        },
-    )
+            Ok((wire, String::new()))
+        }
+    })
     .await
 }
 
@@ -265,9 +247,9 @@ pub struct Load {
     pub values: Vec<String>,
 }
 
-/// Runs `clients` loops, each its own task with its own state (`open()`, a connection),
-/// each sending one request after another (`request(state)`, which hands the state back)
-/// until `window` has passed. Opening is not timed.
+/// Runs `clients` loops, each its own task with its own connection to `base`, each
+/// sending one request after another (`request(wire)`, which hands the connection back)
+/// until `window` has passed. Connecting is not timed.
 ///
 /// The loops run on one thread of their own (a current-thread runtime), as `wrk -t1`
 /// does: on two cores, the harness's multi-thread runtime woke its other worker for
@@ -277,18 +259,71 @@ pub struct Load {
 /// # Errors
 ///
 /// The first request that failed.
-pub async fn load<S, O, OFut, F, Fut>(
+pub async fn load<F, Fut>(
+    base: &str,
     clients: usize,
     window: Duration,
-    open: O,
     request: F,
 ) -> anyhow::Result<Load>
 where
-    S: 'static,
-    O: Fn() -> OFut + Send + 'static,
-    OFut: Future<Output = anyhow::Result<S>>,
-    F: Fn(S) -> Fut + Send + 'static,
-    Fut: Future<Output = anyhow::Result<(S, String)>> + 'static,
+    F: Fn(Wire) -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<(Wire, String)>> + 'static,
+{
+    let base = base.to_owned();
+    on_own_thread(move || async move {
+        let mut wires = Vec::with_capacity(clients);
+        for _ in 0..clients {
+            wires.push(Wire::open(&base).await?);
+        }
+        let request = std::rc::Rc::new(request);
+        let started = Instant::now();
+        let deadline = started + window;
+        let loops: Vec<_> = wires
+            .into_iter()
+            .map(|wire| {
+                let request = std::rc::Rc::clone(&request);
+                tokio::task::spawn_local(async move {
+                    let mut latency = Samples::new();
+                    let mut values = Vec::new();
+                    let mut wire = wire;
+                    while Instant::now() < deadline {
+                        let sent = Instant::now();
+                        let (next, value) = request(wire).await?;
+                        latency.push_duration(sent.elapsed());
+                        wire = next;
+                        if !value.is_empty() {
+                            values.push(value);
+                        }
+                    }
+                    anyhow::Ok((latency, values))
+                })
+            })
+            .collect();
+        let results = join_all(loops).await;
+        let elapsed = started.elapsed();
+        let mut latency = Samples::new();
+        let mut values = Vec::new();
+        for result in results {
+            let (loop_latency, loop_values) = result??;
+            latency.extend(loop_latency);
+            values.extend(loop_values);
+        }
+        Ok(Load {
+            rate: latency.len() as f64 / elapsed.as_secs_f64(),
+            latency,
+            values,
+        })
+    })
+    .await
+}
+
+/// Runs the future `make` makes on a current-thread runtime of its own, on a thread of
+/// its own; its outcome.
+async fn on_own_thread<T, M, Fut>(make: M) -> anyhow::Result<T>
+where
+    T: Send + 'static,
+    M: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<T>>,
 {
     let (done, outcome) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -298,68 +333,8 @@ where
                 .enable_all()
                 .build()
                 .map_err(anyhow::Error::from)
-                .and_then(|runtime| {
-                    let local = tokio::task::LocalSet::new();
-                    local.block_on(&runtime, run_loops(clients, window, open, request))
-                });
+                .and_then(|runtime| tokio::task::LocalSet::new().block_on(&runtime, make()));
             let _ = done.send(result);
         })?;
     outcome.await.context("the load thread failed")?
-}
-
-async fn run_loops<S, O, OFut, F, Fut>(
-    clients: usize,
-    window: Duration,
-    open: O,
-    request: F,
-) -> anyhow::Result<Load>
-where
-    S: 'static,
-    O: Fn() -> OFut,
-    OFut: Future<Output = anyhow::Result<S>>,
-    F: Fn(S) -> Fut + 'static,
-    Fut: Future<Output = anyhow::Result<(S, String)>> + 'static,
-{
-    let mut states = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        states.push(open().await?);
-    }
-    let request = std::rc::Rc::new(request);
-    let started = Instant::now();
-    let deadline = started + window;
-    let loops: Vec<_> = states
-        .into_iter()
-        .map(|state| {
-            let request = std::rc::Rc::clone(&request);
-            tokio::task::spawn_local(async move {
-                let mut latency = Samples::new();
-                let mut values = Vec::new();
-                let mut state = state;
-                while Instant::now() < deadline {
-                    let sent = Instant::now();
-                    let (next, value) = request(state).await?;
-                    latency.push_duration(sent.elapsed());
-                    state = next;
-                    if !value.is_empty() {
-                        values.push(value);
-                    }
-                }
-                anyhow::Ok((latency, values))
-            })
-        })
-        .collect();
-    let results = join_all(loops).await;
-    let elapsed = started.elapsed();
-    let mut latency = Samples::new();
-    let mut values = Vec::new();
-    for result in results {
-        let (loop_latency, loop_values) = result??;
-        latency.extend(loop_latency);
-        values.extend(loop_values);
-    }
-    Ok(Load {
-        rate: latency.len() as f64 / elapsed.as_secs_f64(),
-        latency,
-        values,
-    })
 }

@@ -168,7 +168,7 @@ impl KeyBook {
     }
 }
 
-/// Reads the start of `file` without moving a cursor (reads may run at once).
+/// Reads the start of `file` at offset 0, wherever its cursor is: requests read it at once.
 #[cfg(unix)]
 fn read_start(file: &File, buffer: &mut [u8]) -> std::io::Result<usize> {
     std::os::unix::fs::FileExt::read_at(file, buffer, 0)

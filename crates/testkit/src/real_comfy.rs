@@ -104,7 +104,10 @@ impl RealComfyUi {
         let log =
             std::fs::File::create(base_dir.path().join("comfyui.log")).expect("create comfyui.log");
         // The guard starts the server, then blocks reading stdin; EOF (our end dropped or
-        // our process gone) kills the server and waits for it.
+        // our process gone) kills the server, waits for it and removes its base folder.
+        // The folder is the guard's to remove: the shared server lives in a static, which
+        // is never dropped, so its `TempDir` never removes it (every test binary using it
+        // left one behind in the temporary folder).
         let guard_script = r#"script="$1"; shift
 "$script" "$@" </dev/null &
 server=$!
@@ -112,6 +115,7 @@ echo "$server" > "$GUARD_PID_FILE"
 read -r _ignored || true
 kill "$server" 2>/dev/null
 wait "$server" 2>/dev/null
+if [ -n "$GUARD_BASE_DIR" ] && [ -d "$GUARD_BASE_DIR" ]; then rm -rf -- "$GUARD_BASE_DIR"; fi
 exit 0"#;
         let mut guard = Command::new("bash")
             .arg("-c")
@@ -120,6 +124,7 @@ exit 0"#;
             .arg(start_script)
             .args(args)
             .env("GUARD_PID_FILE", base_dir.path().join("server.pid"))
+            .env("GUARD_BASE_DIR", base_dir.path())
             .stdin(Stdio::piped())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)

@@ -103,6 +103,8 @@ impl RealComfyUi {
     fn spawn_guarded(start_script: &Path, args: &[String], base_dir: tempfile::TempDir) -> Self {
         let log =
             std::fs::File::create(base_dir.path().join("comfyui.log")).expect("create comfyui.log");
+        let tmp = base_dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).expect("create the server's temporary folder");
         // The guard starts the server, then blocks reading stdin; EOF (our end dropped or
         // our process gone) kills the server, waits for it and removes its base folder.
         // The folder is the guard's to remove: the shared server lives in a static, which
@@ -125,6 +127,9 @@ exit 0"#;
             .args(args)
             .env("GUARD_PID_FILE", base_dir.path().join("server.pid"))
             .env("GUARD_BASE_DIR", base_dir.path())
+            // PyTorch leaves a folder in the temporary folder at every start: let it be in
+            // the base folder, which goes when the server does.
+            .env("TMPDIR", &tmp)
             .stdin(Stdio::piped())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)

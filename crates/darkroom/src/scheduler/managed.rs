@@ -108,6 +108,9 @@ impl ManagedSpec {
             .arg(folder("user")?)
             .arg("--disable-auto-launch")
             .args(&self.config.args)
+            // Temporary files of its own (PyTorch leaves a folder behind at every start)
+            // go to a folder of this backend's, emptied at each start, not the system's.
+            .env("TMPDIR", fresh_folder(&self.folder.join("tmp"))?)
             .envs(&self.config.env)
             .current_dir(&self.config.comfyui_dir)
             .stdin(Stdio::null())
@@ -116,6 +119,16 @@ impl ManagedSpec {
             .kill_on_drop(true);
         Ok(command)
     }
+}
+
+/// `path` as an empty folder: what a previous run left in it is removed.
+fn fresh_folder(path: &std::path::Path) -> std::io::Result<PathBuf> {
+    match std::fs::remove_dir_all(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    std::fs::create_dir_all(path)?;
+    Ok(path.to_path_buf())
 }
 
 pub(super) struct Supervisor {

@@ -82,7 +82,9 @@ show_log() {
 
 log "starting ComfyUI on 127.0.0.1:$port, base directory $base"
 t_start=$(date +%s.%N)
-"$home_dir/start.sh" --port "$port" --base-directory "$base" >"$server_log" 2>&1 &
+# Its own TMPDIR inside $base (removed with it): PyTorch leaves a folder there at start.
+mkdir -p "$base/tmp"
+TMPDIR="$base/tmp" "$home_dir/start.sh" --port "$port" --base-directory "$base" >"$server_log" 2>&1 &
 server_pid=$!
 
 ready=0

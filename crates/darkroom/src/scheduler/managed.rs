@@ -93,6 +93,9 @@ impl ManagedSpec {
             std::fs::create_dir_all(&path)?;
             Ok(path)
         };
+        // Temporary files of its own (PyTorch leaves a folder behind at every start) go to
+        // a folder of this backend's, emptied at each start, not the system's.
+        remove_folder(&self.folder.join("tmp"))?;
         let mut command = ProcessCommand::new(&self.config.python);
         command
             .arg(self.config.comfyui_dir.join("main.py"))
@@ -108,9 +111,7 @@ impl ManagedSpec {
             .arg(folder("user")?)
             .arg("--disable-auto-launch")
             .args(&self.config.args)
-            // Temporary files of its own (PyTorch leaves a folder behind at every start)
-            // go to a folder of this backend's, emptied at each start, not the system's.
-            .env("TMPDIR", fresh_folder(&self.folder.join("tmp"))?)
+            .env("TMPDIR", folder("tmp")?)
             .envs(&self.config.env)
             .current_dir(&self.config.comfyui_dir)
             .stdin(Stdio::null())
@@ -121,14 +122,12 @@ impl ManagedSpec {
     }
 }
 
-/// `path` as an empty folder: what a previous run left in it is removed.
-fn fresh_folder(path: &std::path::Path) -> std::io::Result<PathBuf> {
+/// Removes the folder `path` and what is in it; one that is not there is fine.
+fn remove_folder(path: &std::path::Path) -> std::io::Result<()> {
     match std::fs::remove_dir_all(path) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
-        _ => {}
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
     }
-    std::fs::create_dir_all(path)?;
-    Ok(path.to_path_buf())
 }
 
 pub(super) struct Supervisor {

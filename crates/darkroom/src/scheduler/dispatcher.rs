@@ -1,7 +1,9 @@
 //! The dispatcher: one task that places queued jobs on backends. It wakes when a job is
 //! submitted, a backend's room or health changes, or a second passes; reads the queue's
 //! candidates and the board; lets [`plan`](super::plan) choose; then claims each chosen
-//! job with the store's compare-and-set and hands it to that backend's driver.
+//! job with the store's compare-and-set and hands it to that backend's driver. The claim
+//! also records the prompt id the driver will post the job under, so the driver can post
+//! at once without a write of its own in between.
 //!
 //! Only the backends this replica drives (holds the lease of) are offered work: the board
 //! marks the others as not accepting. Claims are the store's compare-and-set, so replicas
@@ -23,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::board::{Phase, RunSlot};
 use super::plan::{Assignment, plan};
 use super::{Command, Context};
-use crate::jobs::model::BackendId;
+use crate::jobs::model::{BackendId, JobState, PromptId};
 
 /// Queued jobs read per owner for one pass: enough that an owner whose first jobs wait
 /// for a busy backend still offers work to an idle one.
@@ -81,12 +83,14 @@ impl Dispatcher {
             return true;
         };
         let now = OffsetDateTime::now_utc();
+        let prompt_id = PromptId(comfy::PromptId::random().as_str().to_owned());
         let claimed = match self
             .context
             .store
             .claim_queued(
                 assignment.job_id,
                 &assignment.backend,
+                &prompt_id,
                 &self.context.lease(),
                 now,
             )
@@ -123,11 +127,19 @@ impl Dispatcher {
             })
             .is_err()
         {
-            // The driver stopped (shutdown): the job stays dispatched without a prompt,
-            // which start-up puts back in the queue.
+            // The driver stopped (shutdown): nothing was posted, so the job goes back to
+            // the queue now. Left dispatched under its prompt id, start-up would look for
+            // the prompt on the backend and count a lost attempt.
             self.context.board.update(&assignment.backend, |status| {
                 status.runs.retain(|slot| slot.job_id != job_id);
             });
+            let requeued = self
+                .context
+                .transition(job_id, JobState::Dispatched, JobState::Queued, None)
+                .await;
+            if let Err(error) = requeued {
+                tracing::warn!(job.id = %job_id, %error, "claimed job not handed back; start-up reconciles it");
+            }
         }
         true
     }

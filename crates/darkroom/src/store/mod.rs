@@ -41,7 +41,7 @@ pub use sqlite::SqliteStore;
 use crate::artifacts::{BlobHash, BlobStore};
 use crate::auth::ApiKey;
 use crate::jobs::model::{
-    Asset, AssetId, BackendId, Job, JobEvent, JobId, OutputRecord, Progress, ReplicaId,
+    Asset, AssetId, BackendId, Job, JobEvent, JobId, OutputRecord, Progress, PromptId, ReplicaId,
 };
 
 /// How long an idempotency key stays claimed after the job it created.
@@ -118,9 +118,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn queued_candidates(&self, per_owner: u32) -> Result<Vec<QueuedJob>, StoreError>;
 
     /// Moves the job `id` from `queued` to `dispatched` for `backend_id`, held under
-    /// `lease` (bumping the attempt, as any entry into `dispatched` does) and appends the
-    /// `status` event, atomically: of several claimers, in one replica or many, one wins. `Ok(None)` when the job is no longer queued (canceled, or claimed by
-    /// another) or does not exist.
+    /// `lease` (bumping the attempt, as any entry into `dispatched` does), records
+    /// `prompt_id` as the attempt's ComfyUI prompt id, and appends the `status` event,
+    /// atomically: of several claimers, in one replica or many, one wins. `Ok(None)` when
+    /// the job is no longer queued (canceled, or claimed by another) or does not exist.
+    ///
+    /// The prompt id is recorded before anything is posted: a job whose claim carries one
+    /// may have reached the backend, and start-up looks it up there
+    /// ([`record_dispatch`](Self::record_dispatch) says the same of a later id).
     ///
     /// # Errors
     ///
@@ -129,6 +134,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &self,
         id: JobId,
         backend_id: &BackendId,
+        prompt_id: &PromptId,
         lease: &Lease,
         at: OffsetDateTime,
     ) -> Result<Option<JobChange>, StoreError>;

@@ -205,8 +205,15 @@ pub async fn a_chosen_job_is_claimed_once_and_only_while_queued(store: Arc<dyn S
         let backend = backend.clone();
         let holder = format!("replica-{replica}");
         tokio::spawn(async move {
+            let prompt_id = PromptId::from(format!("prompt-of-{holder}").as_str());
             let claimed = store
-                .claim_queued(job.id, &backend, &lease_until(&holder, 60), at(5))
+                .claim_queued(
+                    job.id,
+                    &backend,
+                    &prompt_id,
+                    &lease_until(&holder, 60),
+                    at(5),
+                )
                 .await;
             (holder, claimed)
         })
@@ -220,6 +227,12 @@ pub async fn a_chosen_job_is_claimed_once_and_only_while_queued(store: Arc<dyn S
                 assert_eq!(claimed.job.state, JobState::Dispatched);
                 assert_eq!(claimed.job.backend_id, Some(backend.clone()));
                 assert_eq!(claimed.job.attempt, 1);
+                let prompt_id = format!("prompt-of-{holder}");
+                assert_eq!(
+                    claimed.job.prompt_id.as_ref().map(|id| id.0.as_str()),
+                    Some(prompt_id.as_str()),
+                    "the claim records the winner's prompt id"
+                );
                 assert_eq!(claimed.event.payload["state"], "dispatched");
                 winners.push(holder);
             }
@@ -248,7 +261,13 @@ pub async fn a_chosen_job_is_claimed_once_and_only_while_queued(store: Arc<dyn S
 
     assert!(
         store
-            .claim_queued(JobId::new(), &backend, &lease(), at(6))
+            .claim_queued(
+                JobId::new(),
+                &backend,
+                &PromptId::from("prompt-2"),
+                &lease(),
+                at(6)
+            )
             .await
             .unwrap()
             .is_none(),

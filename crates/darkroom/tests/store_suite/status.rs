@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use darkroom::jobs::model::{BackendId, JobId, JobState, Progress};
+use darkroom::jobs::model::{BackendId, JobId, JobState, Progress, PromptId};
 use darkroom::store::{NewJob, Store, StoreError, Transition};
 use futures_util::future::join_all;
 
@@ -42,7 +42,13 @@ pub async fn positions_and_bounds_stay_exact_through_claims_cancels_and_requeues
     // The head (the urgent c) is claimed, b is canceled.
     let backend = BackendId::from("gpu-0");
     let claimed = store
-        .claim_queued(c.job.id, &backend, &lease(), at(10))
+        .claim_queued(
+            c.job.id,
+            &backend,
+            &PromptId::from("prompt-c"),
+            &lease(),
+            at(10),
+        )
         .await
         .unwrap()
         .expect("c is claimed");

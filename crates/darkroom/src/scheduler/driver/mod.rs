@@ -690,8 +690,9 @@ impl Driver {
         }
     }
 
-    /// Posts a claimed job. Its prompt id is recorded before the post, so a lost response
-    /// is resolved by looking the id up rather than by posting twice.
+    /// Posts a claimed job. Its prompt id is recorded before the post (by the claim, or here
+    /// for a job claimed without one), so a lost response is resolved by looking the id up
+    /// rather than by posting twice.
     async fn dispatch(&mut self, unposted: Unposted, client_id: ClientId) {
         let Unposted { job, front, since } = unposted;
         let Some(mut graph) = job.workflow.as_object().cloned() else {
@@ -701,16 +702,23 @@ impl Driver {
         if let Err(error) = assets::resolve(&self.context, &self.client, &mut graph).await {
             return self.settle(&job, JobState::Failed, Some(error)).await;
         }
-        let prompt_id = PromptId::random();
-        let dispatch = Dispatch {
-            backend_id: self.id.clone(),
-            prompt_id: model::PromptId(prompt_id.as_str().to_owned()),
-            attempt: job.attempt,
-            holder: self.context.settings.replica.clone(),
+        let prompt_id = match &job.prompt_id {
+            // Recorded by the claim, which also made this backend the job's.
+            Some(claimed) => PromptId::new(claimed.0.as_str()),
+            None => {
+                let prompt_id = PromptId::random();
+                let dispatch = Dispatch {
+                    backend_id: self.id.clone(),
+                    prompt_id: model::PromptId(prompt_id.as_str().to_owned()),
+                    attempt: job.attempt,
+                    holder: self.context.settings.replica.clone(),
+                };
+                if let Err(error) = self.context.store.record_dispatch(job.id, &dispatch).await {
+                    return tracing::warn!(job.id = %job.id, %error, "dispatch not recorded; job moved on");
+                }
+                prompt_id
+            }
         };
-        if let Err(error) = self.context.store.record_dispatch(job.id, &dispatch).await {
-            return tracing::warn!(job.id = %job.id, %error, "dispatch not recorded; job moved on");
-        }
         tracing::info!(job.id = %job.id, prompt.id = %prompt_id, attempt = job.attempt, "posting prompt");
         let run = Run::new(&job, prompt_id.clone(), JobState::Dispatched);
         self.runs.insert(prompt_id.clone(), run);

@@ -57,7 +57,8 @@ use super::{
 use crate::artifacts::BlobHash;
 use crate::auth::ApiKey;
 use crate::jobs::model::{
-    Asset, AssetId, BackendId, Job, JobEvent, JobId, JobState, OutputRecord, Progress, ReplicaId,
+    Asset, AssetId, BackendId, Job, JobEvent, JobId, JobState, OutputRecord, Progress, PromptId,
+    ReplicaId,
 };
 
 /// The database the shared queries are compiled for.
@@ -165,11 +166,12 @@ shared_store_impl! {
         &self,
         id: JobId,
         backend_id: &BackendId,
+        prompt_id: &PromptId,
         lease: &Lease,
         at: OffsetDateTime,
     ) -> Result<Option<JobChange>, StoreError> {
         let mut tx = self.write(Durability::CrashSafe).await?;
-        let claimed = queue::claim(&mut tx, id, backend_id, lease, at).await?;
+        let claimed = queue::claim(&mut tx, id, backend_id, prompt_id, lease, at).await?;
         self.commit(tx, Touch::claimed(claimed.as_ref())).await?;
         Ok(claimed)
     }

@@ -4,7 +4,9 @@
 use super::Connection;
 
 use super::{events, leases, locks, queue};
-use crate::jobs::model::{BackendId, EventKind, Job, JobError, JobId, JobState, JobSummary};
+use crate::jobs::model::{
+    BackendId, EventKind, Job, JobError, JobId, JobState, JobSummary, PromptId,
+};
 use crate::store::request::status_payload;
 use crate::store::rows::{
     AsSent, JOB_COLUMNS, JobRow, SUMMARY_COLUMNS, SummaryRow, from_micros, to_micros,
@@ -209,11 +211,13 @@ pub(super) async fn fetch(connection: &mut Connection, id: JobId) -> Result<Job,
         .ok_or(StoreError::JobNotFound(id))
 }
 
-/// A claim's part in a move to `dispatched`: the backend and the lease the
-/// claiming replica takes on the job.
+/// A claim's part in a move to `dispatched`: the backend, the prompt id the attempt will
+/// be posted under when the claimer chose it already, and the lease the claiming replica
+/// takes on the job.
 #[derive(Debug)]
 pub(super) struct Claim<'a> {
     pub(super) backend_id: &'a BackendId,
+    pub(super) prompt_id: Option<&'a PromptId>,
     pub(super) lease: &'a Lease,
 }
 
@@ -358,6 +362,11 @@ fn effects<'a>(change: &'a Transition, claim: Option<&Claim<'a>>) -> (String, Ve
             );
             let expires = claim.map(|claim| to_micros(claim.lease.expires_at));
             set("lease_expires_at", Value::Number(expires));
+            let prompt_id = claim.and_then(|claim| claim.prompt_id);
+            set(
+                "prompt_id",
+                Value::Text(prompt_id.map(|prompt_id| prompt_id.0.as_str())),
+            );
         }
         JobState::Running => set("started_at", at),
         JobState::Succeeded | JobState::Failed | JobState::Canceled => set("completed_at", at),
@@ -370,7 +379,7 @@ fn effects<'a>(change: &'a Transition, claim: Option<&Claim<'a>>) -> (String, Ve
         set("expires_at", Value::Number(Some(to_micros(expires_at))));
     }
     match change.to {
-        JobState::Dispatched => sets.push_str(", attempt = attempt + 1, prompt_id = NULL"),
+        JobState::Dispatched => sets.push_str(", attempt = attempt + 1"),
         JobState::Queued => sets.push_str(
             ", backend_id = NULL, prompt_id = NULL, dispatched_at = NULL, started_at = NULL, \
              progress = NULL, lease_holder = NULL, lease_expires_at = NULL",

@@ -10,7 +10,7 @@ use super::Connection;
 use time::OffsetDateTime;
 
 use super::{jobs, locks};
-use crate::jobs::model::{BackendId, Job, JobId, JobState};
+use crate::jobs::model::{BackendId, Job, JobId, JobState, PromptId};
 use crate::store::rows::{JOB_COLUMNS, JobRow, QUEUED_COLUMNS, QueuedRow, parse};
 use crate::store::{JobChange, Lease, QueuedJob, StoreError, Transition};
 
@@ -85,7 +85,11 @@ pub(super) async fn claim_next(
 
     let id: JobId = parse("job id", &head)?;
     let change = Transition::new(id, JobState::Queued, JobState::Dispatched, at);
-    let claim = jobs::Claim { backend_id, lease };
+    let claim = jobs::Claim {
+        backend_id,
+        prompt_id: None,
+        lease,
+    };
     let claimed = jobs::transition(connection, &change, Some(&claim)).await?;
     tracing::debug!(job.id = %id, backend.id = %backend_id, "claimed queued job");
     Ok(Some(claimed))
@@ -112,18 +116,23 @@ pub(super) async fn candidates(
     rows.into_iter().map(QueuedJob::try_from).collect()
 }
 
-/// Moves one chosen job to `dispatched` for `backend_id`, held under `lease`, if it is still
-/// queued: the transition's compare-and-set is the claim, so of two replicas choosing the
-/// same job one gets it and the other `None`.
+/// Moves one chosen job to `dispatched` for `backend_id` under `prompt_id`, held under
+/// `lease`, if it is still queued: the transition's compare-and-set is the claim, so of two
+/// replicas choosing the same job one gets it and the other `None`.
 pub(super) async fn claim(
     connection: &mut Connection,
     id: JobId,
     backend_id: &BackendId,
+    prompt_id: &PromptId,
     lease: &Lease,
     at: OffsetDateTime,
 ) -> Result<Option<JobChange>, StoreError> {
     let change = Transition::new(id, JobState::Queued, JobState::Dispatched, at);
-    let claim = jobs::Claim { backend_id, lease };
+    let claim = jobs::Claim {
+        backend_id,
+        prompt_id: Some(prompt_id),
+        lease,
+    };
     match jobs::transition(connection, &change, Some(&claim)).await {
         Ok(claimed) => Ok(Some(claimed)),
         Err(StoreError::StateConflict { .. } | StoreError::JobNotFound(_)) => Ok(None),

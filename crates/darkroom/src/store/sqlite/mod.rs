@@ -88,7 +88,8 @@ use super::{
 use crate::artifacts::{BlobHash, BlobStore};
 use crate::auth::ApiKey;
 use crate::jobs::model::{
-    Asset, AssetId, BackendId, Job, JobEvent, JobId, JobState, OutputRecord, Progress, ReplicaId,
+    Asset, AssetId, BackendId, Job, JobEvent, JobId, JobState, OutputRecord, Progress, PromptId,
+    ReplicaId,
 };
 use crate::jobs::requirements::Requirements;
 use crate::store::rows::{self, from_micros};
@@ -450,11 +451,16 @@ shared_store_impl! {
         &self,
         id: JobId,
         backend_id: &BackendId,
+        prompt_id: &PromptId,
         lease: &Lease,
         at: OffsetDateTime,
     ) -> Result<Option<JobChange>, StoreError> {
         let change = Transition::new(id, JobState::Queued, JobState::Dispatched, at);
-        let claim = jobs::Claim { backend_id, lease };
+        let claim = jobs::Claim {
+            backend_id,
+            prompt_id: Some(prompt_id),
+            lease,
+        };
         self.claim_in_one_trip(&change, &claim).await
     }
 

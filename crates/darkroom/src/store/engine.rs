@@ -26,6 +26,8 @@ pub(crate) enum Touch {
     /// These jobs changed in ways the write does not carry whole (expiry, or a write whose
     /// result could not be read back): what was known of them is stale.
     Forget(Vec<JobId>),
+    /// One commit's several changes, in the order it made them.
+    Several(Vec<Touch>),
 }
 
 impl Touch {

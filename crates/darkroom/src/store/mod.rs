@@ -33,8 +33,8 @@ pub use durability::Durability;
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use request::{
-    AssetRemoval, Dispatch, JobChange, JobCursor, JobPage, JobQuery, JobSnapshot, Lease, NewEvent,
-    NewJob, QueuedJob, Sweep, Transition,
+    AssetRemoval, Dispatch, Ended, Ending, JobChange, JobCursor, JobPage, JobQuery, JobSnapshot,
+    Lease, NewEvent, NewJob, QueuedJob, Sweep, Transition,
 };
 pub use sqlite::SqliteStore;
 
@@ -197,6 +197,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         holder: &ReplicaId,
         at: OffsetDateTime,
     ) -> Result<JobEvent, StoreError>;
+
+    /// A run's last steps in one commit, in order: the move into `collecting` (when
+    /// given), the last output as [`add_output`](Self::add_output) records it, and the
+    /// job's end. Each step runs only if the one before it matched; [`Ended`] says how far
+    /// it got. One commit instead of three, for the steps between a run's end on its
+    /// backend and its client hearing "done".
+    ///
+    /// # Errors
+    ///
+    /// Database faults only.
+    async fn end_with_output(&self, ending: &Ending) -> Result<Ended, StoreError>;
 
     /// A job's outputs in the order they were stored.
     ///

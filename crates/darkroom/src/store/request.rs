@@ -149,6 +149,29 @@ pub struct JobChange {
     pub event: JobEvent,
 }
 
+/// The last steps of a successful run, for one commit: the move into `collecting` when the
+/// job is not there yet, the run's last output, and the job's end.
+#[derive(Debug, Clone)]
+pub struct Ending {
+    pub collecting: Option<Transition>,
+    pub output: OutputRecord,
+    /// The replica that stored the output.
+    pub holder: ReplicaId,
+    pub at: OffsetDateTime,
+    /// The move out of `collecting`; its durability is the commit's.
+    pub end: Transition,
+}
+
+/// What an [`Ending`]'s commit did, step by step. A step that did not match (the job moved
+/// meanwhile, or another replica holds it) leaves itself and every step after it `None`,
+/// and the steps before it committed.
+#[derive(Debug, Default)]
+pub struct Ended {
+    pub collecting: Option<JobChange>,
+    pub output: Option<JobEvent>,
+    pub end: Option<JobChange>,
+}
+
 /// A job as a status read shows it, read together: its summary, its outputs in the order
 /// they were stored, and its place in the queue (`None` unless it is `queued`).
 #[derive(Debug, Clone, PartialEq)]

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use darkroom::artifacts::BlobHash;
 use darkroom::jobs::model::{
-    Asset, AssetId, EventKind, JobId, JobState, OriginFolder, OutputOrigin, OutputRecord,
-    OutputType,
+    Asset, AssetId, BackendId, EventKind, JobId, JobState, OriginFolder, OutputOrigin,
+    OutputRecord, OutputType, PromptId, ReplicaId,
 };
-use darkroom::store::{Store, StoreError, Transition};
+use darkroom::store::{Ending, JobChange, Store, StoreError, Transition};
 
-use super::{advance, at, create, new_job, replica};
+use super::{advance, at, create, lease, new_job, replica};
 
 /// The moves that bring a new job to where its outputs are stored.
 const TO_COLLECTING: [JobState; 3] = [
@@ -258,4 +258,114 @@ pub async fn sweep_expires_final_jobs_and_reports_orphaned_blobs(store: Arc<dyn 
     );
     let again = store.sweep_expired(at(61), 100).await.unwrap();
     assert!(again.expired_jobs.is_empty() && again.orphaned_blobs.is_empty());
+}
+
+/// A run's last steps in one commit: into `collecting`, its last output, its end, in that
+/// order of events; and a step that does not match (the job was canceled meanwhile,
+/// another replica holds it) writes nothing of itself or of the steps after it.
+pub async fn a_runs_last_steps_commit_together_and_stop_where_one_does_not_match(
+    store: Arc<dyn Store>,
+) {
+    let backend = BackendId::from("gpu-0");
+    let running = |created: JobChange, minutes: i64| {
+        let store = store.clone();
+        let backend = backend.clone();
+        async move {
+            let id = created.job.id;
+            let prompt_id = PromptId::from(format!("prompt-{minutes}").as_str());
+            store
+                .claim_queued(id, &backend, &prompt_id, &lease(), at(minutes))
+                .await
+                .unwrap()
+                .expect("claimed");
+            let moving = Transition::new(id, JobState::Dispatched, JobState::Running, at(minutes))
+                .held_by(replica());
+            store.transition(moving).await.unwrap()
+        }
+    };
+    let ending = |id: JobId, collecting: bool, holder: &ReplicaId, node: &str| Ending {
+        collecting: collecting.then(|| {
+            Transition::new(id, JobState::Running, JobState::Collecting, at(20))
+                .held_by(holder.clone())
+        }),
+        output: output(id, node, 'a'),
+        holder: holder.clone(),
+        at: at(20),
+        end: Transition::new(id, JobState::Collecting, JobState::Succeeded, at(20))
+            .held_by(holder.clone())
+            .with_expiry(at(1000)),
+    };
+
+    // All three steps, in one commit.
+    let started = running(create(&store, new_job(0)).await, 1).await;
+    let id = started.job.id;
+    let steps = ending(id, true, &replica(), "9");
+    let ended = store.end_with_output(&steps).await.unwrap();
+    let collecting = ended.collecting.expect("moved to collecting");
+    let stored = ended.output.expect("output recorded");
+    let end = ended.end.expect("moved to its end");
+    assert_eq!(collecting.job.state, JobState::Collecting);
+    assert_eq!(end.job.state, JobState::Succeeded);
+    let seqs = [collecting.event.seq, stored.seq, end.event.seq];
+    let first = started.event.seq + 1;
+    assert_eq!(seqs, [first, first + 1, first + 2]);
+    let events = store
+        .events_after(id, started.event.seq, 100)
+        .await
+        .unwrap();
+    let kinds: Vec<(EventKind, Option<&str>)> = events
+        .iter()
+        .map(|event| (event.kind, event.payload["state"].as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (EventKind::Status, Some("collecting")),
+            (EventKind::Output, None),
+            (EventKind::Status, Some("succeeded")),
+        ]
+    );
+    assert_eq!(store.outputs(id).await.unwrap(), vec![steps.output.clone()]);
+    let asset = store.asset(steps.output.asset_id).await.unwrap().unwrap();
+    assert_eq!(
+        asset.expires_at,
+        Some(at(1000)),
+        "the end's expiry reaches the output"
+    );
+    let status = store.job_snapshot(id).await.unwrap().unwrap();
+    assert_eq!(status.job.state, JobState::Succeeded);
+    assert_eq!(status.outputs, vec![steps.output.clone()]);
+
+    // Canceled before the commit: the move into collecting does not match, nothing is kept.
+    let started = running(create(&store, new_job(2)).await, 3).await;
+    let id = started.job.id;
+    let canceling = Transition::new(id, JobState::Running, JobState::Canceling, at(4));
+    let canceled = store.transition(canceling).await.unwrap();
+    let ended = store
+        .end_with_output(&ending(id, true, &replica(), "9"))
+        .await
+        .unwrap();
+    assert!(ended.collecting.is_none() && ended.output.is_none() && ended.end.is_none());
+    assert!(store.outputs(id).await.unwrap().is_empty());
+    let events = store
+        .events_after(id, canceled.event.seq, 100)
+        .await
+        .unwrap();
+    assert!(events.is_empty(), "nothing was written: {events:?}");
+
+    // Held by this replica, written by another: the output is refused, and the end with it.
+    let started = running(create(&store, new_job(5)).await, 6).await;
+    let id = started.job.id;
+    let collecting =
+        Transition::new(id, JobState::Running, JobState::Collecting, at(7)).held_by(replica());
+    store.transition(collecting).await.unwrap();
+    let intruder = ReplicaId::from("replica-b");
+    let ended = store
+        .end_with_output(&ending(id, false, &intruder, "9"))
+        .await
+        .unwrap();
+    assert!(ended.output.is_none() && ended.end.is_none());
+    assert!(store.outputs(id).await.unwrap().is_empty());
+    let status = store.job_snapshot(id).await.unwrap().unwrap();
+    assert_eq!(status.job.state, JobState::Collecting);
 }

@@ -50,6 +50,7 @@ macro_rules! store_suite {
             status::submissions_together_commit_apart_from_the_ones_refused,
             assets::outputs_are_stored_with_their_asset_and_event,
             assets::an_output_refused_halfway_leaves_nothing_and_writes_go_on,
+            assets::a_runs_last_steps_commit_together_and_stop_where_one_does_not_match,
             assets::assets_in_use_are_not_deleted_and_shared_blobs_outlive_one_asset,
             assets::sweep_expires_final_jobs_and_reports_orphaned_blobs,
             leases::a_backend_lease_has_one_holder_until_it_lapses,

@@ -60,6 +60,21 @@ use crate::jobs::model::{
     Asset, AssetId, BackendId, Job, JobEvent, JobId, JobState, OutputRecord, Progress, PromptId,
     ReplicaId,
 };
+use crate::store::{Ended, Ending};
+
+/// A step's result, with "did not match" (the job moved, another replica holds it, it is
+/// gone) as `None`.
+fn unmatched<T>(result: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    match result {
+        Ok(done) => Ok(Some(done)),
+        Err(
+            StoreError::StateConflict { .. }
+            | StoreError::LeaseLost { .. }
+            | StoreError::JobNotFound(_),
+        ) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
 
 /// The database the shared queries are compiled for.
 type Db = Postgres;
@@ -213,6 +228,29 @@ shared_store_impl! {
         let event = events::add_output(&mut tx, output, holder, at).await?;
         self.commit(tx, Touch::Forget(vec![output.job_id])).await?;
         Ok(event)
+    }
+
+    async fn end_with_output(&self, ending: &Ending) -> Result<Ended, StoreError> {
+        let mut tx = self.write(ending.end.durability()).await?;
+        let mut ended = Ended::default();
+        // A step that does not match ends the steps; what matched before it commits.
+        if let Some(collecting) = &ending.collecting {
+            match unmatched(jobs::transition(&mut tx, collecting, None).await)? {
+                Some(change) => ended.collecting = Some(change),
+                None => return Ok(ended),
+            }
+        }
+        let output = events::add_output(&mut tx, &ending.output, &ending.holder, ending.at).await;
+        match unmatched(output)? {
+            Some(event) => ended.output = Some(event),
+            None => {
+                self.commit(tx, Touch::Nothing).await?;
+                return Ok(ended);
+            }
+        }
+        ended.end = unmatched(jobs::transition(&mut tx, &ending.end, None).await)?;
+        self.commit(tx, Touch::Nothing).await?;
+        Ok(ended)
     }
 
     async fn create_job(&self, job: NewJob) -> Result<JobChange, StoreError> {

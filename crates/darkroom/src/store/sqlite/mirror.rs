@@ -121,6 +121,11 @@ impl Mirror {
                     self.statuses.remove(&id);
                 }
             }
+            Touch::Several(touches) => {
+                for touched in touches {
+                    self.apply(touched);
+                }
+            }
         }
     }
 

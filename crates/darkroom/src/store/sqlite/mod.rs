@@ -93,6 +93,7 @@ use crate::jobs::model::{
 };
 use crate::jobs::requirements::Requirements;
 use crate::store::rows::{self, from_micros};
+use crate::store::{Ended, Ending};
 
 /// The database the shared queries are compiled for.
 type Db = Sqlite;
@@ -489,6 +490,10 @@ shared_store_impl! {
         at: OffsetDateTime,
     ) -> Result<JobEvent, StoreError> {
         self.add_output_in_one_trip(output, holder, at).await
+    }
+
+    async fn end_with_output(&self, ending: &Ending) -> Result<Ended, StoreError> {
+        self.end_with_output_in_one_trip(ending).await
     }
 
     async fn job_snapshot(&self, id: JobId) -> Result<Option<JobSnapshot>, StoreError> {

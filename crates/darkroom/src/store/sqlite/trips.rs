@@ -20,8 +20,11 @@ use time::OffsetDateTime;
 
 use super::{Touch, Writer, events, jobs, leases, lock_mirror, running};
 use crate::jobs::model::{Job, JobEvent, JobId, JobState, OutputRecord, Progress, ReplicaId};
+use crate::store::rows::JOB_COLUMNS;
 use crate::store::rows::{JobRow, to_micros};
-use crate::store::{Dispatch, Durability, JobChange, NewEvent, StoreError, Transition};
+use crate::store::{
+    Dispatch, Durability, Ended, Ending, JobChange, NewEvent, StoreError, Transition,
+};
 
 /// A transaction's statements and values, and the rows it returns.
 type Trip<O> = QueryAs<'static, Sqlite, O, SqliteArguments>;
@@ -105,33 +108,13 @@ impl super::SqliteStore {
         change: &Transition,
         claim: Option<&jobs::Claim<'_>>,
     ) -> Result<Option<JobChange>, StoreError> {
-        let (moving, values) = jobs::move_statement(change, claim)?;
-        let first = values.len() + 5;
-        let mut statements = vec![moving, event_statement(2, first)];
-        if change.expires_at.is_some() {
-            // Outputs live exactly as long as their job; `changes()` is the event's row.
-            statements.push(format!(
-                "UPDATE assets SET expires_at = ${} WHERE job_id = $2 AND changes() = 1",
-                first + 3
-            ));
-        }
-        let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
+        let moving = Move::new(change, claim, 0, false)?;
+        let statements: Vec<&str> = moving.statements.iter().map(String::as_str).collect();
         let sql = transaction(change.durability(), &statements);
-
-        let status = jobs::status_event(change);
-        let mut query = sqlx::query_as::<_, jobs::MovedRow>(sqlx::AssertSqlSafe(sql))
-            .bind(change.to.as_str())
-            .bind(change.job_id.to_string())
-            .bind(change.from.as_str())
-            .bind(change.holder.as_ref().map(|holder| holder.0.clone()));
-        for value in values {
-            query = value.bind_to(query);
-        }
-        let query = query
-            .bind(status.kind.as_str())
-            .bind(sqlx::types::Json(status.payload.clone()))
-            .bind(to_micros(status.at))
-            .bind(change.expires_at.map(to_micros));
+        let status = moving.status.clone();
+        let query = moving.bind(sqlx::query_as::<_, jobs::MovedRow>(sqlx::AssertSqlSafe(
+            sql,
+        )));
 
         let id = change.job_id;
         let moved = self
@@ -155,6 +138,111 @@ impl super::SqliteStore {
         };
         let event = events::inserted(id, seq, &status)?;
         Ok(Some(JobChange { job, event }))
+    }
+
+    /// A run's last steps, [`Ending`], in one trip: the move into `collecting` when given,
+    /// the output (as [`Self::add_output_in_one_trip`] writes it) and the end, each
+    /// statement after the first running only if the one before it changed a row. Every
+    /// step that returns rows returns a moved job's row, so the rows say how far it got.
+    pub(super) async fn end_with_output_in_one_trip(
+        &self,
+        ending: &Ending,
+    ) -> Result<Ended, StoreError> {
+        let output = &ending.output;
+        let event = events::output_event(output, ending.at)?;
+        // The output's statements take `$1` to `$15`; the moves' parameters follow.
+        let collecting = ending
+            .collecting
+            .as_ref()
+            .map(|change| Move::new(change, None, OUTPUT_PARAMETERS, false))
+            .transpose()?;
+        let base = OUTPUT_PARAMETERS + collecting.as_ref().map_or(0, Move::parameters);
+        let end = Move::new(&ending.end, None, base, true)?;
+
+        let mut statements: Vec<String> = Vec::new();
+        if let Some(collecting) = &collecting {
+            statements.extend(collecting.statements.iter().cloned());
+            statements.push(format!(
+                "{} AND changes() = 1",
+                events::OUTPUT_ASSET_STATEMENT
+            ));
+        } else {
+            statements.push(events::OUTPUT_ASSET_STATEMENT.to_owned());
+        }
+        statements.push(format!(
+            "UPDATE jobs SET last_event_seq = last_event_seq + 1 \
+             WHERE id = $7 AND changes() = 1 RETURNING {JOB_COLUMNS}, last_event_seq"
+        ));
+        statements.push(OUTPUT_EVENT_STATEMENT.to_owned());
+        statements.push(OUTPUT_ROW_STATEMENT.to_owned());
+        statements.extend(end.statements.iter().cloned());
+        let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
+        let sql = transaction(ending.end.durability(), &statements);
+
+        let mut query = bind_output(
+            sqlx::query_as::<_, jobs::MovedRow>(sqlx::AssertSqlSafe(sql)),
+            output,
+            &ending.holder,
+            ending.at,
+            &event,
+        );
+        let statuses = (
+            collecting
+                .as_ref()
+                .map(|collecting| collecting.status.clone()),
+            end.status.clone(),
+        );
+        if let Some(collecting) = collecting {
+            query = collecting.bind(query);
+        }
+        let query = end.bind(query);
+
+        let id = output.job_id;
+        let recorded = output.clone();
+        let moved_first = ending.collecting.is_some();
+        let rows = self
+            .writer
+            .one_trip(query, move |rows| {
+                let rows: Vec<Result<(Job, i64), StoreError>> = rows
+                    .into_iter()
+                    .map(|row| Job::try_from(row.job).map(|job| (job, row.last_event_seq)))
+                    .collect();
+                // The output was recorded when its row came back, after the move's if any.
+                let output_row = usize::from(moved_first);
+                let mut touched = Vec::new();
+                if rows.len() > output_row {
+                    touched.push(Touch::Output(Box::new(recorded)));
+                }
+                touched.push(job_touched(
+                    id,
+                    rows.last().map(|row| row.as_ref().map(|(job, _)| job)),
+                ));
+                (rows, Touch::Several(touched))
+            })
+            .await?;
+
+        let mut rows = rows.into_iter();
+        let mut ended = Ended::default();
+        let (collecting_status, end_status) = statuses;
+        if let Some(status) = collecting_status {
+            let Some(row) = rows.next() else {
+                return Ok(ended);
+            };
+            let (job, seq) = row?;
+            let event = events::inserted(id, seq, &status)?;
+            ended.collecting = Some(JobChange { job, event });
+        }
+        let Some(row) = rows.next() else {
+            return Ok(ended);
+        };
+        let (_, seq) = row?;
+        ended.output = Some(events::inserted(id, seq, &event)?);
+        if let Some(row) = rows.next() {
+            let (job, seq) = row?;
+            let event = events::inserted(id, seq, &end_status)?;
+            ended.end = Some(JobChange { job, event });
+        }
+        Ok(ended)
     }
 
     pub(super) async fn transition_in_one_trip(
@@ -295,22 +383,13 @@ impl super::SqliteStore {
             ],
         );
         let job_id = output.job_id;
-        let query = sqlx::query_as::<_, Seq>(sqlx::AssertSqlSafe(sql))
-            .bind(output.asset_id.to_string())
-            .bind(output.hash.as_str().to_owned())
-            .bind(events::size(output.size_bytes))
-            .bind(output.content_type.clone())
-            .bind(output.name.clone())
-            .bind(to_micros(at))
-            .bind(job_id.to_string())
-            .bind(holder.0.clone())
-            .bind(event.kind.as_str())
-            .bind(sqlx::types::Json(event.payload.clone()))
-            .bind(output.node_id.clone())
-            .bind(output.output_type.as_str().to_owned())
-            .bind(output.origin.filename.clone())
-            .bind(output.origin.subfolder.clone())
-            .bind(output.origin.folder.as_str().to_owned());
+        let query = bind_output(
+            sqlx::query_as::<_, Seq>(sqlx::AssertSqlSafe(sql)),
+            output,
+            holder,
+            at,
+            &event,
+        );
         let seq = self
             .writer
             .one_trip(query, move |rows| {
@@ -325,6 +404,124 @@ impl super::SqliteStore {
             }
         }
     }
+}
+
+/// How many parameters an output's statements take (`$1` to `$15`).
+const OUTPUT_PARAMETERS: usize = 15;
+
+/// `query` with an output's values bound to `$1` to `$15`, as its statements take them.
+fn bind_output<O>(
+    query: Trip<O>,
+    output: &OutputRecord,
+    holder: &ReplicaId,
+    at: OffsetDateTime,
+    event: &NewEvent,
+) -> Trip<O> {
+    query
+        .bind(output.asset_id.to_string())
+        .bind(output.hash.as_str().to_owned())
+        .bind(events::size(output.size_bytes))
+        .bind(output.content_type.clone())
+        .bind(output.name.clone())
+        .bind(to_micros(at))
+        .bind(output.job_id.to_string())
+        .bind(holder.0.clone())
+        .bind(event.kind.as_str())
+        .bind(sqlx::types::Json(event.payload.clone()))
+        .bind(output.node_id.clone())
+        .bind(output.output_type.as_str().to_owned())
+        .bind(output.origin.filename.clone())
+        .bind(output.origin.subfolder.clone())
+        .bind(output.origin.folder.as_str().to_owned())
+}
+
+/// A move's statements (the move, its `status` event and, on an end, its outputs'
+/// expiry) with their parameters numbered from `base + 1`, and the values they bind.
+struct Move<'a> {
+    statements: Vec<String>,
+    change: &'a Transition,
+    values: Vec<jobs::Value<'a>>,
+    status: NewEvent,
+}
+
+impl<'a> Move<'a> {
+    /// `chained`: the move only runs if the statement before it changed a row.
+    fn new(
+        change: &'a Transition,
+        claim: Option<&jobs::Claim<'a>>,
+        base: usize,
+        chained: bool,
+    ) -> Result<Self, StoreError> {
+        let (mut moving, values) = jobs::move_statement(change, claim)?;
+        if chained {
+            moving = moving.replacen(" RETURNING ", " AND changes() = 1 RETURNING ", 1);
+        }
+        let first = values.len() + 5;
+        let mut statements = vec![moving, event_statement(2, first)];
+        if change.expires_at.is_some() {
+            // Outputs live exactly as long as their job; `changes()` is the event's row.
+            statements.push(format!(
+                "UPDATE assets SET expires_at = ${} WHERE job_id = $2 AND changes() = 1",
+                first + 3
+            ));
+        }
+        let statements = statements
+            .iter()
+            .map(|statement| numbered_from(statement, base))
+            .collect();
+        Ok(Self {
+            statements,
+            change,
+            values,
+            status: jobs::status_event(change),
+        })
+    }
+
+    /// How many parameters the statements take.
+    fn parameters(&self) -> usize {
+        self.values.len() + 8
+    }
+
+    /// `query` with the move's values bound to its parameters, in order.
+    fn bind<O>(self, query: Trip<O>) -> Trip<O> {
+        let change = self.change;
+        let mut query = query
+            .bind(change.to.as_str())
+            .bind(change.job_id.to_string())
+            .bind(change.from.as_str())
+            .bind(change.holder.as_ref().map(|holder| holder.0.clone()));
+        for value in self.values {
+            query = value.bind_to(query);
+        }
+        query
+            .bind(self.status.kind.as_str())
+            .bind(sqlx::types::Json(self.status.payload.clone()))
+            .bind(to_micros(self.status.at))
+            .bind(change.expires_at.map(to_micros))
+    }
+}
+
+/// `statement` with every parameter `$N` renumbered `$(N + base)`, so that statements
+/// written to number their own parameters from `$1` can share one trip with others. The
+/// statements are this module's own, whose only `$` are parameters.
+fn numbered_from(statement: &str, base: usize) -> String {
+    if base == 0 {
+        return statement.to_owned();
+    }
+    let mut numbered = String::with_capacity(statement.len() + 16);
+    let mut rest = statement;
+    while let Some(at) = rest.find('$') {
+        numbered.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(number) => numbered.push_str(&(number + base).to_string()),
+            Err(_) => numbered.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    numbered.push_str(rest);
+    numbered
 }
 
 /// What status reads learn from a trip that returned job `id` as it left it: the job, when

@@ -3,16 +3,34 @@
 //!
 //! Collection is idempotent: outputs already recorded for the job (by their ComfyUI
 //! origin) are skipped, so a collection cut short by a crash resumes where it stopped.
+//!
+//! The last output is stored but not recorded: the caller records it together with the
+//! job's end, in one commit. The job moves to `collecting` before the first output is
+//! recorded, or once storing the last one has taken [`SHOWN_RUNNING`]; a run whose one
+//! output is stored sooner goes from `running` to its end in that one commit (its events
+//! still say `collecting`, then the output, then the end). A job still `running` while its
+//! output is fetched is reconciled after a crash like any run: its history is read and its
+//! outputs collected.
 
 use std::io;
+use std::time::Duration;
 
 use comfy::{ComfyUiClient, FileType, HistoryEntry, MediaKind, Output, OutputFile};
 use futures_util::{StreamExt, stream};
 use time::OffsetDateTime;
 
 use super::Context;
-use crate::jobs::model::{AssetId, JobId, OriginFolder, OutputOrigin, OutputRecord, OutputType};
+use crate::artifacts::BlobHold;
+use crate::jobs::model::{
+    AssetId, JobId, JobState, OriginFolder, OutputOrigin, OutputRecord, OutputType,
+};
 use crate::store::{NewEvent, StoreError};
+
+/// How long storing a run's last output may take while its job still shows `running`:
+/// after that the job moves to `collecting`, so that a long download (a large file, a slow
+/// backend) shows as what it is. A small image from a nearby backend takes a few
+/// milliseconds.
+const SHOWN_RUNNING: Duration = Duration::from_millis(20);
 
 /// Why outputs could not be collected.
 #[derive(Debug, thiserror::Error)]
@@ -38,9 +56,51 @@ pub struct Collecting {
     pub keep_previews: bool,
     /// The outputs recorded for the job so far, added to as collection goes on.
     pub stored: Vec<OutputRecord>,
+    /// The job's state in the store: the run's (`running`, or `dispatched` when the run
+    /// ended before it was heard starting) until the job moves to `collecting`.
+    pub state: JobState,
 }
 
-/// Stores every output of `entry` not stored yet; returns how many were added.
+/// A collection that went to its end.
+#[derive(Debug)]
+pub enum Collected {
+    /// Every output stored: `added` recorded, and the last one, when there was one to
+    /// store, stored but left for the caller to record with the job's end.
+    Stored {
+        added: usize,
+        last: Option<LastOutput>,
+    },
+    /// The job moved on meanwhile (canceled, or taken over): nothing more is its run's.
+    MovedOn,
+}
+
+/// The last output: its blob stored and held, its record not written yet.
+#[derive(Debug)]
+pub struct LastOutput {
+    pub record: OutputRecord,
+    /// Keeps the blob from a sweep until the record is committed.
+    pub hold: BlobHold,
+}
+
+/// What one history output asks of a collection.
+enum Step<'a> {
+    Store(Storing<'a>),
+    /// Not a file and not text: kept in the job's log.
+    Log(NewEvent),
+}
+
+/// An output to fetch (or take from the history) and store.
+enum Storing<'a> {
+    File(&'a OutputFile, OutputOrigin),
+    Text {
+        node_id: &'a str,
+        name: String,
+        text: &'a str,
+        origin: OutputOrigin,
+    },
+}
+
+/// Stores every output of `entry` not stored yet, recording all but the last.
 ///
 /// # Errors
 ///
@@ -50,57 +110,48 @@ pub async fn collect(
     client: &ComfyUiClient,
     job: &mut Collecting,
     entry: &HistoryEntry,
-) -> Result<usize, CollectError> {
+) -> Result<Collected, CollectError> {
+    let steps = steps(job, entry);
+    let last = steps.iter().rposition(|step| !matches!(step, Step::Log(_)));
     let mut added = 0;
+    let mut pending = None;
 
-    for (index, output) in entry.outputs.iter().enumerate() {
-        let deletions_before = context.blobs.locks().deletions();
-        let record = match output {
-            Output::File(file) if wanted(job, file) => {
-                let origin = origin_of(file);
-                if job.has(&origin) {
-                    continue;
-                }
-                store_file(context, client, job.job_id, file, origin).await?
-            }
-            Output::File(file) => {
-                tracing::debug!(job.id = %job.job_id, file = %file.file.filename, file.type = %file.file.file_type, "output not kept");
-                continue;
-            }
-            Output::Text { node_id, key, text } => {
-                let name = format!("{node_id}-{key}-{index}.txt");
-                let origin = OutputOrigin {
-                    filename: name.clone(),
-                    subfolder: String::new(),
-                    folder: OriginFolder::Output,
-                };
-                if job.has(&origin) {
-                    continue;
-                }
-                store_text(context, job.job_id, node_id.as_str(), name, text, origin).await?
-            }
-            Output::Unrecognized {
-                node_id,
-                key,
-                value,
-            } => {
-                // Not a file and not text: kept in the job's log so nothing vanishes.
-                tracing::info!(job.id = %job.job_id, node.id = %node_id, output.key = %key, "output of unknown shape kept as a log event");
-                let payload = serde_json::json!({"level": "info", "message": format!("node {node_id} output {key:?} has an unknown shape"), "value": value});
-                let event = NewEvent {
-                    kind: crate::jobs::model::EventKind::Log,
-                    payload,
-                    at: OffsetDateTime::now_utc(),
-                };
-                context
-                    .bus
-                    .publish(context.store.append_event(job.job_id, event).await?);
+    for (index, step) in steps.into_iter().enumerate() {
+        let is_last = Some(index) == last;
+        if !is_last && !moved_to_collecting(context, job).await? {
+            return Ok(Collected::MovedOn);
+        }
+        let storing = match step {
+            Step::Store(storing) => storing,
+            Step::Log(event) => {
+                let event = context.store.append_event(job.job_id, event).await?;
+                context.bus.publish(event);
                 continue;
             }
         };
+        let deletions_before = context.blobs.locks().deletions();
+        let storing = store(context, client, job.job_id, storing);
+        let record = if is_last {
+            tokio::pin!(storing);
+            tokio::select! {
+                stored = &mut storing => stored?,
+                () = tokio::time::sleep(SHOWN_RUNNING) => {
+                    if !moved_to_collecting(context, job).await? {
+                        return Ok(Collected::MovedOn);
+                    }
+                    storing.await?
+                }
+            }
+        } else {
+            storing.await?
+        };
         // Until the output is recorded, its blob must not go with the last record before
         // it; if it went already, this collection fails and the next stores it again.
-        let _hold = context.blobs.hold(&record.hash, deletions_before).await?;
+        let hold = context.blobs.hold(&record.hash, deletions_before).await?;
+        if is_last {
+            pending = Some(LastOutput { record, hold });
+            continue;
+        }
         let event = context
             .store
             .add_output(
@@ -109,12 +160,104 @@ pub async fn collect(
                 OffsetDateTime::now_utc(),
             )
             .await?;
+        drop(hold);
         context.bus.publish(event);
         context.metrics.bytes_stored(record.size_bytes);
         job.stored.push(record);
         added += 1;
     }
-    Ok(added)
+    Ok(Collected::Stored {
+        added,
+        last: pending,
+    })
+}
+
+/// Fetches and stores one file or text output.
+async fn store(
+    context: &Context,
+    client: &ComfyUiClient,
+    job_id: JobId,
+    storing: Storing<'_>,
+) -> Result<OutputRecord, CollectError> {
+    match storing {
+        Storing::File(file, origin) => store_file(context, client, job_id, file, origin).await,
+        Storing::Text {
+            node_id,
+            name,
+            text,
+            origin,
+        } => store_text(context, job_id, node_id, name, text, origin).await,
+    }
+}
+
+/// Moves the job to `collecting` unless it is there already. False when it moved on.
+///
+/// # Errors
+///
+/// Store faults.
+pub async fn moved_to_collecting(
+    context: &Context,
+    job: &mut Collecting,
+) -> Result<bool, CollectError> {
+    if job.state == JobState::Collecting {
+        return Ok(true);
+    }
+    let moved = context
+        .transition(job.job_id, job.state, JobState::Collecting, None)
+        .await?;
+    if moved.is_some() {
+        job.state = JobState::Collecting;
+    }
+    Ok(moved.is_some())
+}
+
+/// What each output of `entry` asks, in the history's order: the files and texts not
+/// stored yet, and the outputs of unknown shape.
+fn steps<'a>(job: &Collecting, entry: &'a HistoryEntry) -> Vec<Step<'a>> {
+    let mut steps = Vec::new();
+    for (index, output) in entry.outputs.iter().enumerate() {
+        match output {
+            Output::File(file) if wanted(job, file) => {
+                let origin = origin_of(file);
+                if !job.has(&origin) {
+                    steps.push(Step::Store(Storing::File(file, origin)));
+                }
+            }
+            Output::File(file) => {
+                tracing::debug!(job.id = %job.job_id, file = %file.file.filename, file.type = %file.file.file_type, "output not kept");
+            }
+            Output::Text { node_id, key, text } => {
+                let name = format!("{node_id}-{key}-{index}.txt");
+                let origin = OutputOrigin {
+                    filename: name.clone(),
+                    subfolder: String::new(),
+                    folder: OriginFolder::Output,
+                };
+                if !job.has(&origin) {
+                    steps.push(Step::Store(Storing::Text {
+                        node_id: node_id.as_str(),
+                        name,
+                        text,
+                        origin,
+                    }));
+                }
+            }
+            Output::Unrecognized {
+                node_id,
+                key,
+                value,
+            } => {
+                tracing::info!(job.id = %job.job_id, node.id = %node_id, output.key = %key, "output of unknown shape kept as a log event");
+                let payload = serde_json::json!({"level": "info", "message": format!("node {node_id} output {key:?} has an unknown shape"), "value": value});
+                steps.push(Step::Log(NewEvent {
+                    kind: crate::jobs::model::EventKind::Log,
+                    payload,
+                    at: OffsetDateTime::now_utc(),
+                }));
+            }
+        }
+    }
+    steps
 }
 
 impl Collecting {

@@ -40,10 +40,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::artifacts::BlobStore;
 use crate::jobs::bus::JobBus;
-use crate::jobs::model::{BackendId, Job, JobError, JobId, JobState, ReplicaId};
+use crate::jobs::model::{BackendId, Job, JobError, JobId, JobState, OutputRecord, ReplicaId};
 use crate::jobs::requirements::Requirements;
 use crate::metrics::Metrics;
-use crate::store::{Lease, Store, StoreError, Transition};
+use crate::store::{Ended, Ending, Lease, Store, StoreError, Transition};
 
 use board::{BackendStatus, Board};
 use capability::Missing;
@@ -222,6 +222,51 @@ impl Context {
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// A successful run's last steps in one commit: the move into `collecting` unless the
+    /// job (in `from`) is there already, its last `output`, and `succeeded`; publishes each
+    /// step's event in order. What did not match (the job moved meanwhile, another replica
+    /// holds it) is `None` in the answer, with every step after it.
+    ///
+    /// # Errors
+    ///
+    /// Store faults.
+    pub async fn succeed_with_output(
+        &self,
+        job_id: JobId,
+        from: JobState,
+        output: OutputRecord,
+    ) -> Result<Ended, StoreError> {
+        let holder = self.settings.replica.clone();
+        let ending = Ending {
+            collecting: (from != JobState::Collecting).then(|| {
+                self.change(job_id, from, JobState::Collecting, None)
+                    .held_by(holder.clone())
+            }),
+            output,
+            holder: holder.clone(),
+            at: OffsetDateTime::now_utc(),
+            end: self
+                .change(job_id, JobState::Collecting, JobState::Succeeded, None)
+                .held_by(holder),
+        };
+        let ended = self.store.end_with_output(&ending).await?;
+        if let Some(collecting) = &ended.collecting {
+            tracing::info!(job.id = %job_id, job.state = %JobState::Collecting, "job state");
+            self.bus.publish(collecting.event.clone());
+        }
+        if let Some(event) = &ended.output {
+            self.bus.publish(event.clone());
+            self.metrics.bytes_stored(ending.output.size_bytes);
+        }
+        if let Some(end) = &ended.end {
+            tracing::info!(job.id = %job_id, job.state = %JobState::Succeeded, "job state");
+            self.bus.publish(end.event.clone());
+            self.bus.forget(job_id);
+            self.metrics.job_finished(&end.job);
+        }
+        Ok(ended)
     }
 
     /// A lease for this replica from now on.

@@ -8,7 +8,7 @@ use comfy::{HistoryEntry, PromptId, RunOutcome};
 
 use super::Driver;
 use crate::jobs::model::{JobError, JobState};
-use crate::scheduler::collect;
+use crate::scheduler::collect::{self, CollectError, Collected, LastOutput};
 use crate::scheduler::run::job_error;
 use crate::store::JobSnapshot;
 
@@ -90,23 +90,11 @@ impl Driver {
         entry: &HistoryEntry,
     ) {
         let JobSnapshot { job, outputs, .. } = status;
-        if job.state != JobState::Collecting {
-            match self
-                .context
-                .transition(job.id, job.state, JobState::Collecting, None)
-                .await
-            {
-                Ok(Some(_)) => {}
-                Ok(None) => return,
-                Err(error) => {
-                    return tracing::error!(job.id = %job.id, %error, "cannot start collecting");
-                }
-            }
-        }
         let mut collecting = collect::Collecting {
             job_id: job.id,
             keep_previews,
             stored: outputs,
+            state: job.state,
         };
         let mut last_error = None;
         for attempt in 0..3u32 {
@@ -114,11 +102,15 @@ impl Driver {
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
             }
             match collect::collect(&self.context, &self.client, &mut collecting, entry).await {
-                Ok(count) => {
+                Ok(Collected::MovedOn) => return,
+                Ok(Collected::Stored { added, last }) => {
+                    let count = added + usize::from(last.is_some());
                     tracing::info!(job.id = %job.id, outputs = count, "outputs stored");
-                    self.settle_from(job.id, JobState::Collecting, JobState::Succeeded, None)
-                        .await;
-                    return;
+                    match self.succeed(&mut collecting, last).await {
+                        Ok(()) => return,
+                        // The last output is not recorded: the next attempt stores it again.
+                        Err(error) => last_error = Some(error),
+                    }
                 }
                 Err(error) => last_error = Some(error),
             }
@@ -127,10 +119,48 @@ impl Driver {
         tracing::error!(job.id = %job.id, error = %message, "outputs not collected");
         self.settle_from(
             job.id,
-            JobState::Collecting,
+            collecting.state,
             JobState::Failed,
             Some(job_error("output_lost", message)),
         )
         .await;
+    }
+
+    /// Ends a collected run: with its last output in one commit, or alone.
+    ///
+    /// # Errors
+    ///
+    /// Store faults, with the last output not recorded.
+    async fn succeed(
+        &self,
+        collecting: &mut collect::Collecting,
+        last: Option<LastOutput>,
+    ) -> Result<(), CollectError> {
+        let job_id = collecting.job_id;
+        let Some(LastOutput { record, hold }) = last else {
+            if collect::moved_to_collecting(&self.context, collecting).await? {
+                self.settle_from(job_id, JobState::Collecting, JobState::Succeeded, None)
+                    .await;
+            }
+            return Ok(());
+        };
+        let ended = self
+            .context
+            .succeed_with_output(job_id, collecting.state, record)
+            .await;
+        drop(hold);
+        let ended = ended?;
+        if ended.collecting.is_some() {
+            collecting.state = JobState::Collecting;
+        }
+        if ended.end.is_none() {
+            let step = if ended.output.is_some() {
+                "its end"
+            } else {
+                "its last output"
+            };
+            tracing::info!(job.id = %job_id, step, "the job moved on before the run's last step");
+        }
+        Ok(())
     }
 }

@@ -68,7 +68,7 @@ pub enum Collected {
     /// store, stored but left for the caller to record with the job's end.
     Stored {
         added: usize,
-        last: Option<LastOutput>,
+        last: Option<Box<LastOutput>>,
     },
     /// The job moved on meanwhile (canceled, or taken over): nothing more is its run's.
     MovedOn,
@@ -149,7 +149,7 @@ pub async fn collect(
         // it; if it went already, this collection fails and the next stores it again.
         let hold = context.blobs.hold(&record.hash, deletions_before).await?;
         if is_last {
-            pending = Some(LastOutput { record, hold });
+            pending = Some(Box::new(LastOutput { record, hold }));
             continue;
         }
         let event = context

@@ -134,10 +134,10 @@ impl Driver {
     async fn succeed(
         &self,
         collecting: &mut collect::Collecting,
-        last: Option<LastOutput>,
+        last: Option<Box<LastOutput>>,
     ) -> Result<(), CollectError> {
         let job_id = collecting.job_id;
-        let Some(LastOutput { record, hold }) = last else {
+        let Some(last) = last else {
             if collect::moved_to_collecting(&self.context, collecting).await? {
                 self.settle_from(job_id, JobState::Collecting, JobState::Succeeded, None)
                     .await;
@@ -146,9 +146,9 @@ impl Driver {
         };
         let ended = self
             .context
-            .succeed_with_output(job_id, collecting.state, record)
+            .succeed_with_output(job_id, collecting.state, last.record)
             .await;
-        drop(hold);
+        drop(last.hold);
         let ended = ended?;
         if ended.collecting.is_some() {
             collecting.state = JobState::Collecting;

@@ -13,8 +13,13 @@
 //! This tier knows blobs only by hash, like every blob store: the store's sweep decides
 //! when one is no longer referenced. It serves only a store with local artifacts; blobs
 //! in S3 are shared by replicas and stay there.
+//!
+//! The blobs stored last are also kept in memory ([`Recent`]), up to [`RECENT_BYTES`]: a
+//! client asks for a job's output right after it hears the job ended, and that read then
+//! needs no trip to a reader's thread.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -32,12 +37,56 @@ use crate::store::{Durability, StoreError};
 /// only at small sizes; previews and text outputs always are).
 pub const IN_DATABASE: usize = 256 * 1024;
 
+/// How many bytes of the blobs stored last are kept in memory.
+pub const RECENT_BYTES: usize = 2 * 1024 * 1024;
+
 /// Blobs up to [`IN_DATABASE`] bytes in the database, the rest in `files`.
 #[derive(Debug)]
 pub struct SmallBlobs {
     writer: Writer,
     readers: sqlx::SqlitePool,
     files: Arc<dyn BlobStore>,
+    recent: Mutex<Recent>,
+}
+
+/// The blobs stored last, newest at the back, at most [`RECENT_BYTES`] of them; the oldest
+/// go first. A dozen entries searched in order: a queue is all this needs, so no cache
+/// crate is used.
+#[derive(Debug, Default)]
+struct Recent {
+    blobs: VecDeque<(BlobHash, Bytes)>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn get(&self, hash: &BlobHash) -> Option<Bytes> {
+        self.blobs
+            .iter()
+            .find(|(kept, _)| kept == hash)
+            .map(|(_, bytes)| bytes.clone())
+    }
+
+    fn keep(&mut self, hash: BlobHash, bytes: Bytes) {
+        if bytes.len() > RECENT_BYTES || self.get(&hash).is_some() {
+            return;
+        }
+        self.bytes += bytes.len();
+        self.blobs.push_back((hash, bytes));
+        while self.bytes > RECENT_BYTES {
+            let Some((_, oldest)) = self.blobs.pop_front() else {
+                break;
+            };
+            self.bytes -= oldest.len();
+        }
+    }
+
+    fn forget(&mut self, hash: &BlobHash) {
+        if let Some(index) = self.blobs.iter().position(|(kept, _)| kept == hash)
+            && let Some((_, bytes)) = self.blobs.remove(index)
+        {
+            self.bytes -= bytes.len();
+        }
+    }
 }
 
 impl SmallBlobs {
@@ -50,7 +99,15 @@ impl SmallBlobs {
             writer,
             readers,
             files,
+            recent: Mutex::default(),
         }
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, Recent> {
+        // The queue is whole after any panic: each change to it is one step.
+        self.recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Inserts a blob unless it is there; true when it was not.
@@ -139,10 +196,12 @@ impl BlobStore for SmallBlobs {
                 created_new: false,
             });
         }
+        let head = Bytes::from(head);
         let created_new = self
-            .insert(&hash, head)
+            .insert(&hash, head.to_vec())
             .await
             .map_err(database("store", &hash))?;
+        self.recent().keep(hash.clone(), head);
         if created_new {
             tracing::debug!(blob.hash = %hash, blob.size = size, "stored blob in the database");
         }
@@ -154,7 +213,12 @@ impl BlobStore for SmallBlobs {
     }
 
     async fn open(&self, hash: &BlobHash) -> Result<Blob, ArtifactError> {
-        match self.bytes(hash).await.map_err(database("read", hash))? {
+        let kept = self.recent().get(hash);
+        let bytes = match kept {
+            Some(bytes) => Some(bytes),
+            None => self.bytes(hash).await.map_err(database("read", hash))?,
+        };
+        match bytes {
             Some(bytes) => {
                 let size = bytes.len() as u64;
                 Ok(Blob::new(hash.clone(), size, Box::new(InMemory(bytes))))
@@ -169,6 +233,7 @@ impl BlobStore for SmallBlobs {
     }
 
     async fn delete(&self, hash: &BlobHash) -> Result<bool, ArtifactError> {
+        self.recent().forget(hash);
         let here = self.remove(hash).await.map_err(database("delete", hash))?;
         let there = self.files.delete(hash).await?;
         Ok(here || there)
@@ -195,5 +260,48 @@ impl RangeReader for InMemory {
             .min(self.0.len());
         let slice = self.0.slice(start..end);
         Ok(stream::once(async move { Ok(slice) }).boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RECENT_BYTES, Recent};
+    use crate::artifacts::BlobHash;
+    use bytes::Bytes;
+
+    fn blob(fill: u8, size: usize) -> (BlobHash, Bytes) {
+        let bytes = vec![fill; size];
+        (
+            BlobHash::from_digest(&blake3::hash(&bytes)),
+            Bytes::from(bytes),
+        )
+    }
+
+    #[test]
+    fn the_newest_blobs_are_kept_within_their_bound_and_a_deleted_one_is_forgotten() {
+        let mut recent = Recent::default();
+        let quarter = RECENT_BYTES / 4;
+        let blobs: Vec<_> = (0..6).map(|fill| blob(fill, quarter)).collect();
+        for (hash, bytes) in &blobs {
+            recent.keep(hash.clone(), bytes.clone());
+        }
+        // Four quarters fit: the two oldest went.
+        assert!(recent.get(&blobs[0].0).is_none() && recent.get(&blobs[1].0).is_none());
+        for (hash, bytes) in &blobs[2..] {
+            assert_eq!(recent.get(hash).as_ref(), Some(bytes));
+        }
+        assert_eq!(recent.bytes, RECENT_BYTES);
+
+        recent.forget(&blobs[3].0);
+        assert!(recent.get(&blobs[3].0).is_none());
+        assert_eq!(recent.bytes, RECENT_BYTES - quarter);
+
+        // Keeping a blob twice counts it once; one larger than the bound is not kept.
+        recent.keep(blobs[4].0.clone(), blobs[4].1.clone());
+        assert_eq!(recent.bytes, RECENT_BYTES - quarter);
+        let (hash, bytes) = blob(9, RECENT_BYTES + 1);
+        recent.keep(hash.clone(), bytes);
+        assert!(recent.get(&hash).is_none());
+        assert_eq!(recent.bytes, RECENT_BYTES - quarter);
     }
 }

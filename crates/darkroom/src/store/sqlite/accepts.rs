@@ -19,8 +19,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sqlx::Sqlite;
 use sqlx::sqlite::SqliteArguments;
+use sqlx::{Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::queue_index::QueueIndex;
@@ -184,7 +184,16 @@ async fn commit_without_keys(
 /// Runs the one transaction that creates `accepted` jobs with their first events, in
 /// trips of up to [`JOBS_PER_TRIP`] jobs: the first trip begins it, the last commits it.
 async fn write_batch(writer: &Writer, accepted: &[(&NewJob, NewEvent)]) -> Result<(), StoreError> {
-    let mut connection = writer.connection.acquire().await?;
+    match &writer.trips {
+        Some(own) => write_batch_on(&mut *own.lock().await, accepted).await,
+        None => write_batch_on(&mut *writer.connection.acquire().await?, accepted).await,
+    }
+}
+
+async fn write_batch_on(
+    connection: &mut SqliteConnection,
+    accepted: &[(&NewJob, NewEvent)],
+) -> Result<(), StoreError> {
     let trips = accepted.chunks(JOBS_PER_TRIP);
     let last = trips.len() - 1;
     for (index, trip) in trips.enumerate() {

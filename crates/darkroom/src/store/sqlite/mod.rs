@@ -124,8 +124,15 @@ pub struct SqliteStore {
 /// in-memory state each commit updates.
 #[derive(Debug, Clone)]
 struct Writer {
-    /// The one connection writes go through.
+    /// The connection writes made statement by statement go through.
     connection: SqlitePool,
+    /// With a database file, the connection of the writes made in one trip (a running
+    /// job's steps, batches of accepts), the writer's own for good. One taken from a pool
+    /// is pinged on its thread each time it goes back (sqlx tests every connection it is
+    /// given back), which cost each write a second trip to that thread and held the next
+    /// write until it came back. `None` in memory, where the pool's one connection is the
+    /// database. Like `connection`, only used under `lock`.
+    trips: Option<Arc<tokio::sync::Mutex<SqliteConnection>>>,
     lock: Arc<tokio::sync::Mutex<()>>,
     mirror: Arc<Mutex<Mirror>>,
 }
@@ -261,8 +268,10 @@ impl SqliteStore {
         let key_reader = Arc::new(tokio::sync::Mutex::new(normal.connect().await?));
         let pool = Self::pool(normal.clone(), MAX_CONNECTIONS).await?;
         let file = options.get_filename().to_path_buf();
-        let writer = Self::pool(options.synchronous(SqliteSynchronous::Full), 1).await?;
-        Self::start(pool, writer, Some(key_reader), Some(file)).await
+        let full = options.synchronous(SqliteSynchronous::Full);
+        let trips = Arc::new(tokio::sync::Mutex::new(full.connect().await?));
+        let writer = Self::pool(full, 1).await?;
+        Self::start(pool, writer, Some(trips), Some(key_reader), Some(file)).await
     }
 
     /// An in-memory database lives only as long as a connection to it, so its single
@@ -270,7 +279,7 @@ impl SqliteStore {
     /// would open another, empty database.
     async fn connect_in_memory(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let pool = Self::pool(options, 1).await?;
-        Self::start(pool.clone(), pool, None, None).await
+        Self::start(pool.clone(), pool, None, None, None).await
     }
 
     /// A pool of `connections` that are never retired. No ping before each use: it checks
@@ -295,6 +304,7 @@ impl SqliteStore {
     async fn start(
         pool: SqlitePool,
         writer: SqlitePool,
+        trips: Option<Arc<tokio::sync::Mutex<SqliteConnection>>>,
         key_reader: Option<Arc<tokio::sync::Mutex<SqliteConnection>>>,
         file: Option<std::path::PathBuf>,
     ) -> Result<Self, StoreError> {
@@ -307,6 +317,7 @@ impl SqliteStore {
         );
         let writer = Writer {
             connection: writer,
+            trips,
             lock: Arc::new(tokio::sync::Mutex::new(())),
             mirror: Arc::new(Mutex::new(mirror)),
         };

@@ -13,9 +13,9 @@
 //! (`changes() = 1`, the rows the statement before changed). When nothing matched, the
 //! transaction commits nothing and a read says why, as the shared queries do.
 
-use sqlx::Sqlite;
 use sqlx::query::QueryAs;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::{Sqlite, SqliteConnection};
 use time::OffsetDateTime;
 
 use super::{Touch, Writer, events, jobs, leases, lock_mirror, running};
@@ -81,20 +81,13 @@ impl Writer {
         let writer = self.clone();
         let trip = tokio::spawn(async move {
             let _turn = writer.lock.lock().await;
-            let mut connection = writer.connection.acquire().await?;
-            match query.fetch_all(&mut *connection).await {
-                Ok(rows) => {
-                    let (answer, touched) = settle(rows);
-                    lock_mirror(&writer.mirror).apply(touched);
-                    Ok(answer)
-                }
-                Err(error) => {
-                    // A statement failed halfway: what ran before it is still open. (A
-                    // failed BEGIN left nothing to roll back; that error is not ours.)
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
-                    Err(error.into())
-                }
-            }
+            let rows = match &writer.trips {
+                Some(own) => run(&mut *own.lock().await, query).await?,
+                None => run(&mut *writer.connection.acquire().await?, query).await?,
+            };
+            let (answer, touched) = settle(rows);
+            lock_mirror(&writer.mirror).apply(touched);
+            Ok(answer)
         });
         trip.await.map_err(|_| StoreError::WriterStopped)?
     }
@@ -402,6 +395,23 @@ impl super::SqliteStore {
                 let mut connection = self.pool.acquire().await?;
                 Err(leases::lease_lost(&mut connection, job_id).await)
             }
+        }
+    }
+}
+
+/// Runs `query`, a whole transaction, on `connection`; rolls back what a failed statement
+/// left open.
+async fn run<O>(connection: &mut SqliteConnection, query: Trip<O>) -> Result<Vec<O>, StoreError>
+where
+    O: for<'r> sqlx::FromRow<'r, SqliteRow> + Send + Unpin + 'static,
+{
+    match query.fetch_all(&mut *connection).await {
+        Ok(rows) => Ok(rows),
+        Err(error) => {
+            // A statement failed halfway: what ran before it is still open. (A failed
+            // BEGIN left nothing to roll back; that error is not ours.)
+            let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+            Err(error.into())
         }
     }
 }

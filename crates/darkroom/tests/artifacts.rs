@@ -748,3 +748,107 @@ async fn bytes_stored_as_a_file_before_the_database_tier_stay_one_blob() {
     assert!(!earlier.exists());
     assert!(!blobs.exists(&again.hash).await.unwrap());
 }
+
+/// With SQLite and local artifacts, a run's last output can leave its small blob unwritten
+/// and hand the bytes to the commit that records the output: nothing is in the database
+/// until that commit, and then both are, after a restart too. A large blob is stored as a
+/// file at once, as always.
+#[tokio::test]
+async fn a_staged_blob_is_written_by_the_commit_that_records_it() {
+    use darkroom::jobs::model::{
+        AssetId, BackendId, JobState, OriginFolder, OutputOrigin, OutputRecord, OutputType,
+        PromptId, ReplicaId,
+    };
+    use darkroom::store::{Ending, Lease, NewJob, Transition};
+    use time::OffsetDateTime;
+
+    let folder = tempfile::tempdir().unwrap();
+    let small = pattern(2)[..1000].to_vec();
+    let large: Vec<u8> = (0..64).flat_map(pattern).collect();
+    {
+        let store = SqliteStore::open_in(folder.path()).await.unwrap();
+        let files = LocalBlobStore::create(folder.path().join("blobs"))
+            .await
+            .unwrap();
+        let blobs = store.keep_small_blobs(Arc::new(files));
+
+        let staged = blobs
+            .stage_stream(stream::iter([Ok(Bytes::from(small.clone()))]).boxed())
+            .await
+            .unwrap();
+        assert_eq!(staged.bytes.as_deref(), Some(&small[..]));
+        assert!(
+            database_rows(folder.path()).await.is_empty(),
+            "a staged blob is not written"
+        );
+        let big = blobs
+            .stage_stream(stream::iter([Ok(Bytes::from(large.clone()))]).boxed())
+            .await
+            .unwrap();
+        assert!(big.bytes.is_none(), "a large blob is stored, not staged");
+        assert!(blobs.exists(&big.info.hash).await.unwrap());
+
+        let now = OffsetDateTime::now_utc();
+        let workflow = serde_json::json!({"1": {"class_type": "SaveImage", "inputs": {}}});
+        let job = store
+            .create_job(NewJob::api(workflow, now, now + time::Duration::days(1)))
+            .await
+            .unwrap()
+            .job;
+        let replica = ReplicaId::from("replica-a");
+        let lease = Lease {
+            holder: replica.clone(),
+            expires_at: now + time::Duration::hours(1),
+        };
+        let backend = BackendId::from("gpu-0");
+        store
+            .claim_queued(job.id, &backend, &PromptId::from("p-1"), &lease, now)
+            .await
+            .unwrap()
+            .unwrap();
+        let running = Transition::new(job.id, JobState::Dispatched, JobState::Running, now)
+            .held_by(replica.clone());
+        store.transition(running).await.unwrap();
+        let output = OutputRecord {
+            job_id: job.id,
+            asset_id: AssetId::new(),
+            node_id: "1".into(),
+            name: "out.png".into(),
+            output_type: OutputType::Image,
+            content_type: "image/png".into(),
+            size_bytes: staged.info.size,
+            hash: staged.info.hash.clone(),
+            origin: OutputOrigin {
+                filename: "out.png".into(),
+                subfolder: String::new(),
+                folder: OriginFolder::Output,
+            },
+        };
+        let ending = Ending {
+            collecting: Some(
+                Transition::new(job.id, JobState::Running, JobState::Collecting, now)
+                    .held_by(replica.clone()),
+            ),
+            output,
+            blob: staged.bytes.clone(),
+            holder: replica.clone(),
+            at: now,
+            end: Transition::new(job.id, JobState::Collecting, JobState::Succeeded, now)
+                .held_by(replica)
+                .with_expiry(now + time::Duration::days(1)),
+        };
+        let ended = store.end_with_output(&ending).await.unwrap();
+        assert!(ended.end.is_some(), "the job ended");
+        assert_eq!(
+            database_rows(folder.path()).await,
+            vec![staged.info.hash.as_str().to_owned()],
+            "the commit wrote the blob with its record"
+        );
+        store.close().await;
+    }
+
+    // Another process opens the same folder, as after a restart.
+    let blobs = database_tier(folder.path()).await;
+    let hash = BlobHash::from_digest(&blake3::hash(&small));
+    assert_eq!(read_all(blobs.as_ref(), &hash, 0, None).await, small);
+}

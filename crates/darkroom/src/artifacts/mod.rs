@@ -45,6 +45,15 @@ pub struct BlobInfo {
     pub created_new: bool,
 }
 
+/// A blob stored, or staged: its bytes handed back, unwritten, for the database commit
+/// that records them (see [`BlobStore::stage_stream`]).
+#[derive(Debug, Clone)]
+pub struct Staged {
+    pub info: BlobInfo,
+    /// The bytes the commit that records the blob must write, when it was not stored.
+    pub bytes: Option<Bytes>,
+}
+
 /// Content-addressed blob storage. Every engine hashes while it writes, never holds a whole
 /// blob in memory, and makes a blob visible only once it is complete, so a reader never
 /// sees half of one and a failed or canceled write leaves nothing behind.
@@ -57,6 +66,23 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     /// [`ArtifactError::Source`] when the stream yields an error; an engine error when the
     /// storage refuses. Either way no blob is left behind.
     async fn put_stream(&self, stream: ByteStream<'_>) -> Result<BlobInfo, ArtifactError>;
+
+    /// Stores a stream of bytes as [`put_stream`](Self::put_stream) does, except that a
+    /// store that keeps small blobs in the database may leave a small one unwritten and
+    /// hand its bytes back, for the caller to write in the commit that records it (one
+    /// commit fewer). The caller must write them, or the record names a blob that is not
+    /// there. [`Staged::info`]'s `created_new` is then a guess (true); nothing is deleted
+    /// on its word.
+    ///
+    /// # Errors
+    ///
+    /// As [`put_stream`](Self::put_stream).
+    async fn stage_stream(&self, stream: ByteStream<'_>) -> Result<Staged, ArtifactError> {
+        Ok(Staged {
+            info: self.put_stream(stream).await?,
+            bytes: None,
+        })
+    }
 
     /// Opens a blob for reading whole or by range; see [`Blob`].
     ///

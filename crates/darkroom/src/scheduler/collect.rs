@@ -15,12 +15,13 @@
 use std::io;
 use std::time::Duration;
 
+use bytes::Bytes;
 use comfy::{ComfyUiClient, FileType, HistoryEntry, MediaKind, Output, OutputFile};
 use futures_util::{StreamExt, stream};
 use time::OffsetDateTime;
 
 use super::Context;
-use crate::artifacts::BlobHold;
+use crate::artifacts::{BlobHold, ByteStream, Staged};
 use crate::jobs::model::{
     AssetId, JobId, JobState, OriginFolder, OutputOrigin, OutputRecord, OutputType,
 };
@@ -78,6 +79,8 @@ pub enum Collected {
 #[derive(Debug)]
 pub struct LastOutput {
     pub record: OutputRecord,
+    /// The blob's bytes, when they were staged for the record's commit.
+    pub blob: Option<Bytes>,
     /// Keeps the blob from a sweep until the record is committed.
     pub hold: BlobHold,
 }
@@ -130,8 +133,9 @@ pub async fn collect(
             }
         };
         let deletions_before = context.blobs.locks().deletions();
-        let storing = store(context, client, job.job_id, storing);
-        let record = if is_last {
+        // The last output's blob may be staged: written by the commit that records it.
+        let storing = store(context, client, job.job_id, storing, is_last);
+        let (record, staged) = if is_last {
             tokio::pin!(storing);
             tokio::select! {
                 stored = &mut storing => stored?,
@@ -146,10 +150,19 @@ pub async fn collect(
             storing.await?
         };
         // Until the output is recorded, its blob must not go with the last record before
-        // it; if it went already, this collection fails and the next stores it again.
-        let hold = context.blobs.hold(&record.hash, deletions_before).await?;
+        // it; if it went already, this collection fails and the next stores it again. A
+        // staged blob is written with its record, so it cannot have gone: the hold only
+        // keeps a delete of the same bytes from running in between.
+        let hold = match &staged {
+            Some(_) => context.blobs.locks().using(&record.hash).await,
+            None => context.blobs.hold(&record.hash, deletions_before).await?,
+        };
         if is_last {
-            pending = Some(Box::new(LastOutput { record, hold }));
+            pending = Some(Box::new(LastOutput {
+                record,
+                blob: staged,
+                hold,
+            }));
             continue;
         }
         let event = context
@@ -172,22 +185,70 @@ pub async fn collect(
     })
 }
 
-/// Fetches and stores one file or text output.
+/// Fetches and stores one file or text output; with `stage`, its blob may be staged
+/// instead, its bytes returned for the commit that records it.
 async fn store(
     context: &Context,
     client: &ComfyUiClient,
     job_id: JobId,
     storing: Storing<'_>,
-) -> Result<OutputRecord, CollectError> {
+    stage: bool,
+) -> Result<(OutputRecord, Option<Bytes>), CollectError> {
     match storing {
-        Storing::File(file, origin) => store_file(context, client, job_id, file, origin).await,
+        Storing::File(file, origin) => {
+            let fetch_error = |source| CollectError::Fetch {
+                node_id: file.node_id.as_str().to_owned(),
+                filename: file.file.filename.clone(),
+                source,
+            };
+            let download = client.view(&file.file).await.map_err(fetch_error)?;
+            let body = download.body.map(|chunk| chunk.map_err(io::Error::other));
+            let Staged { info, bytes } = put(context, body.boxed(), stage).await?;
+            let record = OutputRecord {
+                job_id,
+                asset_id: AssetId::new(),
+                node_id: file.node_id.as_str().to_owned(),
+                name: display_name(&file.file.filename, file.node_id.as_str()),
+                output_type: output_type(file.media),
+                content_type: file.mime_type().to_owned(),
+                size_bytes: info.size,
+                hash: info.hash,
+                origin,
+            };
+            Ok((record, bytes))
+        }
         Storing::Text {
             node_id,
             name,
             text,
             origin,
-        } => store_text(context, job_id, node_id, name, text, origin).await,
+        } => {
+            let bytes = Bytes::copy_from_slice(text.as_bytes());
+            let body = stream::iter([Ok::<_, io::Error>(bytes)]);
+            let Staged { info, bytes } = put(context, body.boxed(), stage).await?;
+            let record = OutputRecord {
+                job_id,
+                asset_id: AssetId::new(),
+                node_id: node_id.to_owned(),
+                name,
+                output_type: OutputType::Text,
+                content_type: "text/plain; charset=utf-8".to_owned(),
+                size_bytes: info.size,
+                hash: info.hash,
+                origin,
+            };
+            Ok((record, bytes))
+        }
     }
+}
+
+/// Stores `body`, or stages it when `stage` (and the blob store can).
+async fn put(context: &Context, body: ByteStream<'_>, stage: bool) -> Result<Staged, CollectError> {
+    if stage {
+        return Ok(context.blobs.stage_stream(body).await?);
+    }
+    let info = context.blobs.put_stream(body).await?;
+    Ok(Staged { info, bytes: None })
 }
 
 /// Moves the job to `collecting` unless it is there already. False when it moved on.
@@ -288,60 +349,6 @@ fn origin_of(file: &OutputFile) -> OutputOrigin {
         subfolder: file.file.subfolder.clone(),
         folder,
     }
-}
-
-async fn store_file(
-    context: &Context,
-    client: &ComfyUiClient,
-    job_id: JobId,
-    file: &OutputFile,
-    origin: OutputOrigin,
-) -> Result<OutputRecord, CollectError> {
-    let fetch_error = |source| CollectError::Fetch {
-        node_id: file.node_id.as_str().to_owned(),
-        filename: file.file.filename.clone(),
-        source,
-    };
-    let download = client.view(&file.file).await.map_err(fetch_error)?;
-    let body = download.body.map(|chunk| chunk.map_err(io::Error::other));
-    let blob = context.blobs.put(body).await?;
-    Ok(OutputRecord {
-        job_id,
-        asset_id: AssetId::new(),
-        node_id: file.node_id.as_str().to_owned(),
-        name: display_name(&file.file.filename, file.node_id.as_str()),
-        output_type: output_type(file.media),
-        content_type: file.mime_type().to_owned(),
-        size_bytes: blob.size,
-        hash: blob.hash,
-        origin,
-    })
-}
-
-async fn store_text(
-    context: &Context,
-    job_id: JobId,
-    node_id: &str,
-    name: String,
-    text: &str,
-    origin: OutputOrigin,
-) -> Result<OutputRecord, CollectError> {
-    let bytes = bytes::Bytes::copy_from_slice(text.as_bytes());
-    let blob = context
-        .blobs
-        .put(stream::iter([Ok::<_, io::Error>(bytes)]))
-        .await?;
-    Ok(OutputRecord {
-        job_id,
-        asset_id: AssetId::new(),
-        node_id: node_id.to_owned(),
-        name,
-        output_type: OutputType::Text,
-        content_type: "text/plain; charset=utf-8".to_owned(),
-        size_bytes: blob.size,
-        hash: blob.hash,
-        origin,
-    })
 }
 
 /// The name clients see for a file ComfyUI named: its last path part, without control or

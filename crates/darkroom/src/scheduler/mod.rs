@@ -225,7 +225,8 @@ impl Context {
     }
 
     /// A successful run's last steps in one commit: the move into `collecting` unless the
-    /// job (in `from`) is there already, its last `output`, and `succeeded`; publishes each
+    /// job (in `from`) is there already, its last `output` (with its `blob`'s bytes when
+    /// they were staged for this commit), and `succeeded`; publishes each
     /// step's event in order. What did not match (the job moved meanwhile, another replica
     /// holds it) is `None` in the answer, with every step after it.
     ///
@@ -237,6 +238,7 @@ impl Context {
         job_id: JobId,
         from: JobState,
         output: OutputRecord,
+        blob: Option<bytes::Bytes>,
     ) -> Result<Ended, StoreError> {
         let holder = self.settings.replica.clone();
         let ending = Ending {
@@ -245,6 +247,7 @@ impl Context {
                     .held_by(holder.clone())
             }),
             output,
+            blob,
             holder: holder.clone(),
             at: OffsetDateTime::now_utc(),
             end: self

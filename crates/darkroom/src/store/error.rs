@@ -91,6 +91,13 @@ pub enum StoreError {
     #[error("a write shared with other requests failed: {0}")]
     SharedWrite(#[source] std::sync::Arc<StoreError>),
 
+    /// A blob's bytes were handed to an engine that keeps no blobs in its database (only
+    /// SQLite with local artifacts stages them).
+    #[error(
+        "this store keeps no blobs in its database; blob {hash} cannot be written with its record"
+    )]
+    BlobsNotKept { hash: String },
+
     /// The store's writer task ended (the runtime is shutting down) before it answered.
     #[error("the store's writer stopped before answering")]
     WriterStopped,

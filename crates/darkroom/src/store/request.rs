@@ -155,6 +155,10 @@ pub struct JobChange {
 pub struct Ending {
     pub collecting: Option<Transition>,
     pub output: OutputRecord,
+    /// The output's bytes, when its blob was staged for this commit rather than stored
+    /// ([`crate::artifacts::BlobStore::stage_stream`]): written with the output, so the
+    /// record and its blob commit together.
+    pub blob: Option<bytes::Bytes>,
     /// The replica that stored the output.
     pub holder: ReplicaId,
     pub at: OffsetDateTime,

@@ -289,6 +289,7 @@ pub async fn a_runs_last_steps_commit_together_and_stop_where_one_does_not_match
                 .held_by(holder.clone())
         }),
         output: output(id, node, 'a'),
+        blob: None,
         holder: holder.clone(),
         at: at(20),
         end: Transition::new(id, JobState::Collecting, JobState::Succeeded, at(20))
@@ -368,4 +369,17 @@ pub async fn a_runs_last_steps_commit_together_and_stop_where_one_does_not_match
     assert!(store.outputs(id).await.unwrap().is_empty());
     let status = store.job_snapshot(id).await.unwrap().unwrap();
     assert_eq!(status.job.state, JobState::Collecting);
+
+    if store.is_shared() {
+        // PostgreSQL keeps no blobs: bytes handed to it are refused, not dropped quietly.
+        let started = running(create(&store, new_job(8)).await, 9).await;
+        let mut steps = ending(started.job.id, true, &replica(), "9");
+        steps.blob = Some(bytes::Bytes::from_static(b"staged bytes"));
+        let refused = store.end_with_output(&steps).await;
+        assert!(
+            matches!(refused, Err(StoreError::BlobsNotKept { .. })),
+            "{refused:?}"
+        );
+        assert!(store.outputs(started.job.id).await.unwrap().is_empty());
+    }
 }

@@ -146,7 +146,7 @@ impl Driver {
         };
         let ended = self
             .context
-            .succeed_with_output(job_id, collecting.state, last.record)
+            .succeed_with_output(job_id, collecting.state, last.record, last.blob)
             .await;
         drop(last.hold);
         let ended = ended?;

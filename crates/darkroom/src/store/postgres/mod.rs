@@ -231,6 +231,11 @@ shared_store_impl! {
     }
 
     async fn end_with_output(&self, ending: &Ending) -> Result<Ended, StoreError> {
+        if ending.blob.is_some() {
+            return Err(StoreError::BlobsNotKept {
+                hash: ending.output.hash.to_string(),
+            });
+        }
         let mut tx = self.write(ending.end.durability()).await?;
         let mut ended = Ended::default();
         // A step that does not match ends the steps; what matched before it commits.

@@ -28,7 +28,7 @@ use futures_util::{StreamExt, stream};
 use super::trips::transaction;
 use super::{Touch, Writer};
 use crate::artifacts::{
-    ArtifactError, Blob, BlobHash, BlobInfo, BlobLocks, BlobStore, ByteStream, RangeReader,
+    ArtifactError, Blob, BlobHash, BlobInfo, BlobLocks, BlobStore, ByteStream, RangeReader, Staged,
 };
 use crate::store::{Durability, StoreError};
 
@@ -174,7 +174,26 @@ impl BlobStore for SmallBlobs {
     // Gathers up to `IN_DATABASE` bytes; a stream that ends by then is a row, a longer one
     // is handed to the folder with what was gathered in front of it. Chunks are copied
     // and let go as they come, as the folder's own writes do.
-    async fn put_stream(&self, mut stream: ByteStream<'_>) -> Result<BlobInfo, ArtifactError> {
+    async fn put_stream(&self, stream: ByteStream<'_>) -> Result<BlobInfo, ArtifactError> {
+        let Staged { info, bytes } = self.stage_stream(stream).await?;
+        let Some(bytes) = bytes else {
+            return Ok(info);
+        };
+        let created_new = self
+            .insert(&info.hash, bytes.to_vec())
+            .await
+            .map_err(database("store", &info.hash))?;
+        if created_new {
+            tracing::debug!(blob.hash = %info.hash, blob.size = info.size, "stored blob in the database");
+        }
+        Ok(BlobInfo {
+            created_new,
+            ..info
+        })
+    }
+
+    // A blob for the database is kept in memory and handed back unwritten.
+    async fn stage_stream(&self, mut stream: ByteStream<'_>) -> Result<Staged, ArtifactError> {
         let mut head = Vec::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(ArtifactError::Source)?;
@@ -182,7 +201,11 @@ impl BlobStore for SmallBlobs {
             drop(chunk);
             if head.len() > IN_DATABASE {
                 let gathered = stream::once(async move { Ok(Bytes::from(head)) });
-                return self.files.put_stream(gathered.chain(stream).boxed()).await;
+                let info = self
+                    .files
+                    .put_stream(gathered.chain(stream).boxed())
+                    .await?;
+                return Ok(Staged { info, bytes: None });
             }
         }
 
@@ -190,25 +213,23 @@ impl BlobStore for SmallBlobs {
         let size = head.len() as u64;
         // Bytes stored before this tier existed stay where they are, stored once.
         if self.files.exists(&hash).await? {
-            return Ok(BlobInfo {
+            let info = BlobInfo {
                 hash,
                 size,
                 created_new: false,
-            });
+            };
+            return Ok(Staged { info, bytes: None });
         }
         let head = Bytes::from(head);
-        let created_new = self
-            .insert(&hash, head.to_vec())
-            .await
-            .map_err(database("store", &hash))?;
-        self.recent().keep(hash.clone(), head);
-        if created_new {
-            tracing::debug!(blob.hash = %hash, blob.size = size, "stored blob in the database");
-        }
-        Ok(BlobInfo {
+        self.recent().keep(hash.clone(), head.clone());
+        let info = BlobInfo {
             hash,
             size,
-            created_new,
+            created_new: true,
+        };
+        Ok(Staged {
+            info,
+            bytes: Some(head),
         })
     }
 

@@ -153,6 +153,15 @@ impl super::SqliteStore {
         let end = Move::new(&ending.end, None, base, true)?;
 
         let mut statements: Vec<String> = Vec::new();
+        // A staged blob first, whatever follows: a blob no record names yet is harmless,
+        // and `$2` is the output's hash.
+        let blob_parameter = base + end.parameters() + 1;
+        if ending.blob.is_some() {
+            statements.push(format!(
+                "INSERT INTO blobs (hash, bytes) VALUES ($2, ${blob_parameter}) \
+                 ON CONFLICT (hash) DO NOTHING"
+            ));
+        }
         if let Some(collecting) = &collecting {
             statements.extend(collecting.statements.iter().cloned());
             statements.push(format!(
@@ -188,7 +197,10 @@ impl super::SqliteStore {
         if let Some(collecting) = collecting {
             query = collecting.bind(query);
         }
-        let query = end.bind(query);
+        let mut query = end.bind(query);
+        if let Some(blob) = &ending.blob {
+            query = query.bind(blob.to_vec());
+        }
 
         let id = output.job_id;
         let recorded = output.clone();

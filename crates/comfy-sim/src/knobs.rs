@@ -33,6 +33,11 @@ pub struct Knobs {
     /// Delay before `/view` answers.
     #[serde(rename = "view_delay_ms", with = "millis")]
     pub view_delay: Duration,
+    /// A `POST /prompt` waits this long, then fails with a 503 and queues nothing: a post
+    /// that never reaches the queue, with the gateway's side waiting meanwhile (for a
+    /// gateway killed between choosing a prompt id and posting it). Zero: off.
+    #[serde(rename = "prompt_stall_ms", with = "millis")]
+    pub prompt_stall: Duration,
     /// The next `POST /prompt` is rejected with a 400 and node errors.
     pub fail_next_validation: bool,
     /// The next prompt to start fails with an `execution_error`.
@@ -79,6 +84,7 @@ impl Default for Knobs {
             history_lag: Duration::ZERO,
             zombie: false,
             view_delay: Duration::ZERO,
+            prompt_stall: Duration::ZERO,
             fail_next_validation: false,
             fail_next_execution: None,
             comfyui_version: "0.3.75".to_owned(),

@@ -78,6 +78,55 @@ async fn sigkill_at_any_moment_loses_no_job_and_runs_none_twice() {
     sim.shutdown().await;
 }
 
+/// A job claimed when Darkroom dies, its prompt id recorded but its post never arrived,
+/// goes back to the queue after the restart and runs once, with no lost attempt held
+/// against it: the backend never had it.
+#[tokio::test]
+async fn a_job_claimed_but_never_posted_when_killed_runs_once_without_a_lost_attempt() {
+    let sim = simulator().await;
+    // Every post hangs, then fails without queueing anything.
+    sim.set_knobs(|knobs| knobs.prompt_stall = Duration::from_secs(60));
+    let data = tempfile::tempdir().unwrap();
+
+    let darkroom = DarkroomProcess::start(data.path(), &sim.base_url()).await;
+    let job_id = id(&darkroom.submit(steps_graph(1, 10, 0)).await);
+    // The claim (with the prompt id) commits before the post, which now hangs.
+    darkroom
+        .wait_job(&job_id, "claimed", |job| job["state"] == "dispatched")
+        .await;
+    darkroom.kill_hard().await;
+    sim.set_knobs(|knobs| knobs.prompt_stall = Duration::ZERO);
+
+    let darkroom = DarkroomProcess::start(data.path(), &sim.base_url()).await;
+    let job = darkroom.wait_final(&job_id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let mut events = darkroom.events(&job_id).await;
+    let mut logs = Vec::new();
+    while let Some((name, data)) = events.next_event().await {
+        if name == "log" {
+            logs.push(data);
+        } else if data["state"] == "succeeded" {
+            break;
+        }
+    }
+    let lost = logs.iter().find(|log| {
+        log["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("lost"))
+    });
+    assert!(
+        lost.is_none(),
+        "an attempt that never ran was lost: {logs:?}"
+    );
+    assert_eq!(
+        sim.posted_prompts().len(),
+        1,
+        "posted once, after the restart"
+    );
+    assert_eq!(sim.executed_prompts().len(), 1);
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn succeeded_is_never_seen_before_every_output_is_readable() {
     let sim = simulator().await;

@@ -25,6 +25,15 @@ pub(super) async fn queue_info(State(shared): State<Arc<Shared>>) -> Json<Value>
 }
 
 pub(super) async fn submit(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let stall = shared.knobs().prompt_stall;
+    if !stall.is_zero() {
+        tokio::time::sleep(stall).await;
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stalled by the prompt_stall_ms knob",
+        )
+            .into_response();
+    }
     let Some(request) = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v.as_object().cloned())

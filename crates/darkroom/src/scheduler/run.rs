@@ -38,6 +38,10 @@ pub struct Run {
     pub heard: bool,
     /// Cancel asked; an interrupt or queue delete was sent.
     pub cancel_requested: bool,
+    /// Found unfinished at start-up, not posted by this process. The claim records the
+    /// prompt id before the post, so such a run never heard starting may never have
+    /// reached the backend.
+    pub adopted: bool,
     classes: HashMap<String, String>,
     done: HashSet<String>,
     current: Option<String>,
@@ -81,6 +85,7 @@ impl Run {
             end_hinted: false,
             heard: false,
             cancel_requested: false,
+            adopted: false,
             classes,
             done: HashSet::new(),
             current: None,

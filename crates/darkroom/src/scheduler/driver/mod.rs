@@ -308,6 +308,7 @@ impl Driver {
         };
         let mut run = Run::new(&job, prompt_id.clone(), job.state);
         run.cancel_requested = job.state == JobState::Canceling;
+        run.adopted = true;
         run.dispatched_at = job.dispatched_at.unwrap_or(run.dispatched_at);
         tracing::info!(job.id = %job.id, prompt.id = %prompt_id, job.state = %job.state, "reconciling job");
         self.runs.insert(prompt_id, run);
@@ -535,9 +536,17 @@ impl Driver {
             {
                 // It may have finished between the two looks.
                 self.check_history(&prompt_id).await;
-                if self.runs.contains_key(&prompt_id) {
-                    self.lose(&prompt_id, "the backend no longer knows the prompt")
-                        .await;
+                let never_arrived = self
+                    .runs
+                    .get(&prompt_id)
+                    .map(|run| run.adopted && run.state == JobState::Dispatched);
+                match never_arrived {
+                    Some(true) => self.never_arrived(&prompt_id).await,
+                    Some(false) => {
+                        self.lose(&prompt_id, "the backend no longer knows the prompt")
+                            .await;
+                    }
+                    None => {}
                 }
             }
         }
@@ -623,6 +632,18 @@ impl Driver {
             tracing::info!(job.id = %unposted.job.id, reason, "job handed back unposted");
             self.settle(&unposted.job, JobState::Queued, None).await;
         }
+    }
+
+    /// A run found at start-up, claimed but never heard starting, that the backend does not
+    /// know: Darkroom stopped between the claim and the post, so nothing ran. The job goes
+    /// back to the queue without a lost attempt, as one handed back unposted.
+    async fn never_arrived(&mut self, prompt_id: &PromptId) {
+        let Some(run) = self.runs.remove(prompt_id) else {
+            return;
+        };
+        tracing::info!(job.id = %run.job_id, prompt.id = %prompt_id, "prompt never reached the backend; job queued again");
+        self.settle_from(run.job_id, JobState::Dispatched, JobState::Queued, None)
+            .await;
     }
 
     /// A run the backend lost: the job goes back to the queue for another attempt, or

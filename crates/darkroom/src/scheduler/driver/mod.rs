@@ -728,12 +728,7 @@ impl Driver {
             Some(claimed) => PromptId::new(claimed.0.as_str()),
             None => {
                 let prompt_id = PromptId::random();
-                let dispatch = Dispatch {
-                    backend_id: self.id.clone(),
-                    prompt_id: model::PromptId(prompt_id.as_str().to_owned()),
-                    attempt: job.attempt,
-                    holder: self.context.settings.replica.clone(),
-                };
+                let dispatch = self.dispatch_of(&job, &prompt_id);
                 if let Err(error) = self.context.store.record_dispatch(job.id, &dispatch).await {
                     return tracing::warn!(job.id = %job.id, %error, "dispatch not recorded; job moved on");
                 }
@@ -800,14 +795,19 @@ impl Driver {
             run.prompt_id = theirs.clone();
             self.runs.insert(theirs.clone(), run);
         }
-        let dispatch = Dispatch {
-            backend_id: self.id.clone(),
-            prompt_id: model::PromptId(theirs.as_str().to_owned()),
-            attempt: job.attempt,
-            holder: self.context.settings.replica.clone(),
-        };
+        let dispatch = self.dispatch_of(job, &theirs);
         if let Err(error) = self.context.store.record_dispatch(job.id, &dispatch).await {
             tracing::error!(job.id = %job.id, %error, "server-chosen prompt id not recorded");
+        }
+    }
+
+    /// The record of `job`'s current attempt on this backend under `prompt_id`.
+    fn dispatch_of(&self, job: &Job, prompt_id: &PromptId) -> Dispatch {
+        Dispatch {
+            backend_id: self.id.clone(),
+            prompt_id: model::PromptId(prompt_id.as_str().to_owned()),
+            attempt: job.attempt,
+            holder: self.context.settings.replica.clone(),
         }
     }
 

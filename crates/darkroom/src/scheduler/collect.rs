@@ -5,7 +5,8 @@
 //! origin) are skipped, so a collection cut short by a crash resumes where it stopped.
 //!
 //! The last output is stored but not recorded: the caller records it together with the
-//! job's end, in one commit. The job moves to `collecting` before the first output is
+//! job's end, in one commit, which also writes its blob when the blob store staged it
+//! (SQLite's small blobs). The job moves to `collecting` before the first output is
 //! recorded, or once storing the last one has taken [`SHOWN_RUNNING`]; a run whose one
 //! output is stored sooner goes from `running` to its end in that one commit (its events
 //! still say `collecting`, then the output, then the end). A job still `running` while its
@@ -75,7 +76,8 @@ pub enum Collected {
     MovedOn,
 }
 
-/// The last output: its blob stored and held, its record not written yet.
+/// The last output: its blob stored (or its bytes staged) and held, its record not
+/// written yet.
 #[derive(Debug)]
 pub struct LastOutput {
     pub record: OutputRecord,

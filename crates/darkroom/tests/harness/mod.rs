@@ -31,6 +31,9 @@ pub async fn darkroom(data_dir: &Path, args: &[&str]) -> Output {
 /// A running `darkroom serve`, killed when dropped.
 pub struct DarkroomProcess {
     child: Child,
+    /// Copies the server's stderr into its log file; done once the process has exited
+    /// and every line is written.
+    log: Option<tokio::task::JoinHandle<()>>,
     pub base: String,
     pub http: reqwest::Client,
 }
@@ -71,22 +74,27 @@ impl DarkroomProcess {
         let stderr = child.stderr.take().unwrap();
         let log_path = data_dir.join(format!("darkroom-{}.log", child.id().unwrap_or(0)));
         let (address_tx, address_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(copy_log_and_find_address(stderr, log_path, address_tx));
+        let log = tokio::spawn(copy_log_and_find_address(stderr, log_path, address_tx));
         let address = tokio::time::timeout(WAIT, address_rx)
             .await
             .expect("darkroom did not start listening in time")
             .expect("darkroom exited before listening");
         Self {
             child,
+            log: Some(log),
             base: format!("http://{address}"),
             http: reqwest::Client::new(),
         }
     }
 
-    /// Ends the process with SIGKILL: no shutdown code runs.
+    /// Ends the process with SIGKILL: no shutdown code runs. Returns once its log file
+    /// holds every line it wrote.
     pub async fn kill_hard(mut self) {
         self.child.start_kill().unwrap();
         self.child.wait().await.unwrap();
+        if let Some(log) = self.log.take() {
+            log.await.unwrap();
+        }
     }
 
     pub async fn submit(&self, workflow: Value) -> Value {
@@ -220,6 +228,10 @@ async fn copy_log_and_find_address(
             let address = address.split_whitespace().next().unwrap_or_default();
             let _ = sender.send(address.to_owned());
         }
+    }
+    if let Some(log) = log.as_mut() {
+        use tokio::io::AsyncWriteExt;
+        let _ = log.flush().await;
     }
 }
 

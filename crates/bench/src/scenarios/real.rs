@@ -59,9 +59,8 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
 
 async fn compare(bench: &mut Bench, comfyui: &RealComfyUi) -> anyhow::Result<()> {
     let backend = comfyui.base_url().trim_end_matches('/').to_owned();
-    let darkroom =
-        Darkroom::start(&bench.options.darkroom, std::slice::from_ref(&backend), &[]).await?;
-    tokio::time::sleep(super::SETTLE).await;
+    // As every scenario starts it: `--server-log` applies here too.
+    let darkroom = super::start_darkroom(bench, std::slice::from_ref(&backend), &[]).await?;
     let proxy = match &bench.options.proxy {
         Some(program) => Some(Proxy::start(program, &backend, &bench.http).await?),
         None => None,

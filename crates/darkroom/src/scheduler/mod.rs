@@ -40,7 +40,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::artifacts::BlobStore;
 use crate::jobs::bus::JobBus;
-use crate::jobs::model::{BackendId, Job, JobError, JobId, JobState, OutputRecord, ReplicaId};
+use crate::jobs::model::{
+    BackendId, Job, JobError, JobEvent, JobId, JobState, OutputRecord, ReplicaId,
+};
 use crate::jobs::requirements::Requirements;
 use crate::metrics::Metrics;
 use crate::store::{Ended, Ending, Lease, Store, StoreError, Transition};
@@ -201,18 +203,10 @@ impl Context {
     /// Stores a transition and publishes its event; `Ok(None)` when it lost the
     /// compare-and-set or another replica holds the job.
     async fn commit(&self, change: Transition) -> Result<Option<Job>, StoreError> {
-        let (job_id, to) = (change.job_id, change.to);
+        let job_id = change.job_id;
         match self.store.transition(change).await {
             Ok(committed) => {
-                tracing::info!(job.id = %job_id, job.state = %to, "job state");
-                self.bus.publish(committed.event);
-                if to.is_final() {
-                    self.bus.forget(job_id);
-                    self.metrics.job_finished(&committed.job);
-                }
-                if to == JobState::Queued {
-                    self.board.poke();
-                }
+                self.announce(&committed.job, committed.event);
                 Ok(Some(committed.job))
             }
             Err(StoreError::StateConflict { .. }) => Ok(None),
@@ -256,20 +250,31 @@ impl Context {
         };
         let ended = self.store.end_with_output(&ending).await?;
         if let Some(collecting) = &ended.collecting {
-            tracing::info!(job.id = %job_id, job.state = %JobState::Collecting, "job state");
-            self.bus.publish(collecting.event.clone());
+            self.announce(&collecting.job, collecting.event.clone());
         }
         if let Some(event) = &ended.output {
             self.bus.publish(event.clone());
             self.metrics.bytes_stored(ending.output.size_bytes);
         }
         if let Some(end) = &ended.end {
-            tracing::info!(job.id = %job_id, job.state = %JobState::Succeeded, "job state");
-            self.bus.publish(end.event.clone());
-            self.bus.forget(job_id);
-            self.metrics.job_finished(&end.job);
+            self.announce(&end.job, end.event.clone());
         }
         Ok(ended)
+    }
+
+    /// Tells of a committed move of `job` (as the move left it), whose event is `event`:
+    /// the log line, the job's event stream, for an end the stream's close and the
+    /// metrics, and for a job back in the queue the dispatcher.
+    fn announce(&self, job: &Job, event: JobEvent) {
+        tracing::info!(job.id = %job.id, job.state = %job.state, "job state");
+        self.bus.publish(event);
+        if job.state.is_final() {
+            self.bus.forget(job.id);
+            self.metrics.job_finished(job);
+        }
+        if job.state == JobState::Queued {
+            self.board.poke();
+        }
     }
 
     /// A lease for this replica from now on.

@@ -8,7 +8,9 @@
 //! costs no wait: the write-ahead log is one file in commit order, so the power-safe
 //! commit that follows it (a job's final state, an upload's asset) makes the blob durable
 //! with it, and a power cut can never keep the record that names a blob and lose the
-//! blob. Larger blobs, and every blob stored before, stay in the folder.
+//! blob. Larger blobs, and every blob stored before, stay in the folder. A run's last output
+//! goes further: its blob is staged ([`BlobStore::stage_stream`]) and written by the very
+//! commit that records the output and ends the job.
 //!
 //! This tier knows blobs only by hash, like every blob store: the store's sweep decides
 //! when one is no longer referenced. It serves only a store with local artifacts; blobs
@@ -171,9 +173,7 @@ impl BlobStore for SmallBlobs {
         self.files.locks()
     }
 
-    // Gathers up to `IN_DATABASE` bytes; a stream that ends by then is a row, a longer one
-    // is handed to the folder with what was gathered in front of it. Chunks are copied
-    // and let go as they come, as the folder's own writes do.
+    // A staged blob written as a row in a commit of its own.
     async fn put_stream(&self, stream: ByteStream<'_>) -> Result<BlobInfo, ArtifactError> {
         let Staged { info, bytes } = self.stage_stream(stream).await?;
         let Some(bytes) = bytes else {
@@ -192,7 +192,9 @@ impl BlobStore for SmallBlobs {
         })
     }
 
-    // A blob for the database is kept in memory and handed back unwritten.
+    // Gathers up to `IN_DATABASE` bytes; a stream that ends by then is staged for a row
+    // (and kept in memory), a longer one is handed to the folder with what was gathered in
+    // front of it. Chunks are copied and let go as they come, as the folder's own writes do.
     async fn stage_stream(&self, mut stream: ByteStream<'_>) -> Result<Staged, ArtifactError> {
         let mut head = Vec::new();
         while let Some(chunk) = stream.next().await {

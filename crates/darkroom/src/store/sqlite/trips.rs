@@ -171,9 +171,11 @@ impl super::SqliteStore {
         } else {
             statements.push(events::OUTPUT_ASSET_STATEMENT.to_owned());
         }
-        statements.push(format!(
-            "UPDATE jobs SET last_event_seq = last_event_seq + 1 \
-             WHERE id = $7 AND changes() = 1 RETURNING {JOB_COLUMNS}, last_event_seq"
+        // The output's number, returned with the job's row as the moves return theirs.
+        statements.push(OUTPUT_NUMBER_STATEMENT.replacen(
+            "RETURNING last_event_seq",
+            &format!("RETURNING {JOB_COLUMNS}, last_event_seq"),
+            1,
         ));
         statements.push(OUTPUT_EVENT_STATEMENT.to_owned());
         statements.push(OUTPUT_ROW_STATEMENT.to_owned());
@@ -188,12 +190,10 @@ impl super::SqliteStore {
             ending.at,
             &event,
         );
-        let statuses = (
-            collecting
-                .as_ref()
-                .map(|collecting| collecting.status.clone()),
-            end.status.clone(),
-        );
+        let collecting_status = collecting
+            .as_ref()
+            .map(|collecting| collecting.status.clone());
+        let end_status = end.status.clone();
         if let Some(collecting) = collecting {
             query = collecting.bind(query);
         }
@@ -204,7 +204,7 @@ impl super::SqliteStore {
 
         let id = output.job_id;
         let recorded = output.clone();
-        let moved_first = ending.collecting.is_some();
+        let moved_first = collecting_status.is_some();
         let rows = self
             .writer
             .one_trip(query, move |rows| {
@@ -228,7 +228,6 @@ impl super::SqliteStore {
 
         let mut rows = rows.into_iter();
         let mut ended = Ended::default();
-        let (collecting_status, end_status) = statuses;
         if let Some(status) = collecting_status {
             let Some(row) = rows.next() else {
                 return Ok(ended);

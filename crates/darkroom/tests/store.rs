@@ -286,6 +286,74 @@ fn ids_accept_only_the_canonical_uuid_spelling() {
 
 /// SQLite keeps its queue in memory beside the file: a reopened store rebuilds it, so
 /// positions, bounds and the scheduler's candidates go on from where they were.
+/// A scheduler as the store sees it: whether it would place a job now, and how many
+/// times it was told of committed jobs.
+#[derive(Debug, Default)]
+struct Watch {
+    placing: std::sync::atomic::AtomicBool,
+    told: std::sync::atomic::AtomicUsize,
+}
+
+impl store::QueueWatch for Watch {
+    fn placing(&self) -> bool {
+        self.placing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn committed(&self) {
+        self.told.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_file_store_tells_a_placing_scheduler_of_new_jobs_before_it_answers() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_in(folder.path()).await.unwrap();
+    let watch = Arc::new(Watch::default());
+    store.watch_queue(Arc::clone(&watch) as _);
+    let told = || watch.told.load(std::sync::atomic::Ordering::SeqCst);
+
+    // No backend has room: the commit is flushed inside, and nobody is told.
+    let waiting = store.create_job(new_job(0)).await.unwrap();
+    assert_eq!(told(), 0);
+
+    watch
+        .placing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let placed = store.create_job(new_job(1)).await.unwrap();
+    assert_eq!(told(), 1, "told by the time the submission is answered");
+    let mut keyed = new_job(2);
+    keyed.idempotency_key = Some("once".into());
+    store.create_job(keyed.clone()).await.unwrap();
+    assert_eq!(
+        told(),
+        2,
+        "a job with an idempotency key commits another way"
+    );
+
+    // Nothing committed, nothing told.
+    keyed.id = JobId::new();
+    assert!(matches!(
+        store.create_job(keyed).await,
+        Err(StoreError::IdempotencyKeyReused { .. })
+    ));
+    let mut over = new_job(3);
+    over.max_queued = Some(3);
+    assert!(matches!(
+        store.create_job(over).await,
+        Err(StoreError::QueueFull { queued: 3 })
+    ));
+    assert_eq!(told(), 2);
+
+    // Every answered job was committed, either way.
+    store.close().await;
+    drop(store);
+    let reopened = SqliteStore::open_in(folder.path()).await.unwrap();
+    assert_eq!(reopened.count_queued().await.unwrap(), 3);
+    for id in [waiting.job.id, placed.job.id] {
+        assert!(reopened.job(id).await.unwrap().is_some());
+    }
+}
+
 #[tokio::test]
 async fn a_reopened_file_store_rebuilds_its_queue() {
     let folder = tempfile::tempdir().unwrap();

@@ -240,7 +240,26 @@ impl Board {
         self.changed.notified().await;
     }
 
+    /// Whether a backend could take a job now: one that takes work and has a free place.
+    pub fn has_room(&self) -> bool {
+        self.lock()
+            .iter()
+            .any(|backend| backend.accepting() && backend.runs.len() < backend.max_prompts)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<BackendStatus>> {
         self.backends.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The store asks the board whether a job just submitted would be placed at once, and
+/// pokes the dispatcher as soon as it is committed.
+impl crate::store::QueueWatch for Board {
+    fn placing(&self) -> bool {
+        self.has_room()
+    }
+
+    fn committed(&self) {
+        self.poke();
     }
 }

@@ -345,6 +345,9 @@ impl Scheduler {
     ) -> Result<Self, StoreError> {
         let statuses = backends.iter().map(BackendSpec::status).collect();
         context.board = Arc::new(Board::new(statuses));
+        // New jobs wake the dispatcher as soon as they are committed, even before their
+        // submitters are answered (SQLite flushes its log meanwhile).
+        context.store.watch_queue(Arc::clone(&context.board) as _);
         let context = Arc::new(context);
         for job in context.store.unfinished_jobs().await? {
             let known = |backend: &BackendId| backends.iter().any(|spec| &spec.id == backend);

@@ -98,6 +98,15 @@ pub enum StoreError {
     )]
     BlobsNotKept { hash: String },
 
+    /// The database's log could not be written out to disk after a commit: what was
+    /// committed is visible, but not known to survive a power cut.
+    #[error("cannot flush the database log {path} to disk")]
+    Flush {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The store's writer task ended (the runtime is shutting down) before it answered.
     #[error("the store's writer stopped before answering")]
     WriterStopped,

@@ -44,6 +44,15 @@ use crate::jobs::model::{
     Asset, AssetId, BackendId, Job, JobEvent, JobId, OutputRecord, Progress, PromptId, ReplicaId,
 };
 
+/// Who places new jobs (the scheduler), as a store sees it: see [`Store::watch_queue`].
+pub trait QueueWatch: Send + Sync + std::fmt::Debug {
+    /// Whether a job committed now would be placed at once (a backend has room).
+    fn placing(&self) -> bool;
+
+    /// New jobs were committed.
+    fn committed(&self);
+}
+
 /// How long an idempotency key stays claimed after the job it created.
 pub const IDEMPOTENCY_KEY_LIFETIME: time::Duration = time::Duration::hours(24);
 
@@ -285,6 +294,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn keep_small_blobs(&self, files: Arc<dyn BlobStore>) -> Arc<dyn BlobStore> {
         files
     }
+
+    /// Gives the store the scheduler's side of new jobs, so that a job can be placed while
+    /// the store makes it durable. SQLite, when `placing`, commits a batch of submissions,
+    /// calls `committed`, and answers them once its log is flushed; an engine whose commit
+    /// is durable when it returns need not use it, as every submission wakes the
+    /// scheduler once it is answered. A later call replaces the earlier one's.
+    fn watch_queue(&self, _watch: Arc<dyn QueueWatch>) {}
 
     /// Takes the backend for `lease.holder` when no one holds it, its lease
     /// lapsed at `at`, or the holder already has it (the deadline moves).

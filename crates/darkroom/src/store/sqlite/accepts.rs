@@ -13,20 +13,25 @@
 //! the writer lock that every write of the queue takes, so the check and the insert are
 //! atomic with respect to every other submission and claim.
 //!
+//! When a backend has room for a new job, a batch commits without the flush and the
+//! scheduler is told at once; the log is flushed while it claims and posts the jobs, and
+//! the submitters are answered after the flush (`Flush`, and `wal` for why it is safe).
+//!
 //! The task owns the transaction, not the callers: a caller that goes away (its client
 //! hung up) cannot cut a batch short, and its job is committed or not like the others.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::queue_index::QueueIndex;
+use super::wal::WalFile;
 use super::{Write, Writer, events, jobs};
 use crate::jobs::model::JobSummary;
-use crate::store::{Durability, JobChange, NewEvent, NewJob, StoreError};
+use crate::store::{Durability, JobChange, NewEvent, NewJob, QueueWatch, StoreError};
 
 /// Submissions committed together at most: bounds how long the first of a batch waits
 /// behind the others' inserts.
@@ -72,8 +77,9 @@ async fn run(writer: Writer, mut requests: mpsc::UnboundedReceiver<Accept>) {
             .drain(..)
             .map(|accept| (accept.job, accept.answer))
             .unzip();
-        let outcomes = match commit(&writer, &jobs).await {
-            Ok(outcomes) => outcomes,
+        let flush = Flush::choose(&writer);
+        let outcomes = match commit(&writer, &jobs, flush.durability()).await {
+            Ok(outcomes) => flush.made_durable(outcomes).await,
             Err(error) => {
                 tracing::error!(%error, jobs = jobs.len(), "cannot commit submitted jobs");
                 let error = Arc::new(error);
@@ -89,16 +95,76 @@ async fn run(writer: Writer, mut requests: mpsc::UnboundedReceiver<Accept>) {
     }
 }
 
+/// How a batch commits, and who hears of it before its submitters do.
+enum Flush {
+    /// `synchronous = FULL`: the commit returns durable. When no backend has room to take
+    /// a new job at once, nothing could overlap a flush of the log, and one inside the
+    /// commit costs the writer's thread no hand-over; in memory, as every commit there.
+    InCommit,
+    /// `synchronous = NORMAL`, then the scheduler is told and the log flushed while it
+    /// places the jobs (`wal`).
+    After(Arc<WalFile>, Arc<dyn QueueWatch>),
+}
+
+impl Flush {
+    fn choose(writer: &Writer) -> Self {
+        let watch = writer
+            .queue_watch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match (&writer.wal, watch) {
+            (Some(wal), Some(watch)) if watch.placing() => Self::After(Arc::clone(wal), watch),
+            _ => Self::InCommit,
+        }
+    }
+
+    fn durability(&self) -> Durability {
+        match self {
+            Self::InCommit => Durability::PowerSafe,
+            Self::After(..) => Durability::CrashSafe,
+        }
+    }
+
+    /// After a batch's commit: the outcomes stand once its log is flushed. When the flush
+    /// fails, each created job's submitter hears the fault instead of `201`, though the
+    /// job is committed and will run (it only may not survive a power cut).
+    async fn made_durable(
+        self,
+        outcomes: Vec<Result<JobChange, StoreError>>,
+    ) -> Vec<Result<JobChange, StoreError>> {
+        let Self::After(wal, watch) = self else {
+            return outcomes;
+        };
+        if !outcomes.iter().any(Result::is_ok) {
+            return outcomes;
+        }
+        watch.committed();
+        match wal.flush().await {
+            Ok(()) => outcomes,
+            Err(error) => {
+                tracing::error!(%error, "accepted jobs committed but not flushed to disk");
+                let error = Arc::new(error);
+                outcomes
+                    .into_iter()
+                    .map(|outcome| outcome.and(Err(StoreError::SharedWrite(Arc::clone(&error)))))
+                    .collect()
+            }
+        }
+    }
+}
+
 /// Creates `jobs` in one transaction: the outcome of each, or the fault that sank them
 /// all (nothing was committed then).
 async fn commit(
     writer: &Writer,
     jobs: &[NewJob],
+    durability: Durability,
 ) -> Result<Vec<Result<JobChange, StoreError>>, StoreError> {
     if jobs.iter().all(|job| job.idempotency_key.is_none()) {
-        return commit_without_keys(writer, jobs).await;
+        return commit_without_keys(writer, jobs, durability).await;
     }
-    let mut write = writer.begin(Durability::PowerSafe).await?;
+    let mut write = writer.begin(durability).await?;
     let mut added = Added::default();
     let mut outcomes = Vec::with_capacity(jobs.len());
     // A job alone needs no savepoint: if it fails, nothing else is lost by rolling back.
@@ -147,6 +213,7 @@ async fn commit(
 async fn commit_without_keys(
     writer: &Writer,
     jobs: &[NewJob],
+    durability: Durability,
 ) -> Result<Vec<Result<JobChange, StoreError>>, StoreError> {
     let lock = Arc::clone(&writer.lock).lock_owned().await;
     let mut added = Added::default();
@@ -161,7 +228,7 @@ async fn commit_without_keys(
         outcomes.push(room);
     }
     if !accepted.is_empty() {
-        write_batch(writer, &accepted).await?;
+        write_batch(writer, &accepted, durability).await?;
     }
 
     let mut mirror = writer.mirror();
@@ -183,21 +250,29 @@ async fn commit_without_keys(
 
 /// Runs the one transaction that creates `accepted` jobs with their first events, in
 /// trips of up to [`JOBS_PER_TRIP`] jobs: the first trip begins it, the last commits it.
-async fn write_batch(writer: &Writer, accepted: &[(&NewJob, NewEvent)]) -> Result<(), StoreError> {
+async fn write_batch(
+    writer: &Writer,
+    accepted: &[(&NewJob, NewEvent)],
+    durability: Durability,
+) -> Result<(), StoreError> {
     match &writer.trips {
-        Some(own) => write_batch_on(&mut *own.lock().await, accepted).await,
-        None => write_batch_on(&mut *writer.connection.acquire().await?, accepted).await,
+        Some(own) => write_batch_on(&mut *own.lock().await, accepted, durability).await,
+        None => {
+            let connection = &mut *writer.connection.acquire().await?;
+            write_batch_on(connection, accepted, durability).await
+        }
     }
 }
 
 async fn write_batch_on(
     connection: &mut SqliteConnection,
     accepted: &[(&NewJob, NewEvent)],
+    durability: Durability,
 ) -> Result<(), StoreError> {
     let trips = accepted.chunks(JOBS_PER_TRIP);
     let last = trips.len() - 1;
     for (index, trip) in trips.enumerate() {
-        let begins = (index == 0).then(|| super::begin(Durability::PowerSafe));
+        let begins = (index == 0).then(|| super::begin(durability));
         let query = trip_query(begins, trip, index == last);
         if let Err(error) = query.execute(&mut *connection).await {
             // What ran before the failed statement is still open. (A failed BEGIN left
@@ -316,7 +391,9 @@ mod tests {
             job(None, Some(3)),
             job(None, Some(3)),
         ];
-        let outcomes = commit(&store.writer, &batch).await.unwrap();
+        let outcomes = commit(&store.writer, &batch, Durability::PowerSafe)
+            .await
+            .unwrap();
         assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
         assert!(matches!(
             outcomes[1],
@@ -346,7 +423,9 @@ mod tests {
             job(None, Some(3)),
             job(None, None),
         ];
-        let outcomes = commit(&store.writer, &batch).await.unwrap();
+        let outcomes = commit(&store.writer, &batch, Durability::PowerSafe)
+            .await
+            .unwrap();
         assert!(matches!(
             outcomes[2],
             Err(StoreError::QueueFull { queued: 3 })
@@ -376,7 +455,9 @@ mod tests {
         let batch: Vec<NewJob> = (0..JOBS_PER_TRIP * 2 + 3)
             .map(|_| job(None, None))
             .collect();
-        let outcomes = commit(&store.writer, &batch).await.unwrap();
+        let outcomes = commit(&store.writer, &batch, Durability::PowerSafe)
+            .await
+            .unwrap();
         for (job, outcome) in batch.iter().zip(&outcomes) {
             let change = outcome.as_ref().unwrap();
             assert_eq!(store.job(job.id).await.unwrap().as_ref(), Some(&change.job));

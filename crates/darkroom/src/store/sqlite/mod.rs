@@ -62,6 +62,7 @@ mod queue_index;
 )]
 mod running;
 mod trips;
+mod wal;
 
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
@@ -83,7 +84,7 @@ use mirror::{Mirror, Status};
 
 use super::{
     AssetRemoval, Dispatch, Durability, EventFeed, JobChange, JobPage, JobQuery, JobSnapshot,
-    Lease, NewEvent, NewJob, QueuedJob, Store, StoreError, Sweep, Transition,
+    Lease, NewEvent, NewJob, QueueWatch, QueuedJob, Store, StoreError, Sweep, Transition,
 };
 use crate::artifacts::{BlobHash, BlobStore};
 use crate::auth::ApiKey;
@@ -135,6 +136,10 @@ struct Writer {
     trips: Option<Arc<tokio::sync::Mutex<SqliteConnection>>>,
     lock: Arc<tokio::sync::Mutex<()>>,
     mirror: Arc<Mutex<Mirror>>,
+    /// With a database file, its log, flushed after each batch of accepts (`wal`).
+    wal: Option<Arc<wal::WalFile>>,
+    /// Who places new jobs (`Store::watch_queue`), asked before each batch of accepts.
+    queue_watch: Arc<Mutex<Option<Arc<dyn QueueWatch>>>>,
 }
 
 /// A write transaction of this process. It holds the writer lock from before
@@ -320,6 +325,8 @@ impl SqliteStore {
             trips,
             lock: Arc::new(tokio::sync::Mutex::new(())),
             mirror: Arc::new(Mutex::new(mirror)),
+            wal: file.as_deref().map(|file| Arc::new(wal::WalFile::of(file))),
+            queue_watch: Arc::new(Mutex::new(None)),
         };
         let accepts = accepts::start(writer.clone());
         Ok(Self {
@@ -449,6 +456,15 @@ shared_store_impl! {
     fn keep_small_blobs(&self, files: Arc<dyn BlobStore>) -> Arc<dyn BlobStore> {
         let readers = self.pool.clone();
         Arc::new(blobs::SmallBlobs::new(self.writer.clone(), readers, files))
+    }
+
+    fn watch_queue(&self, watch: Arc<dyn QueueWatch>) {
+        let mut held = self
+            .writer
+            .queue_watch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *held = Some(watch);
     }
 
     async fn create_job(&self, job: NewJob) -> Result<JobChange, StoreError> {

@@ -355,6 +355,40 @@ async fn a_file_store_tells_a_placing_scheduler_of_new_jobs_before_it_answers() 
 }
 
 #[tokio::test]
+async fn a_job_whose_flush_failed_is_named_and_later_accepts_flush_in_their_commit() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_in(folder.path()).await.unwrap();
+    let watch = Arc::new(Watch::default());
+    watch
+        .placing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    store.watch_queue(Arc::clone(&watch) as _);
+    store.create_job(new_job(0)).await.unwrap();
+
+    // The log gone from under the store: the next flush cannot find it.
+    std::fs::remove_file(folder.path().join("darkroom.db-wal")).unwrap();
+    let unconfirmed = store.create_job(new_job(1)).await.unwrap_err();
+    let StoreError::Unconfirmed { job_id, .. } = &unconfirmed else {
+        panic!("expected an unconfirmed job, got {unconfirmed:?}");
+    };
+    let message = unconfirmed.to_string();
+    assert!(message.contains(&job_id.to_string()), "{message}");
+    assert!(message.contains("darkroom.db-wal"), "{message}");
+    assert!(
+        message.contains("No such file"),
+        "the system's reason: {message}"
+    );
+    assert!(
+        store.job_snapshot(*job_id).await.unwrap().is_some(),
+        "the job was committed"
+    );
+
+    // From then on the flush is the commit's own, and the scheduler hears as before.
+    store.create_job(new_job(2)).await.unwrap();
+    assert_eq!(watch.told.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn a_reopened_file_store_rebuilds_its_queue() {
     let folder = tempfile::tempdir().unwrap();
     let first = SqliteStore::open_in(folder.path()).await.unwrap();

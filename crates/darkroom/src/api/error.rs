@@ -115,6 +115,19 @@ impl From<StoreError> for ApiError {
                 "asset_in_use",
                 "the asset cannot be deleted while the platform still depends on it",
             ),
+            StoreError::Unconfirmed { job_id, .. } => {
+                tracing::error!(error = %error, "request failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "upstream_error",
+                    format!(
+                        "job {job_id} was recorded, but the disk did not confirm it was stored; \
+                         it may still run: look it up at /api/v2/jobs/{job_id} rather than \
+                         submitting it again"
+                    ),
+                )
+                .with_details(json!({ "job_id": job_id.to_string() }))
+            }
             other => Self::internal(&other),
         }
     }
@@ -156,4 +169,29 @@ pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri
         "method_not_allowed",
         format!("{method} is not allowed on {}", uri.path()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::jobs::model::JobId;
+
+    #[test]
+    fn a_job_recorded_without_the_disks_confirmation_is_named_to_its_submitter() {
+        let job_id = JobId::new();
+        let error = ApiError::from(StoreError::Unconfirmed {
+            job_id,
+            source: Arc::new(StoreError::WriterStopped),
+        });
+        assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            error.message.contains(&job_id.to_string()),
+            "{}",
+            error.message
+        );
+        let details = error.details.expect("details name the job");
+        assert_eq!(details["job_id"], job_id.to_string());
+    }
 }

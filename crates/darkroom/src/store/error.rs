@@ -100,11 +100,22 @@ pub enum StoreError {
 
     /// The database's log could not be written out to disk after a commit: what was
     /// committed is visible, but not known to survive a power cut.
-    #[error("cannot flush the database log {path} to disk")]
+    #[error("cannot flush the database log {path} to disk: {source}")]
     Flush {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+
+    /// A job was committed, and may run, but the flush that would have made it durable
+    /// failed: its submitter is told which job it is rather than that nothing happened.
+    #[error(
+        "job {job_id} was recorded, but the disk did not confirm it ({source}); it may still run"
+    )]
+    Unconfirmed {
+        job_id: JobId,
+        #[source]
+        source: std::sync::Arc<StoreError>,
     },
 
     /// The store's writer task ended (the runtime is shutting down) before it answered.

@@ -114,7 +114,9 @@ impl Flush {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         match (&writer.wal, watch) {
-            (Some(wal), Some(watch)) if watch.placing() => Self::After(Arc::clone(wal), watch),
+            (Some(wal), Some(watch)) if wal.usable() && watch.placing() => {
+                Self::After(Arc::clone(wal), watch)
+            }
             _ => Self::InCommit,
         }
     }
@@ -127,8 +129,9 @@ impl Flush {
     }
 
     /// After a batch's commit: the outcomes stand once its log is flushed. When the flush
-    /// fails, each created job's submitter hears the fault instead of `201`, though the
-    /// job is committed and will run (it only may not survive a power cut).
+    /// fails, each created job's submitter hears which job was recorded without the disk's
+    /// confirmation (`Unconfirmed`): it is committed and may run, so a client that submits
+    /// again would run it twice.
     async fn made_durable(
         self,
         outcomes: Vec<Result<JobChange, StoreError>>,
@@ -143,11 +146,20 @@ impl Flush {
         match wal.flush().await {
             Ok(()) => outcomes,
             Err(error) => {
-                tracing::error!(%error, "accepted jobs committed but not flushed to disk");
+                // From now on batches flush inside their commit, as SQLite does alone: a
+                // failing disk then fails the commit, and nothing is created unconfirmed.
+                wal.give_up();
+                tracing::error!(%error, "accepted jobs committed but not flushed to disk; accepts flush inside their commits from now on");
                 let error = Arc::new(error);
                 outcomes
                     .into_iter()
-                    .map(|outcome| outcome.and(Err(StoreError::SharedWrite(Arc::clone(&error)))))
+                    .map(|outcome| {
+                        let job_id = outcome?.job.id;
+                        Err(StoreError::Unconfirmed {
+                            job_id,
+                            source: Arc::clone(&error),
+                        })
+                    })
                     .collect()
             }
         }

@@ -22,6 +22,7 @@
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::store::StoreError;
@@ -31,6 +32,8 @@ use crate::store::StoreError;
 pub(super) struct WalFile {
     path: PathBuf,
     file: Mutex<Option<File>>,
+    /// Set once a flush failed: the log is not flushed apart from commits again.
+    failed: AtomicBool,
 }
 
 impl WalFile {
@@ -39,7 +42,18 @@ impl WalFile {
         Self {
             path: super::beside(database, "-wal"),
             file: Mutex::new(None),
+            failed: AtomicBool::new(false),
         }
+    }
+
+    /// Whether commits may leave their flush to [`flush`](Self::flush): until one failed.
+    pub(super) fn usable(&self) -> bool {
+        !self.failed.load(Ordering::Relaxed)
+    }
+
+    /// After a failed flush: commits flush inside themselves from now on.
+    pub(super) fn give_up(&self) {
+        self.failed.store(true, Ordering::Relaxed);
     }
 
     /// Writes the log out to disk: every transaction committed before this call survives

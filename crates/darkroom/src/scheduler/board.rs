@@ -210,17 +210,24 @@ impl Board {
     }
 
     /// Changes one backend's status. Returns what `change` returned, or `None` for an
-    /// unknown backend. The caller pokes the dispatcher when room or health changed.
+    /// unknown backend. When the change leaves the backend fewer runs (one ended, or one
+    /// the dispatcher marked was refused at its post), the dispatcher is poked: a place
+    /// is free. The caller pokes it for other changes (health, readiness).
     pub fn update<T>(
         &self,
         id: &BackendId,
         change: impl FnOnce(&mut BackendStatus) -> T,
     ) -> Option<T> {
         let mut backends = self.lock();
-        backends
-            .iter_mut()
-            .find(|status| &status.id == id)
-            .map(change)
+        let status = backends.iter_mut().find(|status| &status.id == id)?;
+        let before = status.runs.len();
+        let answer = change(status);
+        let freed = status.runs.len() < before;
+        drop(backends);
+        if freed {
+            self.poke();
+        }
+        Some(answer)
     }
 
     /// Records an error of one backend.
@@ -261,5 +268,37 @@ impl crate::store::QueueWatch for Board {
 
     fn committed(&self) {
         self.poke();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::*;
+    use crate::jobs::model::JobId;
+
+    #[test]
+    fn a_place_freed_on_a_backend_wakes_the_dispatcher() {
+        let id = BackendId::from("a");
+        let board = Board::new(vec![BackendStatus::new(id.clone(), 1, Vec::new(), 2)]);
+        let slot = RunSlot {
+            job_id: JobId::new(),
+            owner: None,
+            priority: 0,
+            phase: Phase::Assigned,
+        };
+        board.update(&id, |status| status.runs.push(slot));
+        assert!(
+            board.changed().now_or_never().is_none(),
+            "a place taken wakes nobody"
+        );
+        // What a driver does with a job refused at its post: the dispatcher's mark goes,
+        // and nothing takes its place.
+        board.update(&id, |status| status.runs.clear());
+        assert!(
+            board.changed().now_or_never().is_some(),
+            "the freed place wakes the dispatcher"
+        );
     }
 }

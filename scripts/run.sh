@@ -5,7 +5,7 @@
 # 2. starts it on 127.0.0.1:8188 with a base folder in ~/.local/share/darkroom/comfyui
 #    holding the tiny SD 1.5 checkpoint (reuses a ComfyUI already answering there),
 # 3. builds and starts `darkroom serve` on 127.0.0.1:8420 and opens http://127.0.0.1:8420/.
-# Ctrl-C stops both. Extra arguments go to `darkroom serve`.
+# Ctrl-C (or a TERM to this script) stops both. Extra arguments go to `darkroom serve`.
 #
 # Environment: DARKROOM_COMFYUI_PORT (8188), DARKROOM_LISTEN (127.0.0.1:8420),
 # DARKROOM_COMFYUI_HOME (install folder), DARKROOM_DATA_DIR (database and outputs).
@@ -22,14 +22,26 @@ base_dir="${XDG_DATA_HOME:-$HOME/.local/share}/darkroom/comfyui"
 scripts/install-comfyui.sh
 
 comfy_pid=""
+darkroom_pid=""
+# Stops what this script started, Darkroom first (it finishes storing what it collects
+# from ComfyUI); runs once, whether on a signal or at the end.
 cleanup() {
+  if [ -n "$darkroom_pid" ]; then
+    log "stopping darkroom (pid $darkroom_pid)"
+    kill "$darkroom_pid" 2>/dev/null || true
+    wait "$darkroom_pid" 2>/dev/null || true
+    darkroom_pid=""
+  fi
   if [ -n "$comfy_pid" ]; then
     log "stopping ComfyUI (pid $comfy_pid)"
     kill "$comfy_pid" 2>/dev/null || true
     wait "$comfy_pid" 2>/dev/null || true
+    comfy_pid=""
   fi
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
 
 if curl -fsS "http://127.0.0.1:$comfy_port/system_stats" >/dev/null 2>&1; then
   log "a ComfyUI already answers on port $comfy_port; using it"
@@ -61,5 +73,12 @@ url="http://$listen/"
     sleep 0.1
   done
   log "darkroom did not answer on $url; see its log above" ) &
+# In the background, waited for: a signal to this script then runs its trap at once
+# (bash holds a trap until a foreground command ends), which stops Darkroom and ComfyUI.
 "${CARGO_TARGET_DIR:-target}/release/darkroom" serve --listen "$listen" \
-  --backend "http://127.0.0.1:$comfy_port" "$@"
+  --backend "http://127.0.0.1:$comfy_port" "$@" &
+darkroom_pid=$!
+status=0
+wait "$darkroom_pid" || status=$?
+darkroom_pid=""
+exit "$status"

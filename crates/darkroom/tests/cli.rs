@@ -122,6 +122,17 @@ async fn run_writes_the_output_byte_for_byte_as_the_api_serves_it() {
     assert_eq!(shown.json()["parameters"]["seed"], 7);
     let listed = darkroom(&server, &["jobs", "list", "--template", "txt2img-sd15"]).await;
     assert!(listed.stdout.contains(id), "{}", listed.describe());
+    // Each column starts where its heading does: the job's output count under OUTPUTS.
+    let lines: Vec<&str> = listed.stdout.lines().collect();
+    let column = lines[0].find("OUTPUTS").unwrap();
+    let row = lines.iter().find(|line| line.starts_with(id)).unwrap();
+    assert_eq!(row.get(column..), Some("1"), "{}", listed.describe());
+    let plain = darkroom(&server, &["jobs", "show", id]).await;
+    assert!(
+        plain.stdout.contains("status     succeeded\n"),
+        "a state the status already says is not repeated: {}",
+        plain.describe()
+    );
     let waited = darkroom(&server, &["jobs", "wait", id]).await;
     assert_eq!(waited.code, 0, "{}", waited.describe());
 }

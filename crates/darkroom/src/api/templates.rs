@@ -212,7 +212,7 @@ async fn check_assets(
 fn invalid_parameters(errors: &[ParameterError]) -> ApiError {
     let mut message = errors.first().map(ToString::to_string).unwrap_or_default();
     if errors.len() > 1 {
-        message.push_str(&format!(" (and {} more problems)", errors.len() - 1));
+        message.push_str(&super::jobs::validate::more_problems(errors.len() - 1));
     }
     let details: Vec<Value> = errors
         .iter()

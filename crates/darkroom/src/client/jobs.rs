@@ -98,12 +98,12 @@ fn print_list(page: &Value, json: bool) {
     }
     let entries = page["entries"].as_array().cloned().unwrap_or_default();
     println!(
-        "{:<36}  {:<10}  {:<20}  {:<25}  OUTPUTS",
+        "{:<36}  {:<10}  {:<20}  {:<27}  OUTPUTS",
         "ID", "STATUS", "TEMPLATE", "CREATED"
     );
     for entry in &entries {
         println!(
-            "{:<36}  {:<10}  {:<20}  {:<25}  {}",
+            "{:<36}  {:<10}  {:<20}  {:<27}  {}",
             entry["id"].as_str().unwrap_or("?"),
             state(entry),
             entry["template"].as_str().unwrap_or("(graph)"),
@@ -129,7 +129,13 @@ fn print_job(job: &Value, entry: &Value, json: bool) {
     }
     let text = |value: &Value| value.as_str().map_or_else(|| "-".to_owned(), str::to_owned);
     println!("job        {}", text(&job["id"]));
-    println!("status     {} ({})", state(job), text(&job["state"]));
+    // The contract's status, and Darkroom's finer state when it says more.
+    let finer = text(&job["state"]);
+    if finer == state(job) {
+        println!("status     {finer}");
+    } else {
+        println!("status     {} ({finer})", state(job));
+    }
     println!("template   {}", text(&entry["template"]));
     println!("created    {}", text(&job["created_at"]));
     println!("started    {}", text(&job["started_at"]));

@@ -263,7 +263,7 @@ pub fn invalid_workflow(problems: &[NodeProblem]) -> ApiError {
         .map(|problem| problem.message.clone())
         .unwrap_or_default();
     if problems.len() > 1 {
-        message.push_str(&format!(" (and {} more problems)", problems.len() - 1));
+        message.push_str(&more_problems(problems.len() - 1));
     }
     ApiError::invalid_workflow(message).with_details(json!({"node_errors": node_errors}))
 }
@@ -389,6 +389,12 @@ pub async fn usable_asset(
     }))
 }
 
+/// What a message naming one problem adds for the `more` others.
+pub(crate) fn more_problems(more: usize) -> String {
+    let noun = if more == 1 { "problem" } else { "problems" };
+    format!(" (and {more} more {noun})")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,7 +483,7 @@ mod tests {
         let error = invalid_workflow(&problems(&graph, None));
         assert_eq!(error.code, "invalid_workflow");
         assert!(
-            error.message.ends_with("(and 1 more problems)"),
+            error.message.ends_with("(and 1 more problem)"),
             "{}",
             error.message
         );

@@ -2,6 +2,7 @@
 //! running (by its title when the graph names it) with its step, over a bar of the whole
 //! run. Drawn on stderr only when that is a terminal and JSON was not asked for.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -18,6 +19,31 @@ pub struct Progress {
     bar: ProgressBar,
     /// Node id to title, from the job's graph.
     titles: HashMap<String, String>,
+    /// While the event stream replays what the job, read just before, showed already: the
+    /// stage the job was at. The stream starts at the job's first status, and a job
+    /// followed late must not seem to go back; once the replay reaches that stage, every
+    /// status shows (a job given back to the queue does go back).
+    replaying: Cell<Option<u8>>,
+}
+
+/// Darkroom's state of a job or status event, or the contract's status.
+fn state_of(job: &Value) -> &str {
+    job["state"]
+        .as_str()
+        .or(job["status"].as_str())
+        .unwrap_or("unknown")
+}
+
+/// A state's place in a job's life, in the order the states come.
+fn stage(state: &str) -> u8 {
+    match state {
+        "queued" => 0,
+        "dispatched" => 1,
+        "running" => 2,
+        "collecting" => 3,
+        "canceling" => 4,
+        _ => 5,
+    }
 }
 
 impl Progress {
@@ -35,19 +61,32 @@ impl Progress {
         bar.set_style(style);
         bar.enable_steady_tick(Duration::from_millis(120));
         bar.set_message("connecting");
-        Self { bar, titles }
+        Self {
+            bar,
+            titles,
+            replaying: Cell::new(None),
+        }
     }
 
     pub fn update(&self, update: Update<'_>) {
         match update {
             Update::Job(job) => {
+                self.replaying.set(Some(stage(state_of(job))));
                 self.status(job);
                 if let Some(progress) = job.get("progress").filter(|value| value.is_object()) {
                     self.progress(progress);
                 }
             }
             Update::Event(Event { name, data, .. }) => match name.as_str() {
-                "status" => self.status(data),
+                "status" => {
+                    let now = stage(state_of(data));
+                    match self.replaying.get() {
+                        Some(reached) if now < reached => return,
+                        Some(_) => self.replaying.set(None),
+                        None => {}
+                    }
+                    self.status(data);
+                }
                 "progress" => self.progress(data),
                 _ => {}
             },
@@ -59,10 +98,11 @@ impl Progress {
     }
 
     fn status(&self, job: &Value) {
-        let state = job["state"]
-            .as_str()
-            .or(job["status"].as_str())
-            .unwrap_or("unknown");
+        let state = state_of(job);
+        if state == "succeeded" {
+            // The last progress snapshot comes before the last nodes are done.
+            self.bar.set_position(SCALE);
+        }
         let message = match (state, job["queue_position"].as_u64()) {
             ("queued", Some(0)) => "queued, next in line".to_owned(),
             ("queued", Some(ahead)) => format!("queued, {ahead} ahead"),
@@ -109,4 +149,40 @@ pub fn node_titles(answer: &Value) -> HashMap<String, String> {
             Some((id.clone(), title.to_owned()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(bar: &Progress, state: &str) {
+        let event = Event {
+            name: "status".to_owned(),
+            id: None,
+            data: json!({ "state": state, "queue_position": 0 }),
+        };
+        bar.update(Update::Event(&event));
+    }
+
+    #[test]
+    fn a_replayed_past_does_not_show_and_a_success_fills_the_bar() {
+        let bar = Progress::new(false, HashMap::new());
+        bar.update(Update::Job(&json!({ "state": "dispatched" })));
+        event(&bar, "queued");
+        assert_eq!(bar.bar.message(), "sent to ComfyUI, waiting to start");
+        event(&bar, "dispatched");
+        // Caught up: a job given back to the queue shows it.
+        event(&bar, "queued");
+        assert_eq!(bar.bar.message(), "queued, next in line");
+        bar.update(Update::Job(&json!({
+            "state": "running",
+            "progress": { "value": 0.86, "current_node": "9" }
+        })));
+        assert_eq!(bar.bar.position(), 860);
+        event(&bar, "succeeded");
+        assert_eq!(bar.bar.position(), SCALE);
+        assert_eq!(bar.bar.message(), "succeeded");
+    }
 }

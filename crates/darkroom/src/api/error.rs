@@ -115,19 +115,16 @@ impl From<StoreError> for ApiError {
                 "asset_in_use",
                 "the asset cannot be deleted while the platform still depends on it",
             ),
-            StoreError::Unconfirmed { job_id, .. } => {
-                tracing::error!(error = %error, "request failed");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "upstream_error",
-                    format!(
-                        "job {job_id} was recorded, but the disk did not confirm it was stored; \
-                         it may still run: look it up at /api/v2/jobs/{job_id} rather than \
-                         submitting it again"
-                    ),
-                )
-                .with_details(json!({ "job_id": job_id.to_string() }))
+            // Logged and coded as any internal fault, but the submitter learns its job.
+            StoreError::Unconfirmed { job_id, .. } => Self {
+                message: format!(
+                    "job {job_id} was recorded, but the disk did not confirm it was stored; \
+                     it may still run: look it up at /api/v2/jobs/{job_id} rather than \
+                     submitting it again"
+                ),
+                ..Self::internal(&error)
             }
+            .with_details(json!({ "job_id": job_id.to_string() })),
             other => Self::internal(&other),
         }
     }

@@ -72,21 +72,18 @@ impl WalFile {
         };
         let mut held = self.file.lock().unwrap_or_else(PoisonError::into_inner);
         let current = std::fs::metadata(&self.path).map_err(failed)?;
-        let same = match held.as_ref() {
-            Some(file) => {
-                let ours = file.metadata().map_err(failed)?;
-                ours.ino() == current.ino() && ours.dev() == current.dev()
-            }
-            None => false,
+        let file = match held.take() {
+            Some(file) if is_file(&file, &current).map_err(failed)? => file,
+            _ => File::open(&self.path).map_err(failed)?,
         };
-        if !same {
-            *held = Some(File::open(&self.path).map_err(failed)?);
-        }
-        match held.as_ref() {
-            Some(file) => file.sync_data().map_err(failed),
-            None => Ok(()),
-        }
+        held.insert(file).sync_data().map_err(failed)
     }
+}
+
+/// Whether `file` is the one whose metadata `current` is (not one since replaced).
+fn is_file(file: &File, current: &std::fs::Metadata) -> std::io::Result<bool> {
+    let ours = file.metadata()?;
+    Ok(ours.ino() == current.ino() && ours.dev() == current.dev())
 }
 
 #[cfg(test)]

@@ -35,4 +35,4 @@ pub use error::SimError;
 pub use knobs::{InjectedFailure, Knobs};
 pub use server::{SimHandle, Simulator, SimulatorBuilder};
 pub use shared::ProgressSent;
-pub use state::Execution;
+pub use state::{Execution, ServedFile};

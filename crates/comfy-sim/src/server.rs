@@ -21,7 +21,7 @@ use crate::files::Dirs;
 use crate::http;
 use crate::knobs::Knobs;
 use crate::shared::{ProgressSent, Shared};
-use crate::state::Execution;
+use crate::state::{Execution, ServedFile};
 
 /// A ComfyUI 0.3.75 stand-in. Start one with [`Simulator::builder`].
 #[derive(Debug)]
@@ -257,6 +257,46 @@ impl SimHandle {
             .map_err(|_| SimError::Timeout {
                 what: format!("history of prompt {prompt_id}"),
             })
+    }
+
+    /// Holds back the history entries of prompts that finish from now on (and
+    /// of one finishing now) while `held`; `false` writes them. The run's
+    /// messages are sent as usual: a gateway sees a run that ended and is not
+    /// recorded yet for as long as a test needs, not for a guessed time.
+    pub fn hold_history(&self, held: bool) {
+        self.shared.history_held.send_replace(held);
+    }
+
+    /// Every file `/view` has served (opened, its answer begun), in order,
+    /// across restarts.
+    pub fn files_served(&self) -> Vec<ServedFile> {
+        self.shared.state().served.clone()
+    }
+
+    /// Waits until `/view` has served at least `count` files; returns them.
+    ///
+    /// # Errors
+    ///
+    /// [`SimError::Timeout`] when fewer were served within `patience`.
+    pub async fn wait_for_files_served(
+        &self,
+        count: usize,
+        patience: Duration,
+    ) -> Result<Vec<ServedFile>, SimError> {
+        let mut served = self.shared.files_served.subscribe();
+        let wait = async {
+            while self.shared.state().served.len() < count {
+                if served.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(patience, wait)
+            .await
+            .map_err(|_| SimError::Timeout {
+                what: format!("{count} files served by /view"),
+            })?;
+        Ok(self.files_served())
     }
 
     /// Where uploads go and `LoadImage` reads from.

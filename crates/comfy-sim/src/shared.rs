@@ -41,6 +41,11 @@ pub(crate) struct Shared {
     pub interrupt: AtomicBool,
     /// Bumped after every history write, for tests that wait on one.
     pub history_written: watch::Sender<u64>,
+    /// While true, a finished prompt's history entry is held back (see
+    /// [`crate::SimHandle::hold_history`]).
+    pub history_held: watch::Sender<bool>,
+    /// Bumped after every file `/view` served, for tests that wait on one.
+    pub files_served: watch::Sender<u64>,
     worker: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -55,6 +60,8 @@ impl Shared {
             work: Notify::new(),
             interrupt: AtomicBool::new(false),
             history_written: watch::Sender::new(0),
+            history_held: watch::Sender::new(false),
+            files_served: watch::Sender::new(0),
             worker: Mutex::new(None),
         })
     }

@@ -103,6 +103,17 @@ pub(crate) struct SimState {
     pub executed: Vec<String>,
     /// Survives restarts: when each run started and ended, for benchmarks.
     pub executions: Vec<Execution>,
+    /// Survives restarts: every file `/view` opened to serve, in order.
+    pub served: Vec<ServedFile>,
+}
+
+/// A file `/view` served, as its query named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedFile {
+    pub filename: String,
+    pub subfolder: String,
+    /// `output`, `temp` or `input`.
+    pub file_type: String,
 }
 
 /// One prompt's time on the executor: from leaving the queue to its

@@ -2,8 +2,8 @@
 //! then writes history in ComfyUI's order.
 //!
 //! The order at the end of a prompt is the point of a gateway test double:
-//! the lifecycle message first, then (after the `history_lag` knob) the
-//! history entry, then a `status` broadcast, and only then
+//! the lifecycle message first, then (after the `history_lag` knob, and for
+//! as long as a test holds it back) the history entry, then a `status` broadcast, and only then
 //! `executing {node: null}`. A restart aborts this task wherever it is.
 
 pub(crate) mod cache;
@@ -32,6 +32,9 @@ pub(crate) async fn worker(shared: Arc<Shared>) {
         if !lag.is_zero() {
             tokio::time::sleep(lag).await;
         }
+        let mut held = shared.history_held.subscribe();
+        // The sender lives in `shared`, so the wait ends only when the hold is lifted.
+        let _ = held.wait_for(|held| !held).await;
         let entry = json!({
             "prompt": item.to_json(),
             "outputs": finished.outputs,

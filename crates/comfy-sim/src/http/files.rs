@@ -14,6 +14,7 @@ use tokio_util::io::ReaderStream;
 
 use crate::files::Upload;
 use crate::shared::Shared;
+use crate::state::ServedFile;
 
 pub(super) async fn view(
     State(shared): State<Arc<Shared>>,
@@ -48,6 +49,14 @@ pub(super) async fn view(
         (header::CONTENT_DISPOSITION, format!("filename=\"{name}\"")),
         (header::CONTENT_LENGTH, metadata.len().to_string()),
     ];
+    let served = ServedFile {
+        filename: field("filename").unwrap_or_default().to_owned(),
+        subfolder: field("subfolder").unwrap_or_default().to_owned(),
+        file_type: field("type").unwrap_or("output").to_owned(),
+    };
+    // Counted once the file is open: what it holds is served even if it is deleted now.
+    shared.state().served.push(served);
+    shared.files_served.send_modify(|count| *count += 1);
     let body = Body::from_stream(ReaderStream::new(file));
     (headers, body).into_response()
 }

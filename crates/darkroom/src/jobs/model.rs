@@ -428,7 +428,7 @@ pub struct JobEvent {
 }
 
 /// Where in ComfyUI an output file came from, as its history names it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct OutputOrigin {
     pub filename: String,
     pub subfolder: String,

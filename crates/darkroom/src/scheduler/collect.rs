@@ -22,6 +22,7 @@ use futures_util::{StreamExt, stream};
 use time::OffsetDateTime;
 
 use super::Context;
+use super::early::{EarlyFetches, EarlyFile};
 use crate::artifacts::{BlobHold, ByteStream, Staged};
 use crate::jobs::model::{
     AssetId, JobId, JobState, OriginFolder, OutputOrigin, OutputRecord, OutputType,
@@ -61,6 +62,8 @@ pub struct Collecting {
     /// The job's state in the store: the run's (`running`, or `dispatched` when the run
     /// ended before it was heard starting) until the job moves to `collecting`.
     pub state: JobState,
+    /// Files fetched while the run went on, taken when the history names them.
+    pub early: EarlyFetches,
 }
 
 /// A collection that went to its end.
@@ -134,9 +137,13 @@ pub async fn collect(
                 continue;
             }
         };
+        let early = match &storing {
+            Storing::File(_, origin) => job.early.take(origin),
+            Storing::Text { .. } => None,
+        };
         let deletions_before = context.blobs.locks().deletions();
         // The last output's blob may be staged: written by the commit that records it.
-        let storing = store(context, client, job.job_id, storing, is_last);
+        let storing = store(context, client, job.job_id, storing, early, is_last);
         let (record, staged) = if is_last {
             tokio::pin!(storing);
             tokio::select! {
@@ -187,25 +194,41 @@ pub async fn collect(
     })
 }
 
-/// Fetches and stores one file or text output; with `stage`, its blob may be staged
-/// instead, its bytes returned for the commit that records it.
+/// Fetches (unless its bytes were fetched `early`) and stores one file or text output;
+/// with `stage`, its blob may be staged instead, its bytes returned for the commit that
+/// records it.
 async fn store(
     context: &Context,
     client: &ComfyUiClient,
     job_id: JobId,
     storing: Storing<'_>,
+    early: Option<EarlyFile>,
     stage: bool,
 ) -> Result<(OutputRecord, Option<Bytes>), CollectError> {
     match storing {
         Storing::File(file, origin) => {
-            let fetch_error = |source| CollectError::Fetch {
-                node_id: file.node_id.as_str().to_owned(),
-                filename: file.file.filename.clone(),
-                source,
+            let early = match early {
+                Some(early) => early.bytes().await,
+                None => None,
             };
-            let download = client.view(&file.file).await.map_err(fetch_error)?;
-            let body = download.body.map(|chunk| chunk.map_err(io::Error::other));
-            let Staged { info, bytes } = put(context, body.boxed(), stage).await?;
+            let body =
+                match early {
+                    Some(bytes) => stream::iter([Ok::<_, io::Error>(bytes)]).boxed(),
+                    None => {
+                        let download = client.view(&file.file).await.map_err(|source| {
+                            CollectError::Fetch {
+                                node_id: file.node_id.as_str().to_owned(),
+                                filename: file.file.filename.clone(),
+                                source,
+                            }
+                        })?;
+                        download
+                            .body
+                            .map(|chunk| chunk.map_err(io::Error::other))
+                            .boxed()
+                    }
+                };
+            let Staged { info, bytes } = put(context, body, stage).await?;
             let record = OutputRecord {
                 job_id,
                 asset_id: AssetId::new(),
@@ -280,7 +303,7 @@ fn steps<'a>(job: &Collecting, entry: &'a HistoryEntry) -> Vec<Step<'a>> {
     let mut steps = Vec::new();
     for (index, output) in entry.outputs.iter().enumerate() {
         match output {
-            Output::File(file) if wanted(job, file) => {
+            Output::File(file) if wanted(job.keep_previews, file) => {
                 let origin = origin_of(file);
                 if !job.has(&origin) {
                     steps.push(Step::Store(Storing::File(file, origin)));
@@ -332,15 +355,15 @@ impl Collecting {
 
 /// Results are `output` files; `temp` previews only when the job asked for them; `input`
 /// files are the job's own inputs echoed back.
-fn wanted(job: &Collecting, file: &OutputFile) -> bool {
+pub(super) fn wanted(keep_previews: bool, file: &OutputFile) -> bool {
     match file.file.file_type {
         FileType::Output => true,
-        FileType::Temp => job.keep_previews,
+        FileType::Temp => keep_previews,
         FileType::Input => false,
     }
 }
 
-fn origin_of(file: &OutputFile) -> OutputOrigin {
+pub(super) fn origin_of(file: &OutputFile) -> OutputOrigin {
     let folder = match file.file.file_type {
         FileType::Output => OriginFolder::Output,
         FileType::Temp => OriginFolder::Temp,

@@ -24,6 +24,7 @@ pub mod capability;
 mod collect;
 mod dispatcher;
 mod driver;
+mod early;
 pub mod managed;
 mod plan;
 mod run;

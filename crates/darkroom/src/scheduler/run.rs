@@ -8,6 +8,7 @@ use comfy::PromptId;
 use comfy::events::ServerMessage;
 use serde_json::Value;
 
+use super::early::EarlyFetches;
 use crate::jobs::model::{Job, JobError, JobId, JobState, Progress};
 use crate::jobs::requirements::Requirements;
 
@@ -50,6 +51,8 @@ pub struct Run {
     /// A snapshot not written yet because more websocket messages were waiting: only the
     /// newest of a burst is written (`Driver::flush_progress`).
     pub unwritten: Option<Progress>,
+    /// Output files announced by `executed` and being fetched while the run goes on.
+    pub early: EarlyFetches,
 }
 
 impl Run {
@@ -90,6 +93,7 @@ impl Run {
             done: HashSet::new(),
             current: None,
             unwritten: None,
+            early: EarlyFetches::default(),
             step: None,
             last_written: None,
         }

@@ -9,6 +9,7 @@ use comfy::{HistoryEntry, PromptId, RunOutcome};
 use super::Driver;
 use crate::jobs::model::{JobError, JobState};
 use crate::scheduler::collect::{self, CollectError, Collected, LastOutput};
+use crate::scheduler::early::EarlyFetches;
 use crate::scheduler::run::job_error;
 use crate::store::JobSnapshot;
 
@@ -38,7 +39,7 @@ impl Driver {
                     .await;
             }
             RunOutcome::Success => {
-                self.collect_and_succeed(status, run.keep_previews, &entry)
+                self.collect_and_succeed(status, run.keep_previews, run.early, &entry)
                     .await;
             }
             RunOutcome::Failed(error) => {
@@ -87,6 +88,7 @@ impl Driver {
         &mut self,
         status: JobSnapshot,
         keep_previews: bool,
+        early: EarlyFetches,
         entry: &HistoryEntry,
     ) {
         let JobSnapshot { job, outputs, .. } = status;
@@ -95,6 +97,7 @@ impl Driver {
             keep_previews,
             stored: outputs,
             state: job.state,
+            early,
         };
         let mut last_error = None;
         for attempt in 0..3u32 {

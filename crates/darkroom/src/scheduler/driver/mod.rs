@@ -381,6 +381,12 @@ impl Driver {
         if message.hints_run_ended() {
             run.end_hinted = true;
         }
+        if let ServerMessage::Executed(executed) = &message
+            && run.state != JobState::Canceling
+        {
+            run.early
+                .announce(&self.client, job_id, run.keep_previews, executed);
+        }
         if let Some(models) = loaded {
             self.loaded(models);
         }

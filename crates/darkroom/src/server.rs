@@ -139,7 +139,7 @@ pub async fn serve(
     let state = AppState::new(Services {
         auth: Arc::new(Auth::new(&config, address)),
         config: Arc::new(config),
-        store,
+        store: Arc::clone(&store),
         blobs,
         bus,
         scheduler: scheduler.handle.clone(),
@@ -162,6 +162,7 @@ pub async fn serve(
         relay.abort();
     }
     scheduler.shutdown().await;
+    store.close().await;
     Ok(())
 }
 

@@ -257,3 +257,28 @@ async fn a_backend_down_past_the_limit_gives_up_its_run_and_takes_work_again_whe
     assert_eq!(darkroom.wait_final(&later).await["status"], "succeeded");
     second.shutdown().await;
 }
+
+#[tokio::test]
+async fn after_a_clean_stop_the_database_file_alone_holds_every_job() {
+    let sim = simulator().await;
+    let data = tempfile::tempdir().unwrap();
+    let darkroom = DarkroomProcess::start(data.path(), &sim.base_url()).await;
+    let job_id = id(&darkroom.submit(steps_graph(2, 10, 5)).await);
+    let job = darkroom.wait_final(&job_id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let files = darkroom.download_outputs(&job).await;
+    darkroom.stop().await;
+
+    // A backup that copied darkroom.db and nothing beside it.
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        data.path().join("darkroom.db"),
+        copy.path().join("darkroom.db"),
+    )
+    .unwrap();
+    let darkroom = DarkroomProcess::start(copy.path(), &sim.base_url()).await;
+    let restored = darkroom.job(&job_id).await;
+    assert_eq!(restored["status"], "succeeded", "{restored}");
+    assert_eq!(darkroom.download_outputs(&restored).await, files);
+    sim.shutdown().await;
+}

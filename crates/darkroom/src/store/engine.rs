@@ -47,6 +47,11 @@ macro_rules! shared_store_impl {
     ($engine:ty; $($own:tt)*) => {
         #[async_trait]
         impl Store for $engine {
+            async fn close(&self) {
+                // The engine's own, inherent `close`.
+                <$engine>::close(self).await;
+            }
+
             async fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
                 let mut connection = self.pool.acquire().await?;
                 jobs::find(&mut connection, id).await

@@ -302,6 +302,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// scheduler once it is answered. A later call replaces the earlier one's.
     fn watch_queue(&self, _watch: Arc<dyn QueueWatch>) {}
 
+    /// Ends the store's work at a clean shutdown, once nothing writes any more, and closes
+    /// its connections. SQLite first moves its log into the database file, so that the
+    /// file alone holds every commit (a copy of it, with the blobs folder, is a whole
+    /// backup).
+    async fn close(&self) {}
+
     /// Takes the backend for `lease.holder` when no one holds it, its lease
     /// lapsed at `at`, or the holder already has it (the deadline moves).
     /// Only the holder of a backend's lease drives it.

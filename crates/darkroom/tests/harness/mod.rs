@@ -87,6 +87,26 @@ impl DarkroomProcess {
         }
     }
 
+    /// Stops the process with SIGTERM (as a person's Ctrl-C would) and waits for it to
+    /// exit. Returns once its log file holds every line it wrote.
+    pub async fn stop(mut self) {
+        let pid = self.child.id().expect("darkroom still runs");
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success(), "kill -TERM {pid} failed");
+        let exit = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("darkroom stops after SIGTERM in time")
+            .unwrap();
+        assert!(exit.success(), "darkroom exited with {exit}");
+        if let Some(log) = self.log.take() {
+            log.await.unwrap();
+        }
+    }
+
     /// Ends the process with SIGKILL: no shutdown code runs. Returns once its log file
     /// holds every line it wrote.
     pub async fn kill_hard(mut self) {

@@ -191,6 +191,24 @@ impl Writer {
     fn mirror(&self) -> MutexGuard<'_, Mirror> {
         lock_mirror(&self.mirror)
     }
+
+    /// Moves every commit in the log into the database file and empties the log
+    /// (`wal_checkpoint(TRUNCATE)`). False when a reader held the log, so that it could
+    /// not be emptied; true at once in memory, which has no log.
+    ///
+    /// # Errors
+    ///
+    /// Store faults.
+    async fn checkpoint(&self) -> Result<bool, StoreError> {
+        let Some(trips) = &self.trips else {
+            return Ok(true);
+        };
+        let _turn = self.lock.lock().await;
+        let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(&mut *trips.lock().await)
+            .await?;
+        Ok(busy == 0)
+    }
 }
 
 /// How a write transaction of `durability` starts. `synchronous` cannot change inside a
@@ -258,8 +276,16 @@ impl SqliteStore {
         Self::connect(options).await
     }
 
-    /// Closes every connection; pending writes are already committed.
+    /// Moves the log into the database file and closes the readers' connections; pending
+    /// writes are already committed.
     pub async fn close(&self) {
+        match self.writer.checkpoint().await {
+            Ok(true) => tracing::info!("database log moved into the database file"),
+            Ok(false) => {
+                tracing::warn!("database log left beside the database file: a reader held it");
+            }
+            Err(error) => tracing::warn!(%error, "database log left beside the database file"),
+        }
         self.pool.close().await;
     }
 
@@ -328,6 +354,17 @@ impl SqliteStore {
             wal: file.as_deref().map(|file| Arc::new(wal::WalFile::of(file))),
             queue_watch: Arc::new(Mutex::new(None)),
         };
+        // The schema's changes go into the database file now, not at the first automatic
+        // checkpoint: the file is whole even if its log is lost.
+        match writer.checkpoint().await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                "database log not moved into the database file at start: a reader held it"
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "database log not moved into the database file at start")
+            }
+        }
         let accepts = accepts::start(writer.clone());
         Ok(Self {
             pool,

@@ -6,6 +6,7 @@ use comfy::{ComfyError, PromptId};
 
 use super::Driver;
 use crate::jobs::model::{JobId, JobState};
+use crate::scheduler::early::EarlyFetches;
 
 impl Driver {
     /// Cancels one of this backend's jobs.
@@ -48,6 +49,8 @@ impl Driver {
         if let Some(run) = self.runs.get_mut(&prompt_id) {
             run.state = JobState::Canceling;
             run.cancel_requested = true;
+            // A canceled run's outputs are not collected, even when it ends well.
+            run.early = EarlyFetches::default();
         }
         self.stop_on_backend(&prompt_id).await;
     }

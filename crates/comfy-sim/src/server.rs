@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::catalogue::Catalogue;
@@ -21,7 +21,7 @@ use crate::files::Dirs;
 use crate::http;
 use crate::knobs::Knobs;
 use crate::shared::{ProgressSent, Shared};
-use crate::state::{Execution, ServedFile};
+use crate::state::{Execution, ServedFile, SimState};
 
 /// A ComfyUI 0.3.75 stand-in. Start one with [`Simulator::builder`].
 #[derive(Debug)]
@@ -244,19 +244,13 @@ impl SimHandle {
         prompt_id: &str,
         patience: Duration,
     ) -> Result<(), SimError> {
-        let mut written = self.shared.history_written.subscribe();
-        let wait = async {
-            while !self.shared.state().history.contains_key(prompt_id) {
-                if written.changed().await.is_err() {
-                    break;
-                }
-            }
-        };
-        tokio::time::timeout(patience, wait)
-            .await
-            .map_err(|_| SimError::Timeout {
-                what: format!("history of prompt {prompt_id}"),
-            })
+        self.wait_until(
+            &self.shared.history_written,
+            |state| state.history.contains_key(prompt_id),
+            patience,
+            || format!("history of prompt {prompt_id}"),
+        )
+        .await
     }
 
     /// Holds back the history entries of prompts that finish from now on (and
@@ -283,20 +277,36 @@ impl SimHandle {
         count: usize,
         patience: Duration,
     ) -> Result<Vec<ServedFile>, SimError> {
-        let mut served = self.shared.files_served.subscribe();
+        self.wait_until(
+            &self.shared.files_served,
+            |state| state.served.len() >= count,
+            patience,
+            || format!("{count} files served by /view"),
+        )
+        .await?;
+        Ok(self.files_served())
+    }
+
+    /// Waits, at most `patience`, until `done` holds of the state, looking again each
+    /// time `bumps` moves; `what` names the wait in its timeout.
+    async fn wait_until(
+        &self,
+        bumps: &watch::Sender<u64>,
+        done: impl Fn(&SimState) -> bool,
+        patience: Duration,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), SimError> {
+        let mut bumped = bumps.subscribe();
         let wait = async {
-            while self.shared.state().served.len() < count {
-                if served.changed().await.is_err() {
+            while !done(&self.shared.state()) {
+                if bumped.changed().await.is_err() {
                     break;
                 }
             }
         };
         tokio::time::timeout(patience, wait)
             .await
-            .map_err(|_| SimError::Timeout {
-                what: format!("{count} files served by /view"),
-            })?;
-        Ok(self.files_served())
+            .map_err(|_| SimError::Timeout { what: what() })
     }
 
     /// Where uploads go and `LoadImage` reads from.

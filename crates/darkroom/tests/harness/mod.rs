@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+mod stop;
+
 pub const WAIT: Duration = Duration::from_secs(60);
 
 /// Runs a `darkroom` command on `data_dir` to its end, as an operator would: without the
@@ -90,17 +92,7 @@ impl DarkroomProcess {
     /// Stops the process with SIGTERM (as a person's Ctrl-C would) and waits for it to
     /// exit. Returns once its log file holds every line it wrote.
     pub async fn stop(mut self) {
-        let pid = self.child.id().expect("darkroom still runs");
-        let status = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await
-            .unwrap();
-        assert!(status.success(), "kill -TERM {pid} failed");
-        let exit = tokio::time::timeout(WAIT, self.child.wait())
-            .await
-            .expect("darkroom stops after SIGTERM in time")
-            .unwrap();
+        let exit = stop::terminate(&mut self.child, WAIT).await;
         assert!(exit.success(), "darkroom exited with {exit}");
         if let Some(log) = self.log.take() {
             log.await.unwrap();

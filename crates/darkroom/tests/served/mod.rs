@@ -18,6 +18,9 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
+#[path = "../harness/stop.rs"]
+mod stop;
+
 /// From spawning `darkroom serve` to its "listening" log line.
 pub const READY: Duration = Duration::from_secs(60);
 /// From SIGTERM to the process having exited.
@@ -73,18 +76,7 @@ impl Served {
     /// and starts it again on the same port and data.
     pub async fn restart(&mut self) {
         if let Some(mut child) = self.child.take() {
-            if let Some(pid) = child.id() {
-                let status = Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .status()
-                    .await
-                    .unwrap();
-                assert!(status.success(), "kill -TERM {pid} failed");
-            }
-            tokio::time::timeout(STOP, child.wait())
-                .await
-                .expect("darkroom stops after SIGTERM in time")
-                .unwrap();
+            stop::terminate(&mut child, STOP).await;
         }
         self.spawn().await;
     }

@@ -102,7 +102,7 @@ impl Sizes {
             fanout_backends: 10,
             fanout_rounds: 20,
             large_output_bytes: 500 * 1024 * 1024,
-            real_latency_jobs: 8,
+            real_latency_jobs: 40,
             real_utilisation_jobs: 8,
         }
     }

@@ -3,8 +3,9 @@
 //!
 //! The order at the end of a prompt is the point of a gateway test double:
 //! the lifecycle message first, then (after the `history_lag` knob, and for
-//! as long as a test holds it back) the history entry, then a `status` broadcast, and only then
-//! `executing {node: null}`. A restart aborts this task wherever it is.
+//! as long as a test holds it back) the history entry, then a `status`
+//! broadcast, and only then `executing {node: null}`. A restart aborts this
+//! task wherever it is.
 
 pub(crate) mod cache;
 mod events;

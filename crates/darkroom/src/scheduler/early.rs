@@ -131,3 +131,85 @@ async fn fetch(client: ComfyUiClient, job_id: JobId, file: OutputFile) -> Option
     tracing::debug!(job.id = %job_id, file = %filename, bytes = bytes.len(), "output fetched during its run");
     Some(bytes.freeze())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::extract::Query;
+    use axum::routing::get;
+    use bytes::Bytes;
+    use comfy::{FileRef, FileType, MediaKind, NodeId};
+    use futures_util::stream;
+
+    use super::*;
+
+    /// A `/view` that answers `?filename=N` with N bytes, with a length when the subfolder
+    /// is `sized` and streamed in 64 KiB chunks without one otherwise.
+    async fn backend() -> ComfyUiClient {
+        let view = get(|Query(query): Query<HashMap<String, String>>| async move {
+            let size: usize = query["filename"].parse().unwrap_or_default();
+            let chunks = (0..size.div_ceil(65_536)).map(move |index| {
+                Ok::<_, std::io::Error>(Bytes::from(vec![7u8; (size - index * 65_536).min(65_536)]))
+            });
+            if query["subfolder"] == "sized" {
+                Body::from(vec![7u8; size])
+            } else {
+                Body::from_stream(stream::iter(chunks.collect::<Vec<_>>()))
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(
+            async move { axum::serve(listener, Router::new().route("/view", view)).await },
+        );
+        ComfyUiClient::new(&base).unwrap()
+    }
+
+    fn file(size: u64, subfolder: &str) -> OutputFile {
+        OutputFile {
+            node_id: NodeId::new("9"),
+            key: "images".to_owned(),
+            file: FileRef {
+                filename: size.to_string(),
+                subfolder: subfolder.to_owned(),
+                file_type: FileType::Output,
+            },
+            media: MediaKind::Image,
+            animated: false,
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_files_up_to_the_limit_are_held_with_or_without_a_length() {
+        let client = backend().await;
+        let job = JobId::new();
+        for subfolder in ["sized", "streamed"] {
+            let held = fetch(client.clone(), job, file(LARGEST, subfolder)).await;
+            assert_eq!(
+                held.map(|bytes| bytes.len() as u64),
+                Some(LARGEST),
+                "{subfolder}"
+            );
+            let over = fetch(client.clone(), job, file(LARGEST + 1, subfolder)).await;
+            assert!(
+                over.is_none(),
+                "{subfolder}: one byte over the limit is left to collection"
+            );
+        }
+        // A backend that stopped listening.
+        let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gone_base = format!("http://{}", gone.local_addr().unwrap());
+        drop(gone);
+        let missing = fetch(
+            ComfyUiClient::new(&gone_base).unwrap(),
+            job,
+            file(1, "sized"),
+        )
+        .await;
+        assert!(missing.is_none(), "a failed fetch is left to collection");
+    }
+}

@@ -209,6 +209,26 @@ impl Writer {
             .await?;
         Ok(busy == 0)
     }
+
+    /// [`Self::checkpoint`], warning (with `moment`: start-up, shutdown) when the log stays
+    /// beside the database file. True when it was moved.
+    async fn checkpoint_or_warn(&self, moment: &'static str) -> bool {
+        match self.checkpoint().await {
+            Ok(moved) => {
+                if !moved {
+                    tracing::warn!(
+                        moment,
+                        "database log left beside the database file: a reader held it"
+                    );
+                }
+                moved
+            }
+            Err(error) => {
+                tracing::warn!(moment, %error, "database log left beside the database file");
+                false
+            }
+        }
+    }
 }
 
 /// How a write transaction of `durability` starts. `synchronous` cannot change inside a
@@ -279,12 +299,8 @@ impl SqliteStore {
     /// Moves the log into the database file and closes the readers' connections; pending
     /// writes are already committed.
     pub async fn close(&self) {
-        match self.writer.checkpoint().await {
-            Ok(true) => tracing::info!("database log moved into the database file"),
-            Ok(false) => {
-                tracing::warn!("database log left beside the database file: a reader held it");
-            }
-            Err(error) => tracing::warn!(%error, "database log left beside the database file"),
+        if self.writer.checkpoint_or_warn("shutdown").await {
+            tracing::info!("database log moved into the database file");
         }
         self.pool.close().await;
     }
@@ -356,15 +372,7 @@ impl SqliteStore {
         };
         // The schema's changes go into the database file now, not at the first automatic
         // checkpoint: the file is whole even if its log is lost.
-        match writer.checkpoint().await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(
-                "database log not moved into the database file at start: a reader held it"
-            ),
-            Err(error) => {
-                tracing::warn!(%error, "database log not moved into the database file at start")
-            }
-        }
+        writer.checkpoint_or_warn("start-up").await;
         let accepts = accepts::start(writer.clone());
         Ok(Self {
             pool,

@@ -144,24 +144,16 @@ fn next_job<'a>(
 }
 
 /// The place for `job` and whether it goes to the front of that ComfyUI's queue.
+///
+/// Room and rank are weighed before the job's requirements: with every backend full, as
+/// under a deep queue, each pass meets dozens of candidates that no backend can take, and
+/// matching their node classes and models against a backend's costs more than the
+/// answer, which is no.
 fn choose_place(
     job: &QueuedJob,
     places: &[Place<'_>],
     in_flight: &HashMap<Option<String>, usize>,
 ) -> Option<(usize, bool)> {
-    let capable: Vec<usize> = places
-        .iter()
-        .enumerate()
-        .filter(|(_, place)| {
-            place.status.accepting()
-                && place
-                    .status
-                    .capabilities
-                    .as_ref()
-                    .is_some_and(|capabilities| capabilities.missing(&job.requirements).is_none())
-        })
-        .map(|(index, _)| index)
-        .collect();
     let outranks_all = |place: &Place<'_>| {
         !place.waiting.is_empty()
             && place
@@ -169,18 +161,25 @@ fn choose_place(
                 .iter()
                 .all(|(priority, owner)| outranks(job, *priority, owner, in_flight))
     };
+    let capable = |index: &usize| {
+        let place = &places[*index];
+        place.status.accepting()
+            && place
+                .status
+                .capabilities
+                .as_ref()
+                .is_some_and(|capabilities| capabilities.missing(&job.requirements).is_none())
+    };
 
-    let with_room = capable
-        .iter()
-        .copied()
-        .filter(|&index| places[index].has_room());
+    let with_room = (0..places.len())
+        .filter(|&index| places[index].has_room())
+        .filter(capable);
     if let Some(index) = best(job, places, with_room) {
         return Some((index, outranks_all(&places[index])));
     }
-    let overflow = capable
-        .iter()
-        .copied()
-        .filter(|&index| places[index].can_overflow() && outranks_all(&places[index]));
+    let overflow = (0..places.len())
+        .filter(|&index| places[index].can_overflow() && outranks_all(&places[index]))
+        .filter(capable);
     best(job, places, overflow).map(|index| (index, true))
 }
 

@@ -53,7 +53,7 @@ pub(super) async fn create_unbounded(
 
     let status = first_status(job);
     events::append_first(connection, job.id, &status).await?;
-    created(job, &status)
+    created(job.clone(), &status)
 }
 
 /// A new job's first event, number 1: `status` queued.
@@ -66,30 +66,32 @@ pub(super) fn first_status(job: &NewJob) -> NewEvent {
 }
 
 /// What creating `job` committed, with `status` its first event, without reading it back.
-pub(super) fn created(job: &NewJob, status: &NewEvent) -> Result<JobChange, StoreError> {
+/// It takes the job: its workflows move into the answer rather than being copied.
+pub(super) fn created(job: NewJob, status: &NewEvent) -> Result<JobChange, StoreError> {
+    let event = events::inserted(job.id, 1, status)?;
     Ok(JobChange {
         job: inserted(job)?,
-        event: events::inserted(job.id, 1, status)?,
+        event,
     })
 }
 
 /// The job `insert` wrote, as reading it back would return it (times to the microsecond,
 /// JSON as sent), without the round trip.
-fn inserted(job: &NewJob) -> Result<Job, StoreError> {
+fn inserted(job: NewJob) -> Result<Job, StoreError> {
     Ok(Job {
         id: job.id,
         state: JobState::Queued,
-        workflow: job.workflow.clone(),
-        original_workflow: job.original_workflow.clone(),
+        workflow: job.workflow,
+        original_workflow: job.original_workflow,
         original_format: job.original_format,
-        template: job.template.clone(),
-        parameters: job.parameters.clone(),
+        template: job.template,
+        parameters: job.parameters,
         backend_id: None,
         prompt_id: None,
         attempt: 0,
         priority: job.priority,
-        owner: job.owner.clone(),
-        idempotency_key: job.idempotency_key.clone(),
+        owner: job.owner,
+        idempotency_key: job.idempotency_key,
         keep_previews: job.keep_previews,
         created_at: from_micros(to_micros(job.created_at))?,
         dispatched_at: None,

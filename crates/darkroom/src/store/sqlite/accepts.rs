@@ -77,13 +77,14 @@ async fn run(writer: Writer, mut requests: mpsc::UnboundedReceiver<Accept>) {
             .drain(..)
             .map(|accept| (accept.job, accept.answer))
             .unzip();
+        let count = jobs.len();
         let flush = Flush::choose(&writer);
-        let outcomes = match commit(&writer, &jobs, flush.durability()).await {
+        let outcomes = match commit(&writer, jobs, flush.durability()).await {
             Ok(outcomes) => flush.made_durable(outcomes).await,
             Err(error) => {
-                tracing::error!(%error, jobs = jobs.len(), "cannot commit submitted jobs");
+                tracing::error!(%error, jobs = count, "cannot commit submitted jobs");
                 let error = Arc::new(error);
-                jobs.iter()
+                (0..count)
                     .map(|_| Err(StoreError::SharedWrite(Arc::clone(&error))))
                     .collect()
             }
@@ -170,7 +171,7 @@ impl Flush {
 /// all (nothing was committed then).
 async fn commit(
     writer: &Writer,
-    jobs: &[NewJob],
+    jobs: Vec<NewJob>,
     durability: Durability,
 ) -> Result<Vec<Result<JobChange, StoreError>>, StoreError> {
     if jobs.iter().all(|job| job.idempotency_key.is_none()) {
@@ -181,7 +182,7 @@ async fn commit(
     let mut outcomes = Vec::with_capacity(jobs.len());
     // A job alone needs no savepoint: if it fails, nothing else is lost by rolling back.
     let alone = jobs.len() == 1;
-    for job in jobs {
+    for job in &jobs {
         let room = added.check(&writer.mirror().queue, job);
         let outcome = match room {
             Ok(()) if alone => jobs::create_unbounded(&mut write, job).await,
@@ -196,7 +197,7 @@ async fn commit(
 
     let created: Vec<(JobSummary, &NewJob)> = outcomes
         .iter()
-        .zip(jobs)
+        .zip(&jobs)
         .filter_map(|(outcome, job)| Some((JobSummary::from(&outcome.as_ref().ok()?.job), job)))
         .collect();
     let Write { tx, lock } = write;
@@ -224,34 +225,45 @@ async fn commit(
 /// a savepoint of its own.
 async fn commit_without_keys(
     writer: &Writer,
-    jobs: &[NewJob],
+    jobs: Vec<NewJob>,
     durability: Durability,
 ) -> Result<Vec<Result<JobChange, StoreError>>, StoreError> {
     let lock = Arc::clone(&writer.lock).lock_owned().await;
     let mut added = Added::default();
-    let mut outcomes = Vec::with_capacity(jobs.len());
-    let mut accepted = Vec::with_capacity(jobs.len());
-    for job in jobs {
+    let mut rooms = Vec::with_capacity(jobs.len());
+    let mut statuses = Vec::with_capacity(jobs.len());
+    for job in &jobs {
         let room = added.check(&writer.mirror().queue, job);
         if room.is_ok() {
             added.count(job);
-            accepted.push((job, jobs::first_status(job)));
+            statuses.push(Some(jobs::first_status(job)));
+        } else {
+            statuses.push(None);
         }
-        outcomes.push(room);
+        rooms.push(room);
     }
+    let accepted: Vec<(&NewJob, &NewEvent)> = jobs
+        .iter()
+        .zip(&statuses)
+        .filter_map(|(job, status)| Some((job, status.as_ref()?)))
+        .collect();
     if !accepted.is_empty() {
         write_batch(writer, &accepted, durability).await?;
     }
+    drop(accepted);
 
+    // Each created job moves into its answer, workflows and all: nothing is copied.
     let mut mirror = writer.mirror();
-    let mut created = accepted.iter();
-    let outcomes = outcomes
+    let outcomes = rooms
         .into_iter()
-        .map(|room| {
+        .zip(jobs)
+        .zip(statuses)
+        .map(|((room, mut job), status)| {
             room?;
-            let (job, status) = created.next().ok_or(StoreError::WriterStopped)?;
-            let change = jobs::created(job, status)?;
-            mirror.created(JobSummary::from(&change.job), job.requirements.clone());
+            let status = status.ok_or(StoreError::WriterStopped)?;
+            let requirements = std::mem::take(&mut job.requirements);
+            let change = jobs::created(job, &status)?;
+            mirror.created(JobSummary::from(&change.job), requirements);
             Ok(change)
         })
         .collect();
@@ -264,7 +276,7 @@ async fn commit_without_keys(
 /// trips of up to [`JOBS_PER_TRIP`] jobs: the first trip begins it, the last commits it.
 async fn write_batch(
     writer: &Writer,
-    accepted: &[(&NewJob, NewEvent)],
+    accepted: &[(&NewJob, &NewEvent)],
     durability: Durability,
 ) -> Result<(), StoreError> {
     match &writer.trips {
@@ -278,7 +290,7 @@ async fn write_batch(
 
 async fn write_batch_on(
     connection: &mut SqliteConnection,
-    accepted: &[(&NewJob, NewEvent)],
+    accepted: &[(&NewJob, &NewEvent)],
     durability: Durability,
 ) -> Result<(), StoreError> {
     let trips = accepted.chunks(JOBS_PER_TRIP);
@@ -300,7 +312,7 @@ async fn write_batch_on(
 /// parameters, then 5), and `COMMIT` if `commits`.
 fn trip_query<'q>(
     begins: Option<&str>,
-    trip: &'q [(&'q NewJob, NewEvent)],
+    trip: &'q [(&'q NewJob, &'q NewEvent)],
     commits: bool,
 ) -> sqlx::query::Query<'q, Sqlite, SqliteArguments> {
     let mut statements: Vec<String> = begins.into_iter().map(str::to_owned).collect();
@@ -403,7 +415,7 @@ mod tests {
             job(None, Some(3)),
             job(None, Some(3)),
         ];
-        let outcomes = commit(&store.writer, &batch, Durability::PowerSafe)
+        let outcomes = commit(&store.writer, batch.to_vec(), Durability::PowerSafe)
             .await
             .unwrap();
         assert!(outcomes[0].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
@@ -435,7 +447,7 @@ mod tests {
             job(None, Some(3)),
             job(None, None),
         ];
-        let outcomes = commit(&store.writer, &batch, Durability::PowerSafe)
+        let outcomes = commit(&store.writer, batch.to_vec(), Durability::PowerSafe)
             .await
             .unwrap();
         assert!(matches!(
@@ -467,7 +479,7 @@ mod tests {
         let batch: Vec<NewJob> = (0..JOBS_PER_TRIP * 2 + 3)
             .map(|_| job(None, None))
             .collect();
-        let outcomes = commit(&store.writer, &batch, Durability::PowerSafe)
+        let outcomes = commit(&store.writer, batch.to_vec(), Durability::PowerSafe)
             .await
             .unwrap();
         for (job, outcome) in batch.iter().zip(&outcomes) {

@@ -150,7 +150,8 @@ impl QueueIndex {
         let owners = self.per_owner.len() + usize::from(self.anonymous > 0);
         let mut taken: HashMap<Option<&str>, usize> = HashMap::new();
         let mut full_owners = 0;
-        let mut candidates = Vec::new();
+        let mut candidates =
+            Vec::with_capacity(per_owner.saturating_mul(owners).min(self.members.len()));
         let in_order = self.by_priority.values().flatten();
         for (_, id) in in_order {
             if full_owners == owners {

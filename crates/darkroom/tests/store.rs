@@ -433,3 +433,117 @@ async fn a_reopened_file_store_rebuilds_its_queue() {
     assert_eq!(chosen, [ids[1], ids[0]]);
     assert!(candidates[0].requirements.nodes.contains("KSampler"));
 }
+
+/// A database written before migration 7 (events in a table and an index, indexes of every
+/// job) keeps every job and event when a newer Darkroom opens it, and its jobs are still
+/// found by owner, template and backend.
+#[tokio::test]
+async fn a_database_from_before_events_were_kept_by_job_keeps_them_after_the_upgrade() {
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("darkroom.db");
+    let old = old_schema(folder.path(), 6).await;
+    let pool = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&file)
+            .create_if_missing(true),
+    )
+    .await
+    .unwrap();
+    old.run(&pool).await.unwrap();
+
+    let (owned, templated, claimed) = (JobId::new(), JobId::new(), JobId::new());
+    let rows = [
+        (owned, "queued", Some("alice"), None, None),
+        (templated, "queued", None, Some("portrait"), None),
+        (claimed, "running", None, None, Some("gpu-1")),
+    ];
+    for (minutes, (id, state, owner, template, backend)) in (0_i64..).zip(rows) {
+        let micros = 1_767_225_600_000_000 + minutes * 60_000_000;
+        sqlx::query(
+            "INSERT INTO jobs (id, state, workflow, original_workflow, original_format, \
+             template, owner, backend_id, created_at, expires_at, last_event_seq) \
+             VALUES ($1, $2, '{}', '{}', 'api', $3, $4, $5, $6, $7, 3)",
+        )
+        .bind(id.to_string())
+        .bind(state)
+        .bind(template)
+        .bind(owner)
+        .bind(backend)
+        .bind(micros)
+        .bind(micros + 86_400_000_000)
+        .execute(&pool)
+        .await
+        .unwrap();
+        for seq in 1..=3_i64 {
+            sqlx::query(
+                "INSERT INTO job_events (job_id, seq, kind, payload, at) \
+                 VALUES ($1, $2, 'status', $3, $4)",
+            )
+            .bind(id.to_string())
+            .bind(seq)
+            .bind(format!(r#"{{"state":"queued","note":{seq}}}"#))
+            .bind(micros + seq)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    }
+    pool.close().await;
+
+    let store = SqliteStore::open_in(folder.path()).await.unwrap();
+    for id in [owned, templated, claimed] {
+        let events = store.events_after(id, 0, 10).await.unwrap();
+        let numbers: Vec<u64> = events.iter().map(|event| event.seq).collect();
+        assert_eq!(numbers, [1, 2, 3], "job {id}'s events after the upgrade");
+        assert_eq!(events[2].payload["note"], 3);
+    }
+    let listed = |owner: Option<&str>, template: Option<&str>| {
+        let query = store::JobQuery {
+            owner: owner.map(str::to_owned),
+            template: template.map(str::to_owned),
+            ..store::JobQuery::default()
+        };
+        let store = &store;
+        async move {
+            let page = store.list_jobs(&query).await.unwrap();
+            page.jobs.iter().map(|job| job.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(Some("alice"), None).await, [owned]);
+    assert_eq!(listed(None, Some("portrait")).await, [templated]);
+    assert_eq!(listed(None, None).await, [claimed, templated, owned]);
+    let running = store.unfinished_jobs().await.unwrap();
+    assert!(running.iter().any(|job| job.id == claimed));
+
+    // The next event continues the job's numbering.
+    let canceled = store
+        .transition(store::Transition::new(
+            owned,
+            JobState::Queued,
+            JobState::Canceled,
+            at(10),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(canceled.event.seq, 4);
+    assert_eq!(
+        store.events_after(owned, 3, 10).await.unwrap(),
+        [canceled.event]
+    );
+}
+
+/// The SQLite migrations up to `last`, as an older Darkroom applied them.
+async fn old_schema(scratch: &std::path::Path, last: i64) -> sqlx::migrate::Migrator {
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    let folder = scratch.join("old-migrations");
+    std::fs::create_dir_all(&folder).unwrap();
+    for entry in std::fs::read_dir(all).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let version: i64 = name[..4].parse().unwrap();
+        if version <= last {
+            std::fs::copy(&path, folder.join(&name)).unwrap();
+        }
+    }
+    sqlx::migrate::Migrator::new(folder).await.unwrap()
+}

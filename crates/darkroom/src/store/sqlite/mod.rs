@@ -370,7 +370,11 @@ impl SqliteStore {
             trips,
             lock: Arc::new(tokio::sync::Mutex::new(())),
             mirror: Arc::new(Mutex::new(mirror)),
-            behind: wal.as_ref().map(|wal| wal::Behind::start(Arc::clone(wal))),
+            behind: wal
+                .as_ref()
+                .map(|wal| wal::Behind::start(Arc::clone(wal)))
+                .transpose()
+                .map_err(|source| StoreError::Thread { source })?,
             wal,
             queue_watch: Arc::new(Mutex::new(None)),
         };

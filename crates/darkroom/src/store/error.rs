@@ -118,13 +118,6 @@ pub enum StoreError {
         source: std::sync::Arc<StoreError>,
     },
 
-    /// The thread that flushes the database log behind commits could not be started.
-    #[error("cannot start the thread that flushes the database log: {source}")]
-    Thread {
-        #[source]
-        source: std::io::Error,
-    },
-
     /// The store's writer task ended (the runtime is shutting down) before it answered.
     #[error("the store's writer stopped before answering")]
     WriterStopped,

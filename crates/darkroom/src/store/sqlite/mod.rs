@@ -370,11 +370,7 @@ impl SqliteStore {
             trips,
             lock: Arc::new(tokio::sync::Mutex::new(())),
             mirror: Arc::new(Mutex::new(mirror)),
-            behind: wal
-                .as_ref()
-                .map(|wal| wal::Behind::start(Arc::clone(wal)))
-                .transpose()
-                .map_err(|source| StoreError::Thread { source })?,
+            behind: wal.as_ref().map(|wal| wal::Behind::start(Arc::clone(wal))),
             wal,
             queue_watch: Arc::new(Mutex::new(None)),
         };

@@ -30,6 +30,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use tokio::sync::mpsc;
+
 use crate::store::StoreError;
 
 /// The write-ahead log of one database file.
@@ -88,34 +90,25 @@ impl WalFile {
 /// Flushes the log in the background after commits that did not wait for the disk, one
 /// flush at a time: commits made during a flush ask for one more after it, not one each.
 /// Nothing waits for these flushes and nothing is promised by them; they only leave less
-/// for the next commit that must wait for the disk.
-///
-/// The flushes run on a thread of their own, which ends with the store: a request is then
-/// one wake-up of that thread, where a task handing each flush to tokio's blocking pool
-/// would make three hand-overs between threads, on 2 cores that the job's own steps need.
+/// for the next commit that must wait for the disk. The task ends with the store.
 #[derive(Debug, Clone)]
 pub(super) struct Behind {
-    wanted: std::sync::mpsc::SyncSender<()>,
+    wanted: mpsc::Sender<()>,
 }
 
 impl Behind {
-    /// # Errors
-    ///
-    /// When the thread cannot be started.
-    pub(super) fn start(wal: Arc<WalFile>) -> std::io::Result<Self> {
+    pub(super) fn start(wal: Arc<WalFile>) -> Self {
         // One slot: a request made while one waits is the same request.
-        let (wanted, requests) = std::sync::mpsc::sync_channel(1);
-        std::thread::Builder::new()
-            .name("darkroom-log-flush".to_owned())
-            .spawn(move || {
-                while requests.recv().is_ok() {
-                    if let Err(error) = wal.flush_now() {
-                        // Commits that promise durability flush for themselves, and fail then.
-                        tracing::debug!(%error, "database log not flushed behind its commits");
-                    }
+        let (wanted, mut requests) = mpsc::channel(1);
+        tokio::spawn(async move {
+            while requests.recv().await.is_some() {
+                if let Err(error) = wal.flush().await {
+                    // Commits that promise durability flush for themselves and fail then.
+                    tracing::debug!(%error, "database log not flushed behind its commits");
                 }
-            })?;
-        Ok(Self { wanted })
+            }
+        });
+        Self { wanted }
     }
 
     /// Asks for a flush soon, unless one is already asked for.

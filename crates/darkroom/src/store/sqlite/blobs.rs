@@ -123,9 +123,7 @@ impl SmallBlobs {
             .bind(hash.as_str().to_owned())
             .bind(bytes);
         self.writer
-            .one_trip(Durability::CrashSafe, query, |rows| {
-                (!rows.is_empty(), Touch::Nothing)
-            })
+            .one_trip(query, |rows| (!rows.is_empty(), Touch::Nothing))
             .await
     }
 
@@ -153,9 +151,7 @@ impl SmallBlobs {
         let query =
             sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(sql)).bind(hash.as_str().to_owned());
         self.writer
-            .one_trip(Durability::CrashSafe, query, |rows| {
-                (!rows.is_empty(), Touch::Nothing)
-            })
+            .one_trip(query, |rows| (!rows.is_empty(), Touch::Nothing))
             .await
     }
 }

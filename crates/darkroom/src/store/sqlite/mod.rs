@@ -138,8 +138,6 @@ struct Writer {
     mirror: Arc<Mutex<Mirror>>,
     /// With a database file, its log, flushed after each batch of accepts (`wal`).
     wal: Option<Arc<wal::WalFile>>,
-    /// With a database file, the flush of its log behind a running job's steps.
-    behind: Option<wal::Behind>,
     /// Who places new jobs (`Store::watch_queue`), asked before each batch of accepts.
     queue_watch: Arc<Mutex<Option<Arc<dyn QueueWatch>>>>,
 }
@@ -364,14 +362,12 @@ impl SqliteStore {
             queued = mirror.queue.len(),
             "store ready"
         );
-        let wal = file.as_deref().map(|file| Arc::new(wal::WalFile::of(file)));
         let writer = Writer {
             connection: writer,
             trips,
             lock: Arc::new(tokio::sync::Mutex::new(())),
             mirror: Arc::new(Mutex::new(mirror)),
-            behind: wal.as_ref().map(|wal| wal::Behind::start(Arc::clone(wal))),
-            wal,
+            wal: file.as_deref().map(|file| Arc::new(wal::WalFile::of(file))),
             queue_watch: Arc::new(Mutex::new(None)),
         };
         // The schema's changes go into the database file now, not at the first automatic

@@ -69,13 +69,8 @@ impl Writer {
     /// into the caller's answer and says what status reads must learn. Runs in a task of
     /// its own, like every commit: a caller dropped halfway must not leave a transaction
     /// open on the writer.
-    ///
-    /// A trip of `durability` [`CrashSafe`](Durability::CrashSafe) asks for a flush of the
-    /// log behind it (see `wal::Behind`), so that the power-safe commit that ends the job
-    /// finds little left to write out.
     pub(super) async fn one_trip<O, R>(
         &self,
-        durability: Durability,
         query: Trip<O>,
         settle: impl FnOnce(Vec<O>) -> (R, Touch) + Send + 'static,
     ) -> Result<R, StoreError>
@@ -92,11 +87,6 @@ impl Writer {
             };
             let (answer, touched) = settle(rows);
             lock_mirror(&writer.mirror).apply(touched);
-            if durability == Durability::CrashSafe
-                && let Some(behind) = &writer.behind
-            {
-                behind.poke();
-            }
             Ok(answer)
         });
         trip.await.map_err(|_| StoreError::WriterStopped)?
@@ -113,8 +103,7 @@ impl super::SqliteStore {
     ) -> Result<Option<JobChange>, StoreError> {
         let moving = Move::new(change, claim, 0, false)?;
         let statements: Vec<&str> = moving.statements.iter().map(String::as_str).collect();
-        let durability = change.durability();
-        let sql = transaction(durability, &statements);
+        let sql = transaction(change.durability(), &statements);
         let status = moving.status.clone();
         let query = moving.bind(sqlx::query_as::<_, jobs::MovedRow>(sqlx::AssertSqlSafe(
             sql,
@@ -123,7 +112,7 @@ impl super::SqliteStore {
         let id = change.job_id;
         let moved = self
             .writer
-            .one_trip(durability, query, move |rows| {
+            .one_trip(query, move |rows| {
                 let moved = rows
                     .into_iter()
                     .next()
@@ -192,8 +181,7 @@ impl super::SqliteStore {
         statements.push(OUTPUT_ROW_STATEMENT.to_owned());
         statements.extend(end.statements.iter().cloned());
         let statements: Vec<&str> = statements.iter().map(String::as_str).collect();
-        let durability = ending.end.durability();
-        let sql = transaction(durability, &statements);
+        let sql = transaction(ending.end.durability(), &statements);
 
         let mut query = bind_output(
             sqlx::query_as::<_, jobs::MovedRow>(sqlx::AssertSqlSafe(sql)),
@@ -219,7 +207,7 @@ impl super::SqliteStore {
         let moved_first = collecting_status.is_some();
         let rows = self
             .writer
-            .one_trip(durability, query, move |rows| {
+            .one_trip(query, move |rows| {
                 let rows: Vec<Result<(Job, i64), StoreError>> = rows
                     .into_iter()
                     .map(|row| Job::try_from(row.job).map(|job| (job, row.last_event_seq)))
@@ -300,7 +288,7 @@ impl super::SqliteStore {
             .bind(dispatch.holder.0.clone());
         let job = self
             .writer
-            .one_trip(Durability::CrashSafe, query, move |rows| {
+            .one_trip(query, move |rows| {
                 let job = rows.into_iter().next().map(Job::try_from);
                 let touched = job_touched(id, job.as_ref().map(Result::as_ref));
                 (job, touched)
@@ -342,7 +330,7 @@ impl super::SqliteStore {
             .bind(to_micros(at));
         let seq = self
             .writer
-            .one_trip(Durability::CrashSafe, query, move |rows| {
+            .one_trip(query, move |rows| {
                 event_written(rows, Touch::Progress(id, Box::new(written)))
             })
             .await?;
@@ -372,9 +360,7 @@ impl super::SqliteStore {
             .bind(to_micros(event.at));
         let seq = self
             .writer
-            .one_trip(Durability::CrashSafe, query, |rows| {
-                event_written(rows, Touch::Nothing)
-            })
+            .one_trip(query, |rows| event_written(rows, Touch::Nothing))
             .await?;
         match seq {
             Some(seq) => events::inserted(id, seq, event),
@@ -410,7 +396,7 @@ impl super::SqliteStore {
         );
         let seq = self
             .writer
-            .one_trip(Durability::CrashSafe, query, move |rows| {
+            .one_trip(query, move |rows| {
                 event_written(rows, Touch::Output(Box::new(recorded)))
             })
             .await?;

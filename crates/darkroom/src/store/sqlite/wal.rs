@@ -14,11 +14,6 @@
 //! Should power fail between a commit and its flush, the job can be gone while its prompt
 //! was already posted; its submitter was never told it was accepted, as before.
 //!
-//! The same flush also runs behind the commits of a running job's steps ([`Behind`]):
-//! they do not wait for the disk, and the power-safe commit that ends the job would
-//! otherwise write out all of their pages at once, on the job's path, while the run left
-//! the disk idle.
-//!
 //! The log stays the same file while this process has the database open: its writer's
 //! own connection never closes, and SQLite deletes the log only when the last connection
 //! does. The flush still checks that the file it holds is the one at the log's path, and
@@ -29,8 +24,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-
-use tokio::sync::mpsc;
 
 use crate::store::StoreError;
 
@@ -84,36 +77,6 @@ impl WalFile {
             _ => File::open(&self.path).map_err(failed)?,
         };
         held.insert(file).sync_data().map_err(failed)
-    }
-}
-
-/// Flushes the log in the background after commits that did not wait for the disk, one
-/// flush at a time: commits made during a flush ask for one more after it, not one each.
-/// Nothing waits for these flushes and nothing is promised by them; they only leave less
-/// for the next commit that must wait for the disk. The task ends with the store.
-#[derive(Debug, Clone)]
-pub(super) struct Behind {
-    wanted: mpsc::Sender<()>,
-}
-
-impl Behind {
-    pub(super) fn start(wal: Arc<WalFile>) -> Self {
-        // One slot: a request made while one waits is the same request.
-        let (wanted, mut requests) = mpsc::channel(1);
-        tokio::spawn(async move {
-            while requests.recv().await.is_some() {
-                if let Err(error) = wal.flush().await {
-                    // Commits that promise durability flush for themselves and fail then.
-                    tracing::debug!(%error, "database log not flushed behind its commits");
-                }
-            }
-        });
-        Self { wanted }
-    }
-
-    /// Asks for a flush soon, unless one is already asked for.
-    pub(super) fn poke(&self) {
-        let _ = self.wanted.try_send(());
     }
 }
 

@@ -58,7 +58,7 @@ pub async fn check_exposure(config: &Config, address: SocketAddr) -> Result<(), 
     if address.ip().is_loopback() {
         return Ok(());
     }
-    let store = crate::store::open(&config.database_url).await?;
+    let store = crate::store::open_beside_server(&config.database_url).await?;
     let keys = store.count_live_keys().await?;
     crate::auth::check_exposure(address, keys, config.open_server)?;
     Ok(())
@@ -76,9 +76,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     tokio::fs::create_dir_all(&config.data_dir).await?;
-    let store = crate::store::open(&config.database_url).await?;
-    // Held until `serve` returns: one server per SQLite database.
+    // Held until `serve` returns: one server per SQLite database. Claimed before the store
+    // opens, because opening migrates it: a server refused here must leave the database
+    // as the one serving it knows it.
     let _ownership = crate::store::claim_ownership(&config.database_url)?;
+    let store = crate::store::open(&config.database_url).await?;
     tracing::info!(database = %crate::config::redact_url(&config.database_url), "store open");
     let location = ArtifactsLocation::parse(&config.artifacts_url, &config.data_dir, &config.s3)?;
     let blobs = crate::artifacts::open(&location).await?;

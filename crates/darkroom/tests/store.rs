@@ -547,3 +547,49 @@ async fn old_schema(scratch: &std::path::Path, last: i64) -> sqlx::migrate::Migr
     }
     sqlx::migrate::Migrator::new(folder).await.unwrap()
 }
+
+/// A command beside a running server (`darkroom keys`) leaves the server's database at
+/// the schema that server knows, and says why it refuses; with no server, it upgrades it.
+#[tokio::test]
+async fn a_command_beside_a_server_of_another_version_leaves_its_database_alone() {
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("darkroom.db");
+    let url = format!("sqlite://{}", file.display());
+    let pool = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&file)
+            .create_if_missing(true),
+    )
+    .await
+    .unwrap();
+    old_schema(folder.path(), 6).await.run(&pool).await.unwrap();
+    let version = || async {
+        sqlx::query_scalar::<_, i64>("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+
+    let server = store::claim_ownership(&url).unwrap();
+    match store::open_beside_server(&url).await {
+        Err(error @ StoreError::SchemaMismatch { applied: 6, .. }) => {
+            let message = error.to_string();
+            assert!(message.contains("version 6"), "{message}");
+            assert!(
+                message.contains("another Darkroom process serves it"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a schema mismatch, got {other:?}"),
+    }
+    assert_eq!(
+        version().await,
+        6,
+        "the server's database was migrated under it"
+    );
+
+    drop(server);
+    let store = store::open_beside_server(&url).await.unwrap();
+    assert!(version().await > 6);
+    assert_eq!(store.api_keys().await.unwrap(), []);
+}

@@ -35,7 +35,7 @@ pub async fn run(
         KeysCommand::List(flags) | KeysCommand::Revoke { flags, .. } => flags,
     };
     let config = Config::load(config_file, &flags.overrides())?;
-    let store = store::open(&config.database_url).await?;
+    let store = store::open_beside_server(&config.database_url).await?;
     let now = OffsetDateTime::now_utc();
     match command {
         KeysCommand::Create(create) => create_key(store.as_ref(), create, now).await,

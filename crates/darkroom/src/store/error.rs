@@ -118,6 +118,15 @@ pub enum StoreError {
         source: std::sync::Arc<StoreError>,
     },
 
+    /// A command beside the server that owns the database found it at another schema
+    /// version than its own: only that server may migrate it.
+    #[error(
+        "the database's schema is at version {applied} and this Darkroom's at {expected}, \
+         and another Darkroom process serves it: run this command with the darkroom that \
+         serves it, or stop that server and start this version's, which upgrades the database"
+    )]
+    SchemaMismatch { applied: i64, expected: i64 },
+
     /// The store's writer task ended (the runtime is shutting down) before it answered.
     #[error("the store's writer stopped before answering")]
     WriterStopped,

@@ -475,6 +475,15 @@ pub fn claim_ownership(url: &str) -> Result<Ownership, StoreError> {
         return Ok(Ownership { _lock: None });
     };
     let lock = sqlite::beside(&database, ".lock");
+    if let Some(folder) = lock
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(folder).map_err(|source| StoreError::DataFolder {
+            path: folder.to_path_buf(),
+            source,
+        })?;
+    }
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -488,6 +497,28 @@ pub fn claim_ownership(url: &str) -> Result<Ownership, StoreError> {
         Ok(()) => Ok(Ownership { _lock: Some(file) }),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse { database, lock }),
         Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Lock { lock, source }),
+    }
+}
+
+/// Opens the store for a short-lived command that may run beside a server (`darkroom
+/// keys`, the exposure check before binding). A SQLite database no server holds is opened
+/// as the server would, migrations included, under its lock so that no server starts on
+/// it halfway; one a server holds is left to that server, which alone may migrate it: its
+/// schema must then be this build's.
+///
+/// # Errors
+///
+/// As [`open`]; `SchemaMismatch` beside a server of another version.
+pub async fn open_beside_server(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if !url.starts_with("sqlite:") {
+        return open(url).await;
+    }
+    match claim_ownership(url) {
+        Ok(_owned) => open(url).await,
+        Err(StoreError::InUse { .. }) => {
+            Ok(Arc::new(SqliteStore::open_without_migrating(url).await?))
+        }
+        Err(error) => Err(error),
     }
 }
 

@@ -96,6 +96,15 @@ use crate::jobs::requirements::Requirements;
 use crate::store::rows::{self, from_micros};
 use crate::store::{Ended, Ending};
 
+/// What opening does with the database's schema.
+#[derive(Debug, Clone, Copy)]
+enum Schema {
+    /// Applies this build's pending migrations: the owner of the database.
+    Migrate,
+    /// Refuses a schema other than this build's, changing nothing.
+    Check,
+}
+
 /// The database the shared queries are compiled for.
 type Db = Sqlite;
 type Connection = SqliteConnection;
@@ -256,6 +265,21 @@ impl SqliteStore {
     /// A malformed URL, a folder that cannot be created, a database that
     /// cannot be opened or migrated.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, Schema::Migrate).await
+    }
+
+    /// Opens `sqlite://path` as [`SqliteStore::open`] does, but leaves its schema alone:
+    /// for a command beside a server that owns the database, which alone may change it.
+    ///
+    /// # Errors
+    ///
+    /// As [`SqliteStore::open`]; `SchemaMismatch` when the database's schema is not this
+    /// build's.
+    pub async fn open_without_migrating(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, Schema::Check).await
+    }
+
+    async fn open_with(url: &str, schema: Schema) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .foreign_keys(true)
@@ -274,7 +298,7 @@ impl SqliteStore {
                 source,
             })?;
         }
-        Self::connect(options.journal_mode(SqliteJournalMode::Wal)).await
+        Self::connect(options.journal_mode(SqliteJournalMode::Wal), schema).await
     }
 
     /// Opens (creating) `darkroom.db` inside a data folder.
@@ -293,7 +317,7 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             .journal_mode(SqliteJournalMode::Wal);
-        Self::connect(options).await
+        Self::connect(options, Schema::Migrate).await
     }
 
     /// Moves the log into the database file and closes the readers' connections; pending
@@ -306,7 +330,7 @@ impl SqliteStore {
     }
 
     /// A file database: readers, and one writer.
-    async fn connect(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+    async fn connect(options: SqliteConnectOptions, schema: Schema) -> Result<Self, StoreError> {
         let normal = options.clone().synchronous(SqliteSynchronous::Normal);
         // Reading the keys again gets a connection of its own, so a burst of requests that
         // finds them changed does not wait for the readers. Opened first and alone: it
@@ -318,7 +342,15 @@ impl SqliteStore {
         let full = options.synchronous(SqliteSynchronous::Full);
         let trips = Arc::new(tokio::sync::Mutex::new(full.connect().await?));
         let writer = Self::pool(full, 1).await?;
-        Self::start(pool, writer, Some(trips), Some(key_reader), Some(file)).await
+        Self::start(
+            pool,
+            writer,
+            Some(trips),
+            Some(key_reader),
+            Some(file),
+            schema,
+        )
+        .await
     }
 
     /// An in-memory database lives only as long as a connection to it, so its single
@@ -326,7 +358,7 @@ impl SqliteStore {
     /// would open another, empty database.
     async fn connect_in_memory(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let pool = Self::pool(options, 1).await?;
-        Self::start(pool.clone(), pool, None, None, None).await
+        Self::start(pool.clone(), pool, None, None, None, Schema::Migrate).await
     }
 
     /// A pool of `connections` that are never retired. No ping before each use: it checks
@@ -354,8 +386,25 @@ impl SqliteStore {
         trips: Option<Arc<tokio::sync::Mutex<SqliteConnection>>>,
         key_reader: Option<Arc<tokio::sync::Mutex<SqliteConnection>>>,
         file: Option<std::path::PathBuf>,
+        schema: Schema,
     ) -> Result<Self, StoreError> {
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        let migrations = sqlx::migrate!("./migrations/sqlite");
+        match schema {
+            Schema::Migrate => migrations.run(&pool).await?,
+            Schema::Check => {
+                let expected = migrations.iter().map(|m| m.version).max().unwrap_or(0);
+                // A database no Darkroom has migrated yet has no such table: version 0.
+                let applied: i64 = sqlx::query_scalar(
+                    "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
+                )
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(0);
+                if applied != expected {
+                    return Err(StoreError::SchemaMismatch { applied, expected });
+                }
+            }
+        }
         let mirror = Mirror::new(load_queue(&pool).await?);
         tracing::info!(
             store.engine = "sqlite",

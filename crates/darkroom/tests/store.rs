@@ -440,16 +440,7 @@ async fn a_reopened_file_store_rebuilds_its_queue() {
 #[tokio::test]
 async fn a_database_from_before_events_were_kept_by_job_keeps_them_after_the_upgrade() {
     let folder = tempfile::tempdir().unwrap();
-    let file = folder.path().join("darkroom.db");
-    let old = old_schema(folder.path(), 6).await;
-    let pool = sqlx::SqlitePool::connect_with(
-        sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&file)
-            .create_if_missing(true),
-    )
-    .await
-    .unwrap();
-    old.run(&pool).await.unwrap();
+    let pool = old_database(folder.path(), 6).await;
 
     let (owned, templated, claimed) = (JobId::new(), JobId::new(), JobId::new());
     let rows = [
@@ -532,6 +523,20 @@ async fn a_database_from_before_events_were_kept_by_job_keeps_them_after_the_upg
     );
 }
 
+/// `darkroom.db` in `folder` with the SQLite migrations up to `last`, as an older Darkroom
+/// left it, and a connection to it.
+async fn old_database(folder: &std::path::Path, last: i64) -> sqlx::SqlitePool {
+    let pool = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(folder.join("darkroom.db"))
+            .create_if_missing(true),
+    )
+    .await
+    .unwrap();
+    old_schema(folder, last).await.run(&pool).await.unwrap();
+    pool
+}
+
 /// The SQLite migrations up to `last`, as an older Darkroom applied them.
 async fn old_schema(scratch: &std::path::Path, last: i64) -> sqlx::migrate::Migrator {
     let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
@@ -553,16 +558,8 @@ async fn old_schema(scratch: &std::path::Path, last: i64) -> sqlx::migrate::Migr
 #[tokio::test]
 async fn a_command_beside_a_server_of_another_version_leaves_its_database_alone() {
     let folder = tempfile::tempdir().unwrap();
-    let file = folder.path().join("darkroom.db");
-    let url = format!("sqlite://{}", file.display());
-    let pool = sqlx::SqlitePool::connect_with(
-        sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&file)
-            .create_if_missing(true),
-    )
-    .await
-    .unwrap();
-    old_schema(folder.path(), 6).await.run(&pool).await.unwrap();
+    let url = format!("sqlite://{}", folder.path().join("darkroom.db").display());
+    let pool = old_database(folder.path(), 6).await;
     let version = || async {
         sqlx::query_scalar::<_, i64>("SELECT MAX(version) FROM _sqlx_migrations")
             .fetch_one(&pool)

@@ -475,15 +475,7 @@ pub fn claim_ownership(url: &str) -> Result<Ownership, StoreError> {
         return Ok(Ownership { _lock: None });
     };
     let lock = sqlite::beside(&database, ".lock");
-    if let Some(folder) = lock
-        .parent()
-        .filter(|folder| !folder.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(folder).map_err(|source| StoreError::DataFolder {
-            path: folder.to_path_buf(),
-            source,
-        })?;
-    }
+    sqlite::create_folder_of(&lock)?;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -288,16 +288,7 @@ impl SqliteStore {
             return Self::connect_in_memory(options).await;
         }
 
-        if let Some(folder) = options
-            .get_filename()
-            .parent()
-            .filter(|dir| !dir.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(folder).map_err(|source| StoreError::DataFolder {
-                path: folder.to_path_buf(),
-                source,
-            })?;
-        }
+        create_folder_of(options.get_filename())?;
         Self::connect(options.journal_mode(SqliteJournalMode::Wal), schema).await
     }
 
@@ -307,10 +298,7 @@ impl SqliteStore {
     ///
     /// As [`SqliteStore::open`].
     pub async fn open_in(folder: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(folder).map_err(|source| StoreError::DataFolder {
-            path: folder.to_path_buf(),
-            source,
-        })?;
+        create_folder(folder)?;
         let options = SqliteConnectOptions::new().filename(folder.join(DATABASE_FILE));
         let options = options
             .create_if_missing(true)
@@ -528,6 +516,25 @@ pub(crate) fn database_file(url: &str) -> Result<Option<std::path::PathBuf>, Sto
     }
     let options = SqliteConnectOptions::from_str(url)?;
     Ok(Some(options.get_filename().to_path_buf()))
+}
+
+/// Creates the folder `file` is in, with its parents, unless it is the current one.
+///
+/// # Errors
+///
+/// `DataFolder` naming the folder.
+pub(crate) fn create_folder_of(file: &Path) -> Result<(), StoreError> {
+    match file.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => create_folder(folder),
+        _ => Ok(()),
+    }
+}
+
+fn create_folder(folder: &Path) -> Result<(), StoreError> {
+    std::fs::create_dir_all(folder).map_err(|source| StoreError::DataFolder {
+        path: folder.to_path_buf(),
+        source,
+    })
 }
 
 /// The file named `suffix` beside the database `file` (`darkroom.db` + `.lock`).

@@ -230,22 +230,21 @@ async fn commit_without_keys(
 ) -> Result<Vec<Result<JobChange, StoreError>>, StoreError> {
     let lock = Arc::clone(&writer.lock).lock_owned().await;
     let mut added = Added::default();
-    let mut rooms = Vec::with_capacity(jobs.len());
-    let mut statuses = Vec::with_capacity(jobs.len());
+    // Each job's first event, or why the queue has no room for it.
+    let mut firsts = Vec::with_capacity(jobs.len());
     for job in &jobs {
-        let room = added.check(&writer.mirror().queue, job);
-        if room.is_ok() {
-            added.count(job);
-            statuses.push(Some(jobs::first_status(job)));
-        } else {
-            statuses.push(None);
-        }
-        rooms.push(room);
+        firsts.push(match added.check(&writer.mirror().queue, job) {
+            Ok(()) => {
+                added.count(job);
+                Ok(jobs::first_status(job))
+            }
+            Err(full) => Err(full),
+        });
     }
     let accepted: Vec<(&NewJob, &NewEvent)> = jobs
         .iter()
-        .zip(&statuses)
-        .filter_map(|(job, status)| Some((job, status.as_ref()?)))
+        .zip(&firsts)
+        .filter_map(|(job, first)| Some((job, first.as_ref().ok()?)))
         .collect();
     if !accepted.is_empty() {
         write_batch(writer, &accepted, durability).await?;
@@ -254,13 +253,11 @@ async fn commit_without_keys(
 
     // Each created job moves into its answer, workflows and all: nothing is copied.
     let mut mirror = writer.mirror();
-    let outcomes = rooms
+    let outcomes = firsts
         .into_iter()
         .zip(jobs)
-        .zip(statuses)
-        .map(|((room, mut job), status)| {
-            room?;
-            let status = status.ok_or(StoreError::WriterStopped)?;
+        .map(|(first, mut job)| {
+            let status = first?;
             let requirements = std::mem::take(&mut job.requirements);
             let change = jobs::created(job, &status)?;
             mirror.created(JobSummary::from(&change.job), requirements);

@@ -381,13 +381,11 @@ impl SqliteStore {
             Schema::Migrate => migrations.run(&pool).await?,
             Schema::Check => {
                 let expected = migrations.iter().map(|m| m.version).max().unwrap_or(0);
-                // A database no Darkroom has migrated yet has no such table: version 0.
                 let applied: i64 = sqlx::query_scalar(
                     "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
                 )
                 .fetch_one(&pool)
-                .await
-                .unwrap_or(0);
+                .await?;
                 if applied != expected {
                     return Err(StoreError::SchemaMismatch { applied, expected });
                 }
@@ -408,8 +406,12 @@ impl SqliteStore {
             queue_watch: Arc::new(Mutex::new(None)),
         };
         // The schema's changes go into the database file now, not at the first automatic
-        // checkpoint: the file is whole even if its log is lost.
-        writer.checkpoint_or_warn("start-up").await;
+        // checkpoint: the file is whole even if its log is lost. Only by the database's
+        // owner: a command beside a server leaves that server's log alone, since the
+        // checkpoint would hold the server's writes until it is done.
+        if let Schema::Migrate = schema {
+            writer.checkpoint_or_warn("start-up").await;
+        }
         let accepts = accepts::start(writer.clone());
         Ok(Self {
             pool,

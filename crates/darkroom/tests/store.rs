@@ -590,3 +590,83 @@ async fn a_command_beside_a_server_of_another_version_leaves_its_database_alone(
     assert!(version().await > 6);
     assert_eq!(store.api_keys().await.unwrap(), []);
 }
+
+/// Records a migration this build does not have, as a newer Darkroom would have.
+const FROM_A_NEWER_DARKROOM: &str = "INSERT INTO _sqlx_migrations \
+     (version, description, success, checksum, execution_time) \
+     VALUES (9999, 'from a newer darkroom', TRUE, $1, 0)";
+
+/// An older database is upgraded, and the command doing it says so first; a database a
+/// newer Darkroom upgraded is refused with both versions named, and left as it was.
+#[tokio::test]
+async fn a_database_is_upgraded_with_a_word_and_one_from_a_newer_darkroom_is_refused() {
+    let folder = tempfile::tempdir().unwrap();
+    let pool = old_database(folder.path(), 6).await;
+    let keys_list = || async {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_darkroom"));
+        command
+            .args(["keys", "list", "--data-dir"])
+            .arg(folder.path());
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("DARKROOM_") || name == "RUST_LOG" {
+                command.env_remove(name);
+            }
+        }
+        command.output().await.unwrap()
+    };
+
+    let upgraded = keys_list().await;
+    let log = String::from_utf8_lossy(&upgraded.stderr);
+    assert!(upgraded.status.success(), "{log}");
+    assert!(log.contains("upgrading the database's schema"), "{log}");
+    assert!(log.contains("schema.from=6"), "{log}");
+
+    sqlx::query(FROM_A_NEWER_DARKROOM)
+        .bind([0_u8].as_slice())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let refused = keys_list().await;
+    let log = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{log}");
+    assert!(
+        log.contains("schema is at version 9999, newer than this Darkroom's"),
+        "{log}"
+    );
+    let newest: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(newest, 9999, "the newer schema's record was touched");
+}
+
+#[tokio::test]
+async fn a_postgres_schema_from_a_newer_darkroom_is_refused() {
+    let Some(schema) =
+        postgres::TestSchema::create("a_postgres_schema_from_a_newer_darkroom_is_refused").await
+    else {
+        return;
+    };
+    let store = store::open(&schema.url).await.unwrap();
+    create(&store, new_job(0)).await;
+    drop(store);
+    let pool = sqlx::PgPool::connect(&schema.url).await.unwrap();
+    sqlx::query(FROM_A_NEWER_DARKROOM)
+        .bind([0_u8].as_slice())
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    match store::open(&schema.url).await {
+        Err(StoreError::SchemaNewer {
+            applied: 9999,
+            expected,
+        }) => assert!(expected < 9999),
+        other => panic!("expected a newer schema to be refused, got {other:?}"),
+    }
+    let jobs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(jobs, 1);
+}

@@ -127,6 +127,14 @@ pub enum StoreError {
     )]
     SchemaMismatch { applied: i64, expected: i64 },
 
+    /// The database was upgraded by a newer Darkroom, whose migrations this build lacks.
+    #[error(
+        "the database's schema is at version {applied}, newer than this Darkroom's \
+         ({expected}): a newer Darkroom upgraded it, and no Darkroom downgrades a database; \
+         run that newer version, or give this one another database"
+    )]
+    SchemaNewer { applied: i64, expected: i64 },
+
     /// The store's writer task ended (the runtime is shutting down) before it answered.
     #[error("the store's writer stopped before answering")]
     WriterStopped,

@@ -22,6 +22,7 @@ mod error;
 mod postgres;
 mod request;
 mod rows;
+mod schema;
 mod sqlite;
 
 use std::sync::Arc;

@@ -46,6 +46,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 
 use super::engine::{Touch, shared_store_impl};
+use super::schema;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, Transaction};
 use time::OffsetDateTime;
@@ -90,6 +91,20 @@ pub struct PostgresStore {
     pool: PgPool,
 }
 
+/// The newest migration the schema records as applied; `None` for a new schema.
+async fn applied_version(pool: &PgPool) -> Result<Option<i64>, StoreError> {
+    let recorded: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if !recorded {
+        return Ok(None);
+    }
+    let applied = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await?;
+    Ok(applied)
+}
+
 impl PostgresStore {
     /// Connects to `postgres://` or `postgresql://` URL and applies pending
     /// migrations to the schema the connection uses.
@@ -104,7 +119,10 @@ impl PostgresStore {
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let migrations = sqlx::migrate!("./migrations/postgres");
+        let applied = applied_version(&pool).await?;
+        schema::before_migrating("postgres", applied, schema::latest(&migrations))?;
+        migrations.run(&pool).await?;
         tracing::info!(store.engine = "postgres", "store ready");
         Ok(Self { pool })
     }

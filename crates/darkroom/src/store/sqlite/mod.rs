@@ -73,6 +73,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::engine::{Touch, shared_store_impl};
+use super::schema;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -240,6 +241,22 @@ impl Writer {
     }
 }
 
+/// The newest migration the database records as applied; `None` for a new database.
+async fn applied_version(pool: &SqlitePool) -> Result<Option<i64>, StoreError> {
+    let recorded: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+    )
+    .fetch_one(pool)
+    .await?;
+    if !recorded {
+        return Ok(None);
+    }
+    let applied = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await?;
+    Ok(applied)
+}
+
 /// How a write transaction of `durability` starts. `synchronous` cannot change inside a
 /// transaction; sent with the `BEGIN`, it costs no trip of its own to the connection's
 /// thread.
@@ -377,15 +394,15 @@ impl SqliteStore {
         schema: Schema,
     ) -> Result<Self, StoreError> {
         let migrations = sqlx::migrate!("./migrations/sqlite");
+        let expected = schema::latest(&migrations);
+        let applied = applied_version(&pool).await?;
         match schema {
-            Schema::Migrate => migrations.run(&pool).await?,
+            Schema::Migrate => {
+                schema::before_migrating("sqlite", applied, expected)?;
+                migrations.run(&pool).await?;
+            }
             Schema::Check => {
-                let expected = migrations.iter().map(|m| m.version).max().unwrap_or(0);
-                let applied: i64 = sqlx::query_scalar(
-                    "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
-                )
-                .fetch_one(&pool)
-                .await?;
+                let applied = applied.unwrap_or(0);
                 if applied != expected {
                     return Err(StoreError::SchemaMismatch { applied, expected });
                 }

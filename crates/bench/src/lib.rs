@@ -8,6 +8,7 @@
 //! it working. Every server it starts listens on 127.0.0.1, on a port the system picked.
 
 pub mod direct;
+pub mod disk;
 pub mod graphs;
 pub mod report;
 pub mod scenarios;

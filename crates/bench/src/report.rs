@@ -15,6 +15,8 @@ pub enum Unit {
     /// How many times the other one.
     Times,
     Count,
+    /// A mean count, which whole numbers would round away (2.2 flushes a job).
+    MeanCount,
 }
 
 impl Unit {
@@ -31,6 +33,7 @@ impl Unit {
             Unit::MebiBytesPerSecond => format!("{value:.0} MiB/s"),
             Unit::Times => format!("{value:.2}x"),
             Unit::Count => thousands(value),
+            Unit::MeanCount => format!("{value:.2}"),
         }
     }
 }

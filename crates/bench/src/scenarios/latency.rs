@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::{darkroom_for, simulators};
 use crate::direct::DirectClient;
+use crate::disk::{Device, DiskCounters};
 use crate::report::{Goal, Unit};
 use crate::server::Proxy;
 use crate::stats::Samples;
@@ -47,11 +48,14 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
         run_times: None,
     };
     let jobs = bench.options.sizes.latency_jobs;
+    let disk = Device::of(darkroom.data_dir())?;
+    let disk_before = disk.map(Device::counters).transpose()?.flatten();
     let cpu_before = darkroom.cpu_time()?;
     let switches_before = darkroom.context_switches()?;
     let timings = paths.compare(jobs, graphs::small_image).await;
     let cpu = darkroom.cpu_time()?.saturating_sub(cpu_before);
     let switches = darkroom.context_switches()?.saturating_sub(switches_before);
+    let disk_after = disk.map(Device::counters).transpose()?.flatten();
     darkroom.stop().await;
     if let Some(proxy) = proxy {
         proxy.stop().await;
@@ -74,6 +78,7 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
         Unit::Count,
         None,
     );
+    report_disk(bench, disk_before.zip(disk_after), all_jobs);
     if bench.options.proxy.is_none() {
         bench.report.text(
             &format!("{NAME} (simulator)"),
@@ -82,6 +87,55 @@ pub async fn run(bench: &mut Bench) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// What the disk under Darkroom's data folder did over the turns, per Darkroom job (the
+/// other paths keep nothing on disk): the device's own time per write and per flush is
+/// what a job's two flushes (its accept's and its end's) cost on this machine.
+fn report_disk(bench: &mut Bench, counters: Option<(DiskCounters, DiskCounters)>, jobs: u64) {
+    let scenario = format!("{NAME} (simulator)");
+    let Some((before, after)) = counters else {
+        bench.report.text(
+            &scenario,
+            "disk under the data folder",
+            "not measured: the folder is on no block device /proc/diskstats lists",
+        );
+        return;
+    };
+    let done = after.since(before);
+    let per_job = |count: u64| count as f64 / jobs as f64;
+    let each = |ms: u64, count: u64| {
+        if count == 0 {
+            f64::NAN
+        } else {
+            ms as f64 / count as f64
+        }
+    };
+    let rows = [
+        (
+            "disk writes per job (the data folder's device)",
+            per_job(done.writes),
+            Unit::MeanCount,
+        ),
+        (
+            "disk time per write",
+            each(done.write_ms, done.writes),
+            Unit::Milliseconds,
+        ),
+        (
+            "disk flushes per job",
+            per_job(done.flushes),
+            Unit::MeanCount,
+        ),
+        (
+            "disk time per flush",
+            each(done.flush_ms, done.flushes),
+            Unit::Milliseconds,
+        ),
+    ];
+    for (measure, value, unit) in rows {
+        bench.report.figure(&scenario, measure, value, unit, None);
+    }
 }
 
 /// The ways one job can reach a backend.

@@ -1,7 +1,8 @@
 //! Many backends, simulated: a job goes only to a backend with its node classes, a
 //! draining backend takes no new job, one owner's flood does not hold back another
 //! owner's single job, a backend that restarts mid-run has its jobs run again, and
-//! `/metrics` parses as Prometheus text and counts the jobs run.
+//! `/metrics` parses as Prometheus text and counts the jobs run, and the template list
+//! marks the templates no backend can run.
 //!
 //! Waits follow job events; the only polling is for a backend's state, which has no event
 //! stream, bounded by `PATIENCE`.
@@ -109,6 +110,62 @@ async fn a_job_needing_what_no_single_backend_has_is_refused_naming_each_lack() 
         "{refused}"
     );
     assert_eq!(lacks["no-save"], "node class \"SaveImage\"", "{refused}");
+    server.stop().await;
+}
+
+/// The template list says which templates no backend can run as they stand, and why,
+/// before anyone fills in a form; a job of one is refused with the same reason.
+#[tokio::test]
+async fn templates_no_backend_can_run_are_marked_with_what_each_backend_lacks() {
+    let plain = sim(&["DarkroomSteps"]).await;
+    let templates = tempfile::tempdir().unwrap();
+    let write = |name: &str, graph: &Value| {
+        std::fs::write(templates.path().join(name), graph.to_string()).unwrap();
+    };
+    write("card.json", &save_image("card"));
+    write("slow.json", &steps_then_save(2, 1));
+    let server = TestServer::with(Options {
+        templates_dir: Some(templates.path().to_path_buf()),
+        backends: vec![BackendConfig::at_url("plain", plain.base_url())],
+        ..Options::default()
+    })
+    .await;
+    server.wait_backend_in("plain", "up").await;
+
+    let (status, listed) = server.get("/api/templates").await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let entry = |name: &str| {
+        listed["templates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|template| template["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not listed: {listed}"))
+    };
+    let (card, slow) = (entry("card"), entry("slow"));
+    assert_eq!(card["runnable"], true, "{card}");
+    assert_eq!(card["unrunnable"], Value::Null, "{card}");
+    assert_eq!(slow["runnable"], false, "{slow}");
+    let why =
+        "no backend can run this workflow: backend \"plain\" lacks node class \"DarkroomSteps\"";
+    assert_eq!(slow["unrunnable"], why, "{slow}");
+
+    let (_, described) = server.get("/api/templates/slow").await;
+    assert_eq!(described["runnable"], false, "{described}");
+    assert_eq!(described["unrunnable"], why, "{described}");
+
+    let (status, refused) = server
+        .post("/api/templates/slow/jobs", &json!({"params": {}}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("DarkroomSteps"),
+        "{refused}"
+    );
     server.stop().await;
 }
 

@@ -23,6 +23,7 @@ use super::links::Origin;
 use super::node_classes::NodeCatalog;
 use super::{ApiError, AppState, body};
 use crate::auth::Caller;
+use crate::jobs::requirements::Requirements;
 use crate::templates::{Manifest, ParameterError, ParameterSpec, Template, TemplateError, Unfit};
 
 /// Body of `POST /api/templates/{name}/jobs`.
@@ -57,7 +58,7 @@ pub async fn list(State(state): State<AppState>) -> Json<Value> {
         .list(info)
         .into_iter()
         .map(|(name, template)| match template {
-            Ok(template) => summary(&template),
+            Ok(template) => summary(&template, unrunnable(&state, &template)),
             Err(error) => json!({"name": name, "error": error.to_string()}),
         })
         .collect();
@@ -76,7 +77,8 @@ pub async fn get(
     let catalog = state.node_classes.catalog(&state.backends).await;
     let info = catalog.as_deref().map(NodeCatalog::object_info);
     let template = state.templates.template(&name, info)?;
-    Ok(Json(detail(&template, &template.specs(info))))
+    let unrunnable = unrunnable(&state, &template);
+    Ok(Json(detail(&template, &template.specs(info), unrunnable)))
 }
 
 /// `POST /api/templates`: compiles the template, then writes it into the template folder.
@@ -97,7 +99,11 @@ pub async fn create(
         .create(&request.name, request.workflow, request.manifest, info)
         .await?;
     let location = format!("/api/templates/{}", template.name);
-    let detail = detail(&template, &template.specs(info));
+    let detail = detail(
+        &template,
+        &template.specs(info),
+        unrunnable(&state, &template),
+    );
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
@@ -274,7 +280,19 @@ impl From<TemplateError> for ApiError {
     }
 }
 
-fn summary(template: &Template) -> Value {
+/// Why no backend can run `template` as it stands (its own values, before any parameter
+/// changes them), or `None` when one can, or may: a backend not yet probed may. The same
+/// check refuses a job at submission, so a client learns it before filling in the form.
+fn unrunnable(state: &AppState, template: &Template) -> Option<String> {
+    let requirements = Requirements::of(&Value::Object(template.graph.clone()));
+    state
+        .scheduler
+        .check_runnable(&requirements)
+        .err()
+        .map(|unrunnable| unrunnable.to_string())
+}
+
+fn summary(template: &Template, unrunnable: Option<String>) -> Value {
     let parameters: Vec<&str> = template
         .parameters
         .iter()
@@ -287,10 +305,12 @@ fn summary(template: &Template) -> Value {
         "format": template.format,
         "parameters": parameters,
         "error": null,
+        "runnable": unrunnable.is_none(),
+        "unrunnable": unrunnable,
     })
 }
 
-fn detail(template: &Arc<Template>, specs: &[ParameterSpec]) -> Value {
+fn detail(template: &Arc<Template>, specs: &[ParameterSpec], unrunnable: Option<String>) -> Value {
     let parameters: Vec<Value> = specs.iter().map(parameter).collect();
     let hidden: Vec<&str> = template
         .hidden
@@ -306,6 +326,8 @@ fn detail(template: &Arc<Template>, specs: &[ParameterSpec]) -> Value {
         "schema": template.json_schema(specs),
         "hidden": hidden,
         "notes": template.notes,
+        "runnable": unrunnable.is_none(),
+        "unrunnable": unrunnable,
     })
 }
 

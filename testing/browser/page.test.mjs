@@ -259,6 +259,19 @@ test('a refused value is shown beside its parameter, by name', async () => {
   await screenshot('parameter-error');
 });
 
+test('a template no backend can run says what each backend lacks', async () => {
+  await page.goto(`${BASE}/#/generate`);
+  const option = page.locator('#template option[value="needs-a-missing-node"]');
+  assert.match(await option.textContent(), /no backend can run it/);
+  assert.notEqual(await page.getByLabel('Template').inputValue(), 'needs-a-missing-node');
+  await openTemplate('needs-a-missing-node');
+  const why = page.locator('.unrunnable:not([hidden])');
+  await why.waitFor();
+  assert.match(await why.textContent(), /lacks node class "DarkroomNodeNobodyHas"/);
+  await openTemplate('txt2img-sd15');
+  assert.equal(await page.locator('.unrunnable:not([hidden])').count(), 0);
+});
+
 test('a failed job names the node that failed', async () => {
   await openTemplate('always-fails');
   await page.getByRole('button', { name: 'Generate' }).click();

@@ -194,6 +194,17 @@ async fn templates_are_listed_and_shown_from_the_server() {
         "{}",
         listed.describe()
     );
+    let marked = listed
+        .stdout
+        .lines()
+        .skip_while(|line| !line.starts_with("needs-a-missing-node"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        marked.contains("lacks node class \"DarkroomNodeNobodyHas\""),
+        "{}",
+        listed.describe()
+    );
     let shown = darkroom(&server, &["templates", "show", "txt2img-sd15"]).await;
     assert_eq!(shown.code, 0, "{}", shown.describe());
     assert!(shown.stdout.contains("steps"), "{}", shown.describe());

@@ -113,8 +113,10 @@ async fn a_job_needing_what_no_single_backend_has_is_refused_naming_each_lack() 
     server.stop().await;
 }
 
-/// The template list says which templates no backend can run as they stand, and why,
-/// before anyone fills in a form; a job of one is refused with the same reason.
+/// The template list says which templates no backend can run, and why, before anyone
+/// fills in a form: a node class none has, or a model file none has outside the
+/// parameters (one a parameter names, the client may choose among the backend's files).
+/// A job of such a template is refused with the same reason.
 #[tokio::test]
 async fn templates_no_backend_can_run_are_marked_with_what_each_backend_lacks() {
     let plain = sim(&["DarkroomSteps"]).await;
@@ -124,6 +126,19 @@ async fn templates_no_backend_can_run_are_marked_with_what_each_backend_lacks() 
     };
     write("card.json", &save_image("card"));
     write("slow.json", &steps_then_save(2, 1));
+    let mut with_checkpoint = save_image("checkpoint");
+    with_checkpoint["9"] = json!({"class_type": "CheckpointLoaderSimple",
+        "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}});
+    write("chosen.json", &with_checkpoint);
+    write("fixed.json", &with_checkpoint);
+    let manifest = |name: &str, text: &str| {
+        std::fs::write(templates.path().join(name), text).unwrap();
+    };
+    manifest(
+        "chosen.toml",
+        "discover = false\n[parameters.checkpoint]\nbind = \"9.ckpt_name\"\n",
+    );
+    manifest("fixed.toml", "discover = false\n");
     let server = TestServer::with(Options {
         templates_dir: Some(templates.path().to_path_buf()),
         backends: vec![BackendConfig::at_url("plain", plain.base_url())],
@@ -150,6 +165,17 @@ async fn templates_no_backend_can_run_are_marked_with_what_each_backend_lacks() 
     let why =
         "no backend can run this workflow: backend \"plain\" lacks node class \"DarkroomSteps\"";
     assert_eq!(slow["unrunnable"], why, "{slow}");
+
+    let chosen = entry("chosen");
+    assert_eq!(chosen["runnable"], true, "{chosen}");
+    let fixed = entry("fixed");
+    assert_eq!(fixed["runnable"], false, "{fixed}");
+    assert_eq!(
+        fixed["unrunnable"],
+        "no backend can run this workflow: backend \"plain\" lacks model \
+         \"v1-5-pruned-emaonly.safetensors\" (CheckpointLoaderSimple.ckpt_name)",
+        "{fixed}"
+    );
 
     let (_, described) = server.get("/api/templates/slow").await;
     assert_eq!(described["runnable"], false, "{described}");

@@ -23,6 +23,8 @@ export async function renderGenerate(main, chosen) {
   let stopWatching = () => {};
   const picker = h('select', { id: 'template', name: 'template' });
   const description = h('p', { class: 'description' });
+  // Why no backend can run the chosen template, when none can.
+  const unrunnable = h('p', { class: 'job-error unrunnable', role: 'status', hidden: true });
   const formSlot = h('div', { class: 'form-slot' });
   const watchSlot = h('div', { class: 'watch-slot' },
     h('p', { class: 'placeholder' }, 'Your picture develops here.'));
@@ -31,7 +33,7 @@ export async function renderGenerate(main, chosen) {
     h('div', { class: 'generate' },
       h('div', { class: 'panel' },
         h('div', { class: 'field' }, h('label', { for: 'template' }, 'Template'), picker),
-        description, formSlot),
+        description, unrunnable, formSlot),
       h('div', { class: 'panel' }, watchSlot)));
 
   let templates;
@@ -45,12 +47,18 @@ export async function renderGenerate(main, chosen) {
     replace(formSlot, h('p', {}, 'This Darkroom has no templates yet.'));
     return () => {};
   }
-  const usable = templates.filter((template) => !template.error);
+  // A template no backend can run (a node class or fixed model none has) stays choosable,
+  // so that its form and the reason can be read, but is not offered first.
+  const loads = templates.filter((template) => !template.error);
+  const usable = loads.filter((template) => template.runnable !== false);
   const initial = templates.find((template) => template.name === chosen)
-    ?? usable.find((template) => template.name.startsWith('txt2img')) ?? usable[0] ?? templates[0];
+    ?? usable.find((template) => template.name.startsWith('txt2img')) ?? usable[0] ?? loads[0] ?? templates[0];
+  const label = (template) => {
+    const name = template.title ? `${template.title} (${template.name})` : template.name;
+    return template.runnable === false ? `${name}: no backend can run it` : name;
+  };
   replace(picker, templates.map((template) =>
-    h('option', { value: template.name, disabled: Boolean(template.error) },
-      template.title ? `${template.title} (${template.name})` : template.name)));
+    h('option', { value: template.name, disabled: Boolean(template.error) }, label(template))));
   picker.value = initial.name;
 
   // A template can be chosen while another still loads (the initial one, on a slow
@@ -70,6 +78,9 @@ export async function renderGenerate(main, chosen) {
     if (choice !== latestChoice) return;
 
     description.textContent = template.description || '';
+    const why = template.unrunnable || '';
+    unrunnable.textContent = why && `${why[0].toUpperCase()}${why.slice(1)}.`;
+    unrunnable.hidden = !template.unrunnable;
     const form = buildForm(parameterSchema(template), takePrefill(name), () => submit(name, form));
     form.element.dataset.template = name;
     replace(formSlot, form.element);

@@ -280,14 +280,25 @@ impl From<TemplateError> for ApiError {
     }
 }
 
-/// Why no backend can run `template` as it stands (its own values, before any parameter
-/// changes them), or `None` when one can, or may: a backend not yet probed may. The same
-/// check refuses a job at submission, so a client learns it before filling in the form.
+/// Why no backend can run `template`, whatever its parameters are set to, or `None` when
+/// one can, or may (a backend not yet probed may). Inputs bound to a parameter are left
+/// out: there the client may choose what a backend has (a checkpoint among its files).
+/// What is left, node classes and fixed model files, is what a job of it is refused for at
+/// submission, and a client learns it here before filling in a form.
 fn unrunnable(state: &AppState, template: &Template) -> Option<String> {
-    let requirements = Requirements::of(&Value::Object(template.graph.clone()));
+    let mut fixed = template.graph.clone();
+    for binding in template.parameters.iter().flat_map(|p| &p.bindings) {
+        if let Some(inputs) = fixed
+            .get_mut(&binding.node_id)
+            .and_then(|node| node.get_mut("inputs"))
+            .and_then(Value::as_object_mut)
+        {
+            inputs.remove(&binding.input);
+        }
+    }
     state
         .scheduler
-        .check_runnable(&requirements)
+        .check_runnable(&Requirements::of(&Value::Object(fixed)))
         .err()
         .map(|unrunnable| unrunnable.to_string())
 }

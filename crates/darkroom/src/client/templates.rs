@@ -58,6 +58,9 @@ fn print_list(answer: &Value, json: bool) {
             (None, Some(title)) => println!("{name:<24}  {title}"),
             (None, None) => println!("{name}"),
         }
+        if let Some(why) = template["unrunnable"].as_str() {
+            println!("{:<24}  ({why})", "");
+        }
     }
 }
 
@@ -70,6 +73,9 @@ fn print_template(name: &str, template: &Value, json: bool) {
     println!("{name}: {}", template["title"].as_str().unwrap_or(name));
     if let Some(description) = template["description"].as_str() {
         println!("{description}");
+    }
+    if let Some(why) = template["unrunnable"].as_str() {
+        println!("Cannot run: {why}.");
     }
     let schema = params::schema_of(template);
     let required: Vec<&str> = schema["required"]

@@ -2,13 +2,34 @@
 //! run: sqlx alone would refuse a database a newer Darkroom upgraded with "migration N was
 //! previously applied but is missing", and would upgrade a large one without a word.
 
-use sqlx::migrate::Migrator;
+use sqlx::migrate::{Migrate, Migrator};
 
 use super::StoreError;
 
 /// The newest migration `migrations` holds: the schema version this build writes.
 pub(super) fn latest(migrations: &Migrator) -> i64 {
     migrations.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// The newest migration the database records as applied; `None` for a new database. The
+/// record's table is made when missing, as running `migrations` would make it, under the
+/// same lock (PostgreSQL's advisory lock), so replicas starting together do not race.
+///
+/// # Errors
+///
+/// Database faults.
+pub(super) async fn applied<C: Migrate>(
+    connection: &mut C,
+    migrations: &Migrator,
+) -> Result<Option<i64>, StoreError> {
+    connection.lock().await?;
+    let table = &migrations.table_name;
+    let listed = match connection.ensure_migrations_table(table).await {
+        Ok(()) => connection.list_applied_migrations(table).await,
+        Err(error) => Err(error),
+    };
+    connection.unlock().await?;
+    Ok(listed?.iter().map(|migration| migration.version).max())
 }
 
 /// Refuses a schema newer than this build's, and says when an upgrade begins. `applied`

@@ -91,20 +91,6 @@ pub struct PostgresStore {
     pool: PgPool,
 }
 
-/// The newest migration the schema records as applied; `None` for a new schema.
-async fn applied_version(pool: &PgPool) -> Result<Option<i64>, StoreError> {
-    let recorded: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-        .fetch_one(pool)
-        .await?;
-    if !recorded {
-        return Ok(None);
-    }
-    let applied = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-        .fetch_one(pool)
-        .await?;
-    Ok(applied)
-}
-
 impl PostgresStore {
     /// Connects to `postgres://` or `postgresql://` URL and applies pending
     /// migrations to the schema the connection uses.
@@ -120,7 +106,7 @@ impl PostgresStore {
             .connect_with(options)
             .await?;
         let migrations = sqlx::migrate!("./migrations/postgres");
-        let applied = applied_version(&pool).await?;
+        let applied = schema::applied(&mut *pool.acquire().await?, &migrations).await?;
         schema::before_migrating("postgres", applied, schema::latest(&migrations))?;
         migrations.run(&pool).await?;
         tracing::info!(store.engine = "postgres", "store ready");

@@ -241,22 +241,6 @@ impl Writer {
     }
 }
 
-/// The newest migration the database records as applied; `None` for a new database.
-async fn applied_version(pool: &SqlitePool) -> Result<Option<i64>, StoreError> {
-    let recorded: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
-    )
-    .fetch_one(pool)
-    .await?;
-    if !recorded {
-        return Ok(None);
-    }
-    let applied = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-        .fetch_one(pool)
-        .await?;
-    Ok(applied)
-}
-
 /// How a write transaction of `durability` starts. `synchronous` cannot change inside a
 /// transaction; sent with the `BEGIN`, it costs no trip of its own to the connection's
 /// thread.
@@ -395,7 +379,7 @@ impl SqliteStore {
     ) -> Result<Self, StoreError> {
         let migrations = sqlx::migrate!("./migrations/sqlite");
         let expected = schema::latest(&migrations);
-        let applied = applied_version(&pool).await?;
+        let applied = schema::applied(&mut *pool.acquire().await?, &migrations).await?;
         match schema {
             Schema::Migrate => {
                 schema::before_migrating("sqlite", applied, expected)?;

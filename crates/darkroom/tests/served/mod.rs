@@ -2,7 +2,8 @@
 //! templates and the test templates (`testing/templates`) in a folder of its own, for the
 //! tests that drive Darkroom as a person or a script would: the page and the CLI.
 //!
-//! Waits are on events (the "listening" log line, a process exiting), each bounded.
+//! Waits are on events (the "listening" log line, a process exiting), each bounded, but
+//! for the backend's first probe, which has no event: `/api/backends` is polled for it.
 
 #![allow(
     dead_code,
@@ -65,7 +66,33 @@ impl Served {
             log_path,
         };
         served.spawn().await;
+        served.wait_probed().await;
         served
+    }
+
+    /// Waits, within `READY`, until every backend's node classes are known (its first
+    /// probe): what depends on them, such as the templates no backend can run, is settled
+    /// from then on.
+    async fn wait_probed(&self) {
+        let deadline = tokio::time::Instant::now() + READY;
+        let url = format!("{}/api/backends", self.base_url());
+        loop {
+            let list: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+            let probed = list["backends"].as_array().is_some_and(|backends| {
+                backends
+                    .iter()
+                    .all(|backend| !backend["node_classes"].is_null())
+            });
+            if probed {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the backend was never probed: {list}\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn base_url(&self) -> String {

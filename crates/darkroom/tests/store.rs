@@ -9,6 +9,7 @@
     reason = "helpers outside #[test] fns panic too: that is the failure message we want"
 )]
 
+mod harness;
 mod postgres;
 mod store_suite;
 
@@ -602,18 +603,7 @@ const FROM_A_NEWER_DARKROOM: &str = "INSERT INTO _sqlx_migrations \
 async fn a_database_is_upgraded_with_a_word_and_one_from_a_newer_darkroom_is_refused() {
     let folder = tempfile::tempdir().unwrap();
     let pool = old_database(folder.path(), 6).await;
-    let keys_list = || async {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_darkroom"));
-        command
-            .args(["keys", "list", "--data-dir"])
-            .arg(folder.path());
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("DARKROOM_") || name == "RUST_LOG" {
-                command.env_remove(name);
-            }
-        }
-        command.output().await.unwrap()
-    };
+    let keys_list = || harness::darkroom(folder.path(), &["keys", "list"]);
 
     let upgraded = keys_list().await;
     let log = String::from_utf8_lossy(&upgraded.stderr);

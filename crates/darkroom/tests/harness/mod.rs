@@ -17,12 +17,12 @@ mod stop;
 pub const WAIT: Duration = Duration::from_secs(60);
 
 /// Runs a `darkroom` command on `data_dir` to its end, as an operator would: without the
-/// test environment's `DARKROOM_*` settings.
+/// test environment's `DARKROOM_*` settings or `RUST_LOG` (its logs at their default level).
 pub async fn darkroom(data_dir: &Path, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_darkroom"));
     command.args(args).arg("--data-dir").arg(data_dir);
     for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("DARKROOM_") {
+        if name.to_string_lossy().starts_with("DARKROOM_") || name == "RUST_LOG" {
             command.env_remove(name);
         }
     }
